@@ -1,0 +1,38 @@
+"""muax: MuZero with DeepMind's mctx for gymnasium environments."""
+__version__ = "0.1.0"
+
+from muax import episode_tracer
+from muax import loss
+from muax import model
+from muax import nn
+from muax import replay_buffer
+from muax import test
+from muax import train
+from muax import utils
+from muax import wrappers
+from muax.episode_tracer import NStep
+from muax.episode_tracer import PNStep
+from muax.model import MuZero
+from muax.replay_buffer import Trajectory
+from muax.replay_buffer import TrajectoryReplayBuffer
+from muax.train import fit
+from muax.transition import Transition
+
+__all__ = [
+    "MuZero",
+    "NStep",
+    "PNStep",
+    "Trajectory",
+    "TrajectoryReplayBuffer",
+    "Transition",
+    "episode_tracer",
+    "fit",
+    "loss",
+    "model",
+    "nn",
+    "replay_buffer",
+    "test",
+    "train",
+    "utils",
+    "wrappers",
+]

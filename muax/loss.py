@@ -1,0 +1,83 @@
+"""The MuZero training loss (Schrittwieser et al., 2020, Appendix G).
+
+For a window of K steps starting at observation o_t, the model embeds o_t and
+unrolls the dynamics along the actions actually taken:
+
+  s_0 = repr(o_t),   r_k, s_{k+1} = dyn(s_k, a_{t+k}),   v_k, p_k = pred(s_k).
+
+Each step is scored by cross-entropies: value against the two-hot n-step
+return `Rn_{t+k}`, reward against the two-hot `r_{t+k}`, policy against the
+search policy `pi_{t+k}`. The gradient entering each dynamics step is halved
+so the total gradient to the dynamics stays constant with K, and the loss is
+averaged over the K steps.
+"""
+import jax
+import jax.numpy as jnp
+import optax
+
+from muax.search import Networks
+from muax.support import logits_to_scalar, scalar_to_support
+
+
+def muzero_loss(nets: Networks, params, batch, *, support_size: int,
+                value_weight: float = 1., reward_weight: float = 1.,
+                policy_weight: float = 1.):
+  """Mean MuZero loss over a batch of windows.
+
+  Args:
+    nets: the Haiku apply functions.
+    params: `{'representation', 'prediction', 'dynamic'}` parameters.
+    batch: a Transition with fields `[B, K, ...]`.
+    support_size: S of the categorical support.
+
+  Returns:
+    `(loss, metrics)`: a scalar and a dict of scalar diagnostics.
+  """
+  s = nets.representation(params["representation"], batch.obs[:, 0])
+  actions = jnp.swapaxes(jnp.asarray(batch.a), 0, 1).astype(jnp.int32)  # [K, B]
+
+  def unroll(s, a):
+    value_logits, policy_logits = nets.prediction(params["prediction"], s)
+    reward_logits, next_s = nets.dynamic(params["dynamic"], s, a)
+    next_s = _scale_gradient(next_s, 0.5)
+    return next_s, (value_logits, policy_logits, reward_logits)
+
+  _, (value_logits, policy_logits, reward_logits) = jax.lax.scan(unroll, s, actions)
+  # Back to batch-major [B, K, ...].
+  value_logits, policy_logits, reward_logits = (
+      jnp.swapaxes(x, 0, 1) for x in (value_logits, policy_logits, reward_logits))
+
+  value_loss = _categorical_loss(value_logits, batch.Rn, support_size)
+  reward_loss = _categorical_loss(reward_logits, batch.r, support_size)
+  policy_loss = optax.softmax_cross_entropy(
+      policy_logits, jax.lax.stop_gradient(jnp.asarray(batch.pi, jnp.float32)))
+  per_step = (value_weight * value_loss + reward_weight * reward_loss
+              + policy_weight * policy_loss)  # [B, K]
+  loss = jnp.mean(per_step)
+  metrics = {
+      "value_loss": jnp.mean(value_loss),
+      "reward_loss": jnp.mean(reward_loss),
+      "policy_loss": jnp.mean(policy_loss),
+      "value": jnp.mean(logits_to_scalar(value_logits[:, 0], support_size)),
+      "n_step_return": jnp.mean(jnp.asarray(batch.Rn, jnp.float32)[:, 0]),
+  }
+  return loss, metrics
+
+
+def default_loss_fn(model, params, batch):
+  """The default loss, called as `loss_fn(model, params, batch)`.
+
+  Returns `(loss, metrics)`; `MuZero.update` also accepts custom loss
+  functions that return the scalar loss alone.
+  """
+  return muzero_loss(model.networks, params, batch, support_size=model.support_size)
+
+
+def _categorical_loss(logits, scalar_targets, support_size):
+  targets = scalar_to_support(jax.lax.stop_gradient(scalar_targets), support_size)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def _scale_gradient(x, scale):
+  """Identity forward; multiplies the gradient by `scale` backward."""
+  return x * scale + jax.lax.stop_gradient(x) * (1. - scale)

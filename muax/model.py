@@ -1,0 +1,383 @@
+"""`MuZero`: the stateful façade over the pure search, loss and update.
+
+The object holds parameters and optimizer state and calls jitted pure
+functions: one dispatch per `act` (root inference, search and action choice),
+one per `update`. Temperature, keys, noise settings and data are traced
+arguments, so changing them never recompiles.
+"""
+import functools
+from typing import Callable, Optional
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from muax import checkpoint
+from muax import search
+from muax.loss import default_loss_fn
+from muax.transition import Transition
+
+__all__ = ["MuZero", "optimizer"]
+
+
+def optimizer(init_value=0., peak_value=2e-2, end_value=1e-3, warmup_steps=1000,
+              transition_steps=10000, decay_rate=0.8, clip_by_global_norm=1.0):
+  """Adam with global-norm clipping and a warm-up then exponential-decay rate.
+
+  The learning rate rises linearly from `init_value` to `peak_value` over
+  `warmup_steps`, then decays by `decay_rate` every `transition_steps`, never
+  below `end_value`.
+  """
+  for name, value in (("warmup_steps", warmup_steps), ("transition_steps", transition_steps)):
+    if value < 0:
+      raise ValueError(f"{name} must be >= 0, got {name}={value!r}")
+  if transition_steps == 0:
+    transition_steps = 1
+  if warmup_steps == 0:
+    schedule = optax.exponential_decay(peak_value, transition_steps, decay_rate,
+                                       end_value=end_value)
+  else:
+    schedule = optax.warmup_exponential_decay_schedule(
+        init_value=init_value, peak_value=peak_value, warmup_steps=warmup_steps,
+        transition_steps=transition_steps, decay_rate=decay_rate, end_value=end_value)
+  return optax.chain(optax.clip_by_global_norm(clip_by_global_norm),
+                     optax.adam(schedule))
+
+
+_STATIC_PLAN_ARGS = ("num_simulations", "max_depth", "loop_fn", "qtransform",
+                     "max_num_considered_actions")
+
+
+class MuZero:
+  """A MuZero agent built from three Haiku functions.
+
+  Args:
+    representation_fn: `obs[B, ...] -> s[B, ...]`.
+    prediction_fn: `s -> (value_logits[B, 2S+1], policy_logits[B, A])`.
+    dynamic_fn: `(s, a[B]) -> (reward_logits[B, 2S+1], next_s)`.
+    policy: 'muzero' (`mctx.muzero_policy`) or 'gumbel'
+      (`mctx.gumbel_muzero_policy`).
+    optimizer: an optax transformation; None means `muax.model.optimizer()`.
+    loss_fn: `loss_fn(model, params, batch)` returning a scalar or
+      `(scalar, metrics)`; None means `muax.loss.default_loss_fn`.
+    discount: the per-step discount used inside the search.
+    support_size: S; value and reward are categorical over `-S..S`.
+  """
+
+  def __init__(self, representation_fn: Callable, prediction_fn: Callable,
+               dynamic_fn: Callable, policy: str = "muzero",
+               optimizer: Optional[optax.GradientTransformation] = None,
+               loss_fn: Optional[Callable] = None, discount: float = 0.99,
+               support_size: int = 10):
+    if policy not in search.POLICIES:
+      raise ValueError(f"unknown policy {policy!r}: choose one of {search.POLICIES}")
+    if not 0. <= float(discount) <= 1.:
+      raise ValueError(f"discount must be in [0, 1], got discount={discount!r}")
+    if isinstance(support_size, bool) or not isinstance(support_size, (int, np.integer)) \
+        or support_size < 1:
+      raise ValueError(f"support_size must be a positive integer, got {support_size!r}")
+    for name, fn in (("representation_fn", representation_fn),
+                     ("prediction_fn", prediction_fn), ("dynamic_fn", dynamic_fn)):
+      if not callable(fn):
+        raise TypeError(f"{name} must be a function building Haiku modules, got {fn!r}")
+    self.repr_func = hk.without_apply_rng(hk.transform(representation_fn))
+    self.pred_func = hk.without_apply_rng(hk.transform(prediction_fn))
+    self.dy_func = hk.without_apply_rng(hk.transform(dynamic_fn))
+    self.networks = search.Networks(self.repr_func.apply, self.pred_func.apply,
+                                    self.dy_func.apply)
+    self._policy = policy
+    self._optimizer = _default_optimizer() if optimizer is None else optimizer
+    self._loss_fn = default_loss_fn if loss_fn is None else loss_fn
+    self._discount = float(discount)
+    self._support_size = int(support_size)
+    self._params = None
+    self._opt_state = None
+    self._obs_shape = None
+    self._num_actions = None
+    self._no_mask = {}
+    self._plan = jax.jit(self._plan_packed, static_argnames=_STATIC_PLAN_ARGS)
+    self._update_step = jax.jit(self._update_fn)
+    self._apply_repr = jax.jit(self.repr_func.apply)
+    self._apply_pred = jax.jit(self.pred_func.apply)
+    self._apply_dyn = jax.jit(self.dy_func.apply)
+
+  # -- set-up ---------------------------------------------------------------
+
+  def init(self, rng_key, sample_input):
+    """Initialises the networks and the optimizer state.
+
+    Args:
+      rng_key: a JAX PRNG key.
+      sample_input: a batch of observations `[B, ...]`.
+
+    Returns:
+      params: `{'representation', 'prediction', 'dynamic'}`.
+    """
+    sample = np.asarray(sample_input)
+    if sample.ndim < 1:
+      raise ValueError("sample_input must be a batch of observations [B, ...], "
+                       f"got a scalar of shape {sample.shape}")
+    self._params, self._num_actions = self._init_params(rng_key, sample)
+    self._opt_state = self._optimizer.init(self._params)
+    self._obs_shape = tuple(sample.shape[1:])
+    return self._params
+
+  def _init_params(self, rng_key, sample):
+    """Pure: initial params for `sample[B, ...]`, checked, and num_actions."""
+    k_repr, k_pred, k_dyn = jax.random.split(rng_key, 3)
+    repr_params = self.repr_func.init(k_repr, sample)
+    s = self.repr_func.apply(repr_params, sample)
+    pred_params = self.pred_func.init(k_pred, s)
+    dyn_params = self.dy_func.init(k_dyn, s, jnp.zeros((sample.shape[0],), jnp.int32))
+    num_actions = self._check_networks(sample.shape[0], s, pred_params, dyn_params)
+    params = {"representation": repr_params, "prediction": pred_params,
+              "dynamic": dyn_params}
+    return params, num_actions
+
+  def _check_networks(self, batch, s, pred_params, dyn_params) -> int:
+    size = 2 * self._support_size + 1
+    v, logits = self.pred_func.apply(pred_params, s)
+    if v.shape != (batch, size):
+      raise ValueError(
+          f"prediction_fn returned value logits of shape {v.shape}; expected "
+          f"[B, 2*support_size+1] = {(batch, size)} (support_size={self._support_size})")
+    if logits.ndim != 2 or logits.shape[0] != batch or logits.shape[1] < 1:
+      raise ValueError(f"prediction_fn returned policy logits of shape {logits.shape}; "
+                       f"expected [B, num_actions] with B={batch}")
+    r, next_s = self.dy_func.apply(dyn_params, s, jnp.zeros((batch,), jnp.int32))
+    if r.shape != (batch, size):
+      raise ValueError(
+          f"dynamic_fn returned reward logits of shape {r.shape}; expected "
+          f"[B, 2*support_size+1] = {(batch, size)} (support_size={self._support_size})")
+    if next_s.shape != s.shape:
+      raise ValueError(f"dynamic_fn returned a next state of shape {next_s.shape}; it "
+                       f"must match the representation's state shape {s.shape}")
+    return int(logits.shape[1])
+
+  # -- acting ---------------------------------------------------------------
+
+  def act(self, rng_key, obs, with_pi=False, with_value=False, obs_from_batch=False,
+          num_simulations=5, temperature=1., invalid_actions=None, max_depth=None,
+          loop_fn=jax.lax.fori_loop, qtransform=None, dirichlet_fraction=0.25,
+          dirichlet_alpha=0.3, pb_c_init=1.25, pb_c_base=19652,
+          max_num_considered_actions=16, gumbel_scale=1):
+    """Plans with the learned model and chooses an action.
+
+    Args:
+      rng_key: a JAX PRNG key.
+      obs: one observation, or a batch `[B, ...]` when `obs_from_batch`.
+      with_pi: also return the search policy (`[A]`, or `[B, A]`).
+      with_value: also return the search value (float, or `[B]`).
+      obs_from_batch: `obs` is a batch.
+      num_simulations: search simulations per decision.
+      temperature: > 0 samples visit counts `N^(1/T)`; 0 is greedy and
+        deterministic (no exploration noise).
+      invalid_actions: `[B, A]` (or `[A]` for one observation), 1 = invalid.
+      Remaining arguments are passed to the mctx policy.
+
+    Returns:
+      `action`, `(action, value)`, `(action, pi)` or `(action, pi, value)`.
+    """
+    self._require_params("act")
+    obs = np.asarray(obs)
+    if not obs_from_batch:
+      obs = obs[None]
+    self._check_obs(obs, obs_from_batch)
+    if isinstance(num_simulations, bool) or not isinstance(
+        num_simulations, (int, np.integer)) or num_simulations < 1:
+      raise ValueError(f"num_simulations must be a positive integer, got {num_simulations!r}")
+    mask = self._mask(invalid_actions, obs.shape[0])
+    hyper = np.array([temperature, dirichlet_fraction, dirichlet_alpha, pb_c_init,
+                      pb_c_base, gumbel_scale], np.float32)
+    if temperature < 0 or not np.isfinite(hyper).all():
+      raise ValueError(f"temperature must be >= 0 and search settings finite, got "
+                       f"temperature={temperature!r}")
+    action, pi, value = jax.device_get(self._plan(
+        self._params, rng_key, obs, mask, hyper, num_simulations=int(num_simulations),
+        max_depth=max_depth, loop_fn=loop_fn, qtransform=qtransform,
+        max_num_considered_actions=int(max_num_considered_actions)))
+    if obs_from_batch:
+      action = np.asarray(action)
+    else:
+      action, pi, value = int(action[0]), pi[0], float(value[0])
+    if with_pi and with_value:
+      return action, pi, value
+    if with_pi:
+      return action, pi
+    if with_value:
+      return action, value
+    return action
+
+  def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, **static):
+    return search.plan(self.networks, params, rng_key, obs, invalid_actions, *hyper,
+                       policy=self._policy, support_size=self._support_size,
+                       discount=self._discount, **static)
+
+  def _check_obs(self, obs, from_batch):
+    if obs.shape[1:] != self._obs_shape:
+      what = "batch of observations" if from_batch else "observation"
+      got = obs.shape if from_batch else obs.shape[1:]
+      expected = ("[B, " + ", ".join(map(str, self._obs_shape)) + "]"
+                  if from_batch else str(self._obs_shape))
+      raise ValueError(f"{what} has shape {got}, but the model was initialised for "
+                       f"{expected}")
+    if obs.dtype.kind == "f" and not np.isfinite(obs).all():
+      raise ValueError("observation contains NaN or inf")
+
+  def _mask(self, invalid_actions, batch):
+    if invalid_actions is None:
+      if batch not in self._no_mask:
+        self._no_mask[batch] = np.zeros((batch, self._num_actions), np.float32)
+      return self._no_mask[batch]
+    mask = np.asarray(invalid_actions, np.float32)
+    if mask.ndim == 1:
+      mask = mask[None]
+    if mask.shape != (batch, self._num_actions):
+      raise ValueError(f"invalid_actions has shape {np.shape(invalid_actions)}; expected "
+                       f"[B, num_actions] = {(batch, self._num_actions)}")
+    if (mask > 0).all(axis=-1).any():
+      raise ValueError("invalid_actions marks every action invalid for some observation: "
+                       "at least one action must be valid")
+    return mask
+
+  # -- learning -------------------------------------------------------------
+
+  def update(self, batch: Transition) -> dict:
+    """One gradient step on a batch `[B, K, ...]`; returns float metrics.
+
+    A step whose loss or gradient is not finite is skipped (`'skipped': 1.`).
+    """
+    return {k: float(v) for k, v in jax.device_get(self._update_async(batch)).items()}
+
+  def _update_async(self, batch: Transition) -> dict:
+    """`update` without waiting for the result: metrics stay on the device."""
+    self._require_params("update")
+    batch = self._check_batch(batch)
+    self._params, self._opt_state, metrics = self._update_step(
+        self._params, self._opt_state, batch)
+    return metrics
+
+  def _update_fn(self, params, opt_state, batch):
+    def loss(p):
+      out = self._loss_fn(self, p, batch)
+      return out if isinstance(out, tuple) else (out, {})
+
+    (value, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    updates, new_opt_state = self._optimizer.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
+    keep = functools.partial(jax.tree_util.tree_map, lambda new, old: jnp.where(finite, new, old))
+    metrics = dict(metrics, loss=value, grad_norm=grad_norm,
+                   skipped=1. - finite.astype(jnp.float32))
+    return keep(new_params, params), keep(new_opt_state, opt_state), metrics
+
+  def _check_batch(self, batch):
+    if not isinstance(batch, Transition):
+      raise TypeError(f"update expects a muax.Transition batch, got {type(batch).__name__}")
+    obs = np.asarray(batch.obs)
+    if obs.ndim < 2 or obs.shape[2:] != self._obs_shape:
+      raise ValueError(f"batch.obs has shape {obs.shape}; expected [B, K, "
+                       f"{', '.join(map(str, self._obs_shape))}]")
+    return batch
+
+  # -- parameters -----------------------------------------------------------
+
+  def save(self, file):
+    """Writes params and optimizer state to `file` (.npz added if missing)."""
+    self._require_params("save")
+    meta = {"obs_shape": list(self._obs_shape), "num_actions": self._num_actions,
+            "support_size": self._support_size, "policy": self._policy,
+            "discount": self._discount}
+    return str(checkpoint.save(file, self._params, self._opt_state, meta))
+
+  def load(self, file):
+    """Restores params and optimizer state saved by `save` (no code is run)."""
+    params, opt_leaves, meta = checkpoint.load(file)
+    if meta.get("support_size") != self._support_size:
+      raise checkpoint.CheckpointError(
+          f"checkpoint {file} has support_size={meta.get('support_size')}, this model "
+          f"has support_size={self._support_size}")
+    obs_shape = tuple(meta.get("obs_shape", ()))
+    expected = jax.eval_shape(lambda: self._init_params(
+        jax.random.PRNGKey(0), jnp.zeros((1,) + obs_shape))[0])
+    _check_tree(params, expected, file, "parameters")
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+    opt_template = jax.eval_shape(self._optimizer.init, params)
+    leaves, treedef = jax.tree_util.tree_flatten(opt_template)
+    if len(leaves) != len(opt_leaves) or any(
+        np.shape(a) != b.shape for a, b in zip(opt_leaves, leaves)):
+      raise checkpoint.CheckpointError(
+          f"checkpoint {file} has an optimizer state that does not fit this model's "
+          "optimizer")
+    self._params = params
+    self._opt_state = jax.tree_util.tree_unflatten(
+        treedef, [jnp.asarray(x, b.dtype) for x, b in zip(opt_leaves, leaves)])
+    self._obs_shape = obs_shape
+    self._num_actions = int(meta["num_actions"])
+    return self
+
+  def _require_params(self, what):
+    if self._params is None:
+      raise RuntimeError(f"call model.init(rng_key, sample_input) or model.load(path) "
+                         f"before {what}()")
+
+  @property
+  def params(self):
+    return self._params
+
+  @property
+  def optimizer_state(self):
+    return self._opt_state
+
+  @property
+  def optimizer(self):
+    return self._optimizer
+
+  @property
+  def support_size(self) -> int:
+    return self._support_size
+
+  @property
+  def discount(self) -> float:
+    return self._discount
+
+  @property
+  def policy(self) -> str:
+    return self._policy
+
+  @property
+  def num_actions(self) -> Optional[int]:
+    return self._num_actions
+
+  @property
+  def obs_shape(self):
+    return self._obs_shape
+
+  def representation(self, obs):
+    """Hidden state of `obs[B, ...]` under the current parameters."""
+    return self._apply_repr(self._params["representation"], obs)
+
+  def prediction(self, s):
+    """`(value_logits, policy_logits)` of hidden state `s`."""
+    return self._apply_pred(self._params["prediction"], s)
+
+  def dynamic(self, s, a):
+    """`(reward_logits, next_s)` of hidden state `s` and actions `a[B]`."""
+    return self._apply_dyn(self._params["dynamic"], s, a)
+
+
+def _check_tree(params, expected, file, what):
+  got = jax.tree_util.tree_map(np.shape, params)
+  want = jax.tree_util.tree_map(lambda x: tuple(x.shape), expected)
+  if jax.tree_util.tree_structure(got) != jax.tree_util.tree_structure(want) or \
+      jax.tree_util.tree_leaves(got) != jax.tree_util.tree_leaves(want):
+    raise checkpoint.CheckpointError(
+        f"checkpoint {file} holds {what} that do not fit this model's networks "
+        "(different architecture or observation shape)")
+
+
+def _default_optimizer():
+  return optimizer()

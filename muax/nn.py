@@ -1,0 +1,211 @@
+"""Ready-made Haiku networks and the factories that turn them into functions.
+
+Hidden states are min-max normalised to [0, 1] (MuZero, Appendix G) so the
+dynamics sees states on the scale the representation produces. The value,
+reward and policy output layers start at zero: the untrained model predicts
+value 0, reward 0 and a uniform prior, which keeps early search unbiased.
+"""
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "Dynamic", "Prediction", "Representation",
+    "ResNetDynamic", "ResNetPrediction", "ResNetRepresentation", "ResidualBlock",
+    "min_max_normalize", "min_max_normalize2d",
+]
+
+_EPS = 1e-5
+
+
+def min_max_normalize(s):
+  """Scales each example's features `[B, D]` to [0, 1]."""
+  low = jnp.min(s, axis=-1, keepdims=True)
+  high = jnp.max(s, axis=-1, keepdims=True)
+  return (s - low) / jnp.maximum(high - low, _EPS)
+
+
+def min_max_normalize2d(s):
+  """Scales each example's planes `[B, H, W, C]` to [0, 1] jointly."""
+  low = jnp.min(s, axis=(1, 2, 3), keepdims=True)
+  high = jnp.max(s, axis=(1, 2, 3), keepdims=True)
+  return (s - low) / jnp.maximum(high - low, _EPS)
+
+
+def _mlp(hidden, out, zero_out=False):
+  layers = []
+  for width in hidden:
+    layers += [hk.Linear(width), jax.nn.elu]
+  w_init = jnp.zeros if zero_out else None
+  layers.append(hk.Linear(out, w_init=w_init))
+  return hk.Sequential(layers)
+
+
+class Representation(hk.Module):
+  """Observation `[B, ...]` to hidden state `[B, embedding_dim]`."""
+
+  def __init__(self, embedding_dim, hidden=(64,), name="representation"):
+    super().__init__(name=name)
+    self.embedding_dim = embedding_dim
+    self.hidden = tuple(hidden)
+
+  def __call__(self, obs):
+    obs = jnp.reshape(obs, (obs.shape[0], -1)).astype(jnp.float32)
+    return min_max_normalize(_mlp(self.hidden, self.embedding_dim)(obs))
+
+
+class Prediction(hk.Module):
+  """Hidden state `[B, D]` to value logits `[B, full_support_size]` and
+  policy logits `[B, num_actions]`."""
+
+  def __init__(self, num_actions, full_support_size, hidden=(64,), name="prediction"):
+    super().__init__(name=name)
+    self.num_actions = num_actions
+    self.full_support_size = full_support_size
+    self.hidden = tuple(hidden)
+
+  def __call__(self, s):
+    v = _mlp(self.hidden, self.full_support_size, zero_out=True)(s)
+    logits = _mlp(self.hidden, self.num_actions, zero_out=True)(s)
+    return v, logits
+
+
+class Dynamic(hk.Module):
+  """Hidden state `[B, D]` and action `[B]` to reward logits
+  `[B, full_support_size]` and next hidden state `[B, D]`."""
+
+  def __init__(self, embedding_dim, num_actions, full_support_size, hidden=(64,),
+               name="dynamic"):
+    super().__init__(name=name)
+    self.embedding_dim = embedding_dim
+    self.num_actions = num_actions
+    self.full_support_size = full_support_size
+    self.hidden = tuple(hidden)
+
+  def __call__(self, s, a):
+    sa = jnp.concatenate([s, jax.nn.one_hot(a, self.num_actions)], axis=-1)
+    r = _mlp(self.hidden, self.full_support_size, zero_out=True)(sa)
+    ns = min_max_normalize(_mlp(self.hidden, self.embedding_dim)(sa))
+    return r, ns
+
+
+class ResidualBlock(hk.Module):
+  """Two 3x3 convolutions with layer norm and a skip connection (NHWC)."""
+
+  def __init__(self, channels, name=None):
+    super().__init__(name=name)
+    self.channels = channels
+
+  def __call__(self, x):
+    y = hk.Conv2D(self.channels, 3, with_bias=False)(x)
+    y = jax.nn.relu(hk.LayerNorm(-1, True, True)(y))
+    y = hk.Conv2D(self.channels, 3, with_bias=False)(y)
+    y = hk.LayerNorm(-1, True, True)(y)
+    return jax.nn.relu(x + y)
+
+
+class ResNetRepresentation(hk.Module):
+  """Image observation `[B, H, W, C]` to hidden planes `[B, H', W', channels]`.
+
+  A strided stem (downsample) then `num_blocks` residual blocks.
+  """
+
+  def __init__(self, channels=32, num_blocks=2, downsample=2, name="representation"):
+    super().__init__(name=name)
+    self.channels, self.num_blocks, self.downsample = channels, num_blocks, downsample
+
+  def __call__(self, obs):
+    x = obs.astype(jnp.float32)
+    if obs.dtype == jnp.uint8:
+      x = x / 255.
+    x = jax.nn.relu(hk.Conv2D(self.channels, 3, stride=self.downsample)(x))
+    for _ in range(self.num_blocks):
+      x = ResidualBlock(self.channels)(x)
+    return min_max_normalize2d(x)
+
+
+class ResNetPrediction(hk.Module):
+  """Hidden planes `[B, H, W, C]` to value and policy logits."""
+
+  def __init__(self, num_actions, full_support_size, channels=32, num_blocks=1,
+               head_hidden=(64,), name="prediction"):
+    super().__init__(name=name)
+    self.num_actions, self.full_support_size = num_actions, full_support_size
+    self.channels, self.num_blocks, self.head_hidden = channels, num_blocks, head_hidden
+
+  def __call__(self, s):
+    x = s
+    for _ in range(self.num_blocks):
+      x = ResidualBlock(self.channels)(x)
+    x = jnp.reshape(x, (x.shape[0], -1))
+    v = _mlp(self.head_hidden, self.full_support_size, zero_out=True)(x)
+    logits = _mlp(self.head_hidden, self.num_actions, zero_out=True)(x)
+    return v, logits
+
+
+class ResNetDynamic(hk.Module):
+  """Hidden planes and action `[B]` (as constant planes) to reward logits and
+  next hidden planes."""
+
+  def __init__(self, num_actions, full_support_size, channels=32, num_blocks=1,
+               head_hidden=(64,), name="dynamic"):
+    super().__init__(name=name)
+    self.num_actions, self.full_support_size = num_actions, full_support_size
+    self.channels, self.num_blocks, self.head_hidden = channels, num_blocks, head_hidden
+
+  def __call__(self, s, a):
+    planes = jnp.broadcast_to(jax.nn.one_hot(a, self.num_actions)[:, None, None, :],
+                              s.shape[:3] + (self.num_actions,))
+    x = jax.nn.relu(hk.Conv2D(self.channels, 3)(jnp.concatenate([s, planes], -1)))
+    for _ in range(self.num_blocks):
+      x = ResidualBlock(self.channels)(x)
+    ns = min_max_normalize2d(x)
+    r = _mlp(self.head_hidden, self.full_support_size, zero_out=True)(
+        jnp.reshape(x, (x.shape[0], -1)))
+    return r, ns
+
+
+def _init_representation_func(representation_module, embedding_dim, **kwargs):
+  """Returns `fn(obs) -> s` building `representation_module(embedding_dim)`."""
+  def representation_func(obs):
+    return representation_module(embedding_dim, **kwargs)(obs)
+  return representation_func
+
+
+def _init_prediction_func(prediction_module, num_actions, full_support_size, **kwargs):
+  """Returns `fn(s) -> (value_logits, policy_logits)`."""
+  def prediction_func(s):
+    return prediction_module(num_actions, full_support_size, **kwargs)(s)
+  return prediction_func
+
+
+def _init_dynamic_func(dynamic_module, embedding_dim, num_actions, full_support_size,
+                       **kwargs):
+  """Returns `fn(s, a) -> (reward_logits, next_s)`."""
+  def dynamic_func(s, a):
+    return dynamic_module(embedding_dim, num_actions, full_support_size, **kwargs)(s, a)
+  return dynamic_func
+
+
+def _init_resnet_representation_func(representation_module=ResNetRepresentation,
+                                     channels=32, **kwargs):
+  """Returns `fn(obs[B, H, W, C]) -> s[B, H', W', channels]`."""
+  def representation_func(obs):
+    return representation_module(channels=channels, **kwargs)(obs)
+  return representation_func
+
+
+def _init_resnet_prediction_func(prediction_module=ResNetPrediction, num_actions=None,
+                                 full_support_size=None, **kwargs):
+  """Returns `fn(s) -> (value_logits, policy_logits)` for hidden planes."""
+  def prediction_func(s):
+    return prediction_module(num_actions, full_support_size, **kwargs)(s)
+  return prediction_func
+
+
+def _init_resnet_dynamic_func(dynamic_module=ResNetDynamic, num_actions=None,
+                              full_support_size=None, **kwargs):
+  """Returns `fn(s, a) -> (reward_logits, next_s)` for hidden planes."""
+  def dynamic_func(s, a):
+    return dynamic_module(num_actions, full_support_size, **kwargs)(s, a)
+  return dynamic_func

@@ -1,0 +1,35 @@
+"""Greedy evaluation of a model."""
+import jax
+import numpy as np
+
+from muax.acting import KeyStream, check_env, run_episode
+
+__all__ = ["test"]
+
+
+def test(model, env, key, num_simulations, num_test_episodes=10, random_seed=None,
+         max_episode_steps=None) -> float:
+  """Mean undiscounted return of greedy (`temperature=0`) episodes.
+
+  Args:
+    model: an initialised `muax.MuZero`.
+    env: a gymnasium environment with a discrete action space.
+    key: a JAX PRNG key.
+    num_simulations: search simulations per decision.
+    num_test_episodes: episodes to average.
+    random_seed: seeds the first reset; later resets continue its stream, so
+      every episode starts from a different state.
+    max_episode_steps: cap for environments without a time limit.
+  """
+  check_env(env)
+  if isinstance(num_test_episodes, bool) or not isinstance(
+      num_test_episodes, (int, np.integer)) or num_test_episodes < 1:
+    raise ValueError(f"num_test_episodes must be a positive integer, got {num_test_episodes!r}")
+  keys = KeyStream(jax.random.PRNGKey(key) if isinstance(key, int) else key)
+  returns = []
+  for i in range(num_test_episodes):
+    seed = random_seed if (i == 0 and random_seed is not None) else None
+    returns.append(run_episode(model, env, keys, num_simulations=num_simulations,
+                               temperature=0., seed=seed,
+                               max_episode_steps=max_episode_steps).episode_return)
+  return float(np.mean(returns))

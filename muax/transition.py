@@ -1,0 +1,43 @@
+"""The `Transition` record exchanged by tracers, trajectories, replay and loss."""
+import dataclasses
+from typing import Any
+
+import jax
+
+_FIELDS = ("obs", "a", "r", "done", "Rn", "v", "pi", "w")
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass
+class Transition:
+  """One environment step with its learning targets.
+
+  Fields are scalars for a single step, `[1, T, ...]` in a finalized
+  `Trajectory` and `[B, K, ...]` in a replay batch.
+  """
+  obs: Any = 0.   # observation the action was taken in, `[..., *obs_shape]`
+  a: Any = 0      # action, `[...]`
+  r: Any = 0.     # reward received for `a`, `[...]`
+  done: Any = False  # True: `Rn` is not bootstrapped (the episode ended)
+  Rn: Any = 0.    # n-step discounted return target, `[...]`
+  v: Any = 0.     # search value of `obs` when it was played, `[...]`
+  pi: Any = 0.    # search policy at `obs`, `[..., num_actions]`
+  w: Any = 1.     # priority, `[...]`
+
+  def __iter__(self):
+    return iter(getattr(self, name) for name in _FIELDS)
+
+  def __getitem__(self, index):
+    """Indexes every field alike: `batch[:, 2:5]` slices the time axis."""
+    return jax.tree_util.tree_map(lambda x: x[index], self)
+
+  def replace(self, **changes) -> "Transition":
+    return dataclasses.replace(self, **changes)
+
+  def tree_flatten(self):
+    return tuple(getattr(self, name) for name in _FIELDS), None
+
+  @classmethod
+  def tree_unflatten(cls, aux, children):
+    del aux
+    return cls(*children)

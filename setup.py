@@ -1,0 +1,41 @@
+"""Installs muax: MuZero planning with a learned model for gymnasium environments."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+_HERE = Path(__file__).parent
+_VERSION = re.search(r'__version__ = "([^"]+)"',
+                     (_HERE / "muax" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="muax",
+    version=_VERSION,
+    description="MuZero for gymnasium environments, built on DeepMind's mctx, JAX and Haiku.",
+    long_description=(_HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    packages=find_packages(include=["muax", "muax.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "jax>=0.4.30",
+        "dm-haiku>=0.0.13",
+        "optax>=0.2.2",
+        "mctx>=0.0.5",
+        "chex>=0.1.86",
+        "gymnasium>=1.0",
+        "tensorboardX>=2.6",
+        "numpy>=1.26",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "gymnasium[box2d]>=1.0"],
+        "box2d": ["gymnasium[box2d]>=1.0"],
+    },
+    entry_points={"console_scripts": ["muax=muax.cli:main"]},
+    classifiers=[
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
