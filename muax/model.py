@@ -267,7 +267,7 @@ class MuZero:
     (value, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params)
     updates, new_opt_state = self._optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = _global_norm(grads)
     finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
     keep = functools.partial(jax.tree_util.tree_map, lambda new, old: jnp.where(finite, new, old))
     metrics = dict(metrics, loss=value, grad_norm=grad_norm,
@@ -381,3 +381,11 @@ def _check_tree(params, expected, file, what):
 
 def _default_optimizer():
   return optimizer()
+
+
+def _global_norm(tree):
+  # optax.tree.norm replaced optax.global_norm (deprecated) in newer optax.
+  tree_api = getattr(optax, "tree", None)
+  if tree_api is not None and hasattr(tree_api, "norm"):
+    return tree_api.norm(tree)
+  return optax.global_norm(tree)

@@ -70,10 +70,16 @@ def plan(nets: Networks, params, rng_key, obs, invalid_actions, temperature,
     `(action[B], pi[B, A], value[B])`: pi is the search policy, value the
     search value of the root.
   """
-  k_noise, k_search, k_action = jax.random.split(rng_key, 3)
+  if jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
+    rng_key = jax.random.key_data(rng_key)
+  k_search, k_action = jax.random.split(rng_key)
+  explore = temperature > 0
+  # mctx breaks ties between equal scores with tiny random noise; greedy play
+  # uses a fixed key for it so that it is a function of the observation alone.
+  k_search = jnp.where(explore, k_search, jax.random.PRNGKey(0))
   root = root_fn(nets, params, obs, support_size=support_size)
   recurrent_fn = make_recurrent_fn(nets, support_size=support_size, discount=discount)
-  explore = (temperature > 0).astype(jnp.float32)
+  explore = explore.astype(jnp.float32)
   common = dict(params=params, root=root, recurrent_fn=recurrent_fn,
                 num_simulations=num_simulations, invalid_actions=invalid_actions,
                 max_depth=max_depth, loop_fn=loop_fn)
@@ -91,7 +97,6 @@ def plan(nets: Networks, params, rng_key, obs, invalid_actions, temperature,
         **common)
     action = _select_action(k_action, out.search_tree.summary().visit_counts,
                             invalid_actions, temperature)
-  del k_noise
   return action, out.action_weights, out.search_tree.summary().value
 
 
