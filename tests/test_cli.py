@@ -1,0 +1,35 @@
+import subprocess
+import sys
+
+import pytest
+
+from muax import cli
+
+
+def test_help_explains_every_option():
+  out = subprocess.run([sys.executable, "-m", "muax.cli", "train", "--help"],
+                       capture_output=True, text=True, check=True).stdout
+  for field in cli.TrainConfig.__dataclass_fields__:
+    if field != "env_id":
+      assert "--" + field.replace("_", "-") in out
+  assert "env_id" in out and "(default: 50)" in out
+
+
+def test_train_small_budget_prints_summary(tmp_path, capsys):
+  code = cli.main(["train", "CartPole-v1", "--max-episodes", "2", "--max-training-steps", "10",
+                   "--buffer-warm-up", "2", "--num-simulations", "4", "--test-interval", "1",
+                   "--num-test-episodes", "1", "--logdir", str(tmp_path / "tb"),
+                   "--save-dir", str(tmp_path / "models"), "--no-progress"])
+  out = capsys.readouterr().out
+  assert code == 0
+  assert "Best greedy test return" in out and str(tmp_path / "models") in out
+
+
+def test_rejects_continuous_actions():
+  with pytest.raises(SystemExit, match="discrete actions"):
+    cli.main(["train", "Pendulum-v1", "--no-progress"])
+
+
+def test_bad_option_value_fails():
+  with pytest.raises(SystemExit):
+    cli.main(["train", "CartPole-v1", "--policy", "alphazero"])
