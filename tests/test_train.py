@@ -190,3 +190,13 @@ def test_fit_solves_cartpole_195(tmp_path):
       target_return=195., tensorboard_dir=str(tmp_path), model_save_path=str(tmp_path / "m"),
       progress=False)
   assert result.best_test_return >= 195., [t.test_return for t in result.tests]
+
+
+def test_registered_custom_env_by_id(tmp_path):
+  gym.register(id="MuaxCorridor-v0", entry_point=Corridor, max_episode_steps=6)
+  try:
+    result = muax.train.run(_model(), env_id="MuaxCorridor-v0", tensorboard_dir=str(tmp_path),
+                            model_save_path=str(tmp_path / "m"), **SMALL)
+  finally:
+    gym.registry.pop("MuaxCorridor-v0")
+  assert result.episodes == 4 and result.best_path is not None
