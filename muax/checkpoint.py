@@ -95,6 +95,11 @@ def load(path):
     raise
   except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError,
           UnicodeDecodeError) as e:
+    if "pickle" in str(e):
+      raise CheckpointError(
+          f"{file} holds pickled Python objects (checkpoints of muax <= 0.0.2 were "
+          "pickles); muax never unpickles a file, since that can run arbitrary code. "
+          "Retrain, or re-save the parameters from trusted code with model.save") from e
     raise CheckpointError(
         f"{file} is not a readable muax checkpoint (corrupted, truncated or "
         f"foreign file): {type(e).__name__}: {e}") from e

@@ -166,7 +166,7 @@ def test_pickle_checkpoint_never_runs_old_defect_13(tmp_path, monkeypatch):
     pickle.dump({"params": _Evil()}, f)
   np.save("evil_obj.npy", np.array([_Evil()], dtype=object), allow_pickle=True)
   for name in ("evil.npy", "evil_obj.npy"):
-    with pytest.raises(checkpoint.CheckpointError):
+    with pytest.raises(checkpoint.CheckpointError, match="pickle"):
       make_mlp_model(init=False).load(name)
   assert not os.path.exists("PWNED_BY_PICKLE")
 
