@@ -184,7 +184,8 @@ def test_fit_solves_cartpole_195(tmp_path):
       transition_steps=5000))
   result = muax.train.run(
       model, env_id="CartPole-v1", tracer=muax.PNStep(10, discount, 0.5),
-      buffer=muax.TrajectoryReplayBuffer(500), max_episodes=60, max_training_steps=3000,
+      buffer=muax.TrajectoryReplayBuffer(500, random_seed=0), max_episodes=60,
+      max_training_steps=3000,
       test_interval=5, num_test_episodes=5, k_steps=10, num_trajectory=32,
       sample_per_trajectory=1, buffer_warm_up=32, num_simulations=50, random_seed=0,
       target_return=195., tensorboard_dir=str(tmp_path), model_save_path=str(tmp_path / "m"),
