@@ -112,7 +112,7 @@ def _parser():
       train_parser.add_argument("env_id", help=meta["help"])
       continue
     flag = "--" + field.name.replace("_", "-")
-    if field.type is bool or field.type == "bool":
+    if field.type is bool:
       train_parser.add_argument(flag, action=argparse.BooleanOptionalAction,
                                 default=field.default, help=meta["help"])
       continue

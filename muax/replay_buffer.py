@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from muax.transition import Transition
+from muax.transition import FIELDS, Transition
 
 __all__ = ["Trajectory", "TrajectoryReplayBuffer", "Transition"]
 
@@ -210,7 +210,7 @@ def _can_sample(lengths, terminated, k_steps):
 def _to_numpy(batched: Transition) -> Transition:
   """`[1, T, ...]` fields to `[T, ...]` numpy arrays with fixed dtypes."""
   fields = {}
-  for name, value in zip(("obs", "a", "r", "done", "Rn", "v", "pi", "w"), batched):
+  for name, value in zip(FIELDS, batched):
     array = np.asarray(value)[0]
     dtype = _DTYPES.get(name, np.float32 if array.dtype.kind == "f" else array.dtype)
     fields[name] = array.astype(dtype, copy=False)
@@ -225,8 +225,7 @@ def _stack(transitions) -> Transition:
 
 
 def _check_compatible(reference: Transition, steps: Transition):
-  for name, ref, new in zip(("obs", "a", "r", "done", "Rn", "v", "pi", "w"),
-                            reference, steps):
+  for name, ref, new in zip(FIELDS, reference, steps):
     if ref.shape[1:] != new.shape[1:]:
       raise ValueError(
           f"trajectory field {name!r} has per-step shape {new.shape[1:]}, but the "

@@ -4,7 +4,7 @@ from typing import Any
 
 import jax
 
-_FIELDS = ("obs", "a", "r", "done", "Rn", "v", "pi", "w")
+FIELDS = ("obs", "a", "r", "done", "Rn", "v", "pi", "w")
 
 
 @jax.tree_util.register_pytree_node_class
@@ -25,7 +25,7 @@ class Transition:
   w: Any = 1.     # priority, `[...]`
 
   def __iter__(self):
-    return iter(getattr(self, name) for name in _FIELDS)
+    return iter(getattr(self, name) for name in FIELDS)
 
   def __getitem__(self, index):
     """Indexes every field alike: `batch[:, 2:5]` slices the time axis."""
@@ -35,7 +35,7 @@ class Transition:
     return dataclasses.replace(self, **changes)
 
   def tree_flatten(self):
-    return tuple(getattr(self, name) for name in _FIELDS), None
+    return tuple(getattr(self, name) for name in FIELDS), None
 
   @classmethod
   def tree_unflatten(cls, aux, children):
