@@ -6,6 +6,7 @@ from muax import loss
 from muax import model
 from muax import nn
 from muax import replay_buffer
+from muax import runtime
 from muax import test
 from muax import train
 from muax import utils
@@ -17,6 +18,8 @@ from muax.replay_buffer import Trajectory
 from muax.replay_buffer import TrajectoryReplayBuffer
 from muax.train import fit
 from muax.transition import Transition
+
+runtime.apply_defaults()
 
 __all__ = [
     "MuZero",
@@ -31,6 +34,7 @@ __all__ = [
     "model",
     "nn",
     "replay_buffer",
+    "runtime",
     "test",
     "train",
     "utils",

@@ -194,13 +194,13 @@ class MuZero:
     if temperature < 0 or not np.isfinite(hyper).all():
       raise ValueError(f"temperature must be >= 0 and search settings finite, got "
                        f"temperature={temperature!r}")
-    action, pi, value = jax.device_get(self._plan(
+    # One packed output: a single device-to-host copy per call.
+    packed = np.asarray(self._plan(
         self._params, rng_key, obs, mask, hyper, num_simulations=int(num_simulations),
         max_depth=max_depth, loop_fn=loop_fn, qtransform=qtransform,
         max_num_considered_actions=int(max_num_considered_actions)))
-    if obs_from_batch:
-      action = np.asarray(action)
-    else:
+    action, value, pi = _unpack_plan(packed)
+    if not obs_from_batch:
       action, pi, value = int(action[0]), pi[0], float(value[0])
     if with_pi and with_value:
       return action, pi, value
@@ -211,9 +211,10 @@ class MuZero:
     return action
 
   def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, **static):
-    return search.plan(self.networks, params, rng_key, obs, invalid_actions, *hyper,
-                       policy=self._policy, support_size=self._support_size,
-                       discount=self._discount, **static)
+    action, pi, value = search.plan(
+        self.networks, params, rng_key, obs, invalid_actions, *hyper, policy=self._policy,
+        support_size=self._support_size, discount=self._discount, **static)
+    return _pack_plan(action, pi, value)
 
   def _check_obs(self, obs, from_batch):
     if obs.shape[1:] != self._obs_shape:
@@ -367,6 +368,16 @@ class MuZero:
   def dynamic(self, s, a):
     """`(reward_logits, next_s)` of hidden state `s` and actions `a[B]`."""
     return self._apply_dyn(self._params["dynamic"], s, a)
+
+
+def _pack_plan(action, pi, value):
+  """`[B, 2 + A]` float32: action (exact below 2**24), value, then pi."""
+  return jnp.concatenate([action[:, None].astype(jnp.float32),
+                          value[:, None].astype(jnp.float32), pi.astype(jnp.float32)], -1)
+
+
+def _unpack_plan(packed):
+  return packed[:, 0].astype(np.int32), packed[:, 1], packed[:, 2:]
 
 
 def _check_tree(params, expected, file, what):
