@@ -4,8 +4,11 @@ Acting exchanges only observations, keys and params-bearing models with the
 rest of the library, so it can later move into actor processes or vectorised
 collectors unchanged in meaning.
 """
+import copy
 import dataclasses
-from typing import Optional
+import os
+import time
+from typing import Callable, List, Optional, Sequence
 
 import gymnasium as gym
 import jax
@@ -100,3 +103,177 @@ def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
   if trajectory is not None:
     trajectory.finalize()
   return Episode(total, steps, trajectory)
+
+
+# ---------------------------------------------------------------------------
+# Vectorised collection: N environments, one batched search per step.
+
+VECTORIZATION_MODES = ("auto", "sync", "async")
+# `auto` runs sub-environments in worker processes only when one step costs
+# at least this much (a physics simulator, an emulator); cheap environments
+# such as CartPole are faster stepped in this process.
+ASYNC_STEP_SECONDS = 1e-3
+
+
+def make_vector_env(env_fn: Callable, num_envs: int, *, mode: str = "auto",
+                    max_episode_steps: Optional[int] = None):
+  """A gymnasium vector environment resetting finished episodes in the same step.
+
+  Args:
+    env_fn: makes one environment (called once per sub-environment).
+    num_envs: N.
+    mode: 'sync' (one process), 'async' (a process per environment) or
+      'auto' (async when a probe step takes >= ASYNC_STEP_SECONDS and the
+      machine has more than one core).
+    max_episode_steps: wraps each sub-environment in a time limit; by
+      default the environment's own limit, or DEFAULT_MAX_EPISODE_STEPS when
+      it has none, so every episode ends.
+  """
+  if mode not in VECTORIZATION_MODES:
+    raise ValueError(f"vectorization must be one of {VECTORIZATION_MODES}, got {mode!r}")
+  probe = env_fn()
+  check_env(probe, "env")
+  limit = None
+  spec_limit = getattr(getattr(probe, "spec", None), "max_episode_steps", None)
+  if max_episode_steps is not None or not spec_limit:
+    limit = step_limit(probe, max_episode_steps)
+  if mode == "auto":
+    mode = "async" if (num_envs > 1 and (os.cpu_count() or 1) > 1
+                       and _step_seconds(probe) >= ASYNC_STEP_SECONDS) else "sync"
+  probe.close()
+
+  def make():
+    env = env_fn()
+    return gym.wrappers.TimeLimit(env, limit) if limit else env
+
+  autoreset = gym.vector.AutoresetMode.SAME_STEP
+  if mode == "async":
+    return gym.vector.AsyncVectorEnv([make] * num_envs, autoreset_mode=autoreset)
+  return gym.vector.SyncVectorEnv([make] * num_envs, autoreset_mode=autoreset)
+
+
+def _step_seconds(env, steps: int = 20) -> float:
+  env.reset(seed=0)
+  env.action_space.seed(0)
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+    times.append(time.perf_counter() - start)
+    if terminated or truncated:
+      env.reset()
+  return float(np.median(times))
+
+
+def check_vector_env(envs):
+  """Raises ValueError unless `envs` suits `VectorCollector`."""
+  if not isinstance(envs.single_action_space, gym.spaces.Discrete):
+    raise ValueError("muax plans over discrete actions, but the vector environment's "
+                     f"single_action_space is {envs.single_action_space}")
+  mode = envs.metadata.get("autoreset_mode")
+  if mode is not gym.vector.AutoresetMode.SAME_STEP:
+    raise ValueError(
+        "muax needs a vector environment created with "
+        "autoreset_mode=gym.vector.AutoresetMode.SAME_STEP (got "
+        f"{mode}); or pass an environment factory and num_envs instead")
+
+
+class VectorCollector:
+  """Plays N environments at once: one batched `act` per step for all N.
+
+  Each sub-environment has its own tracer (a copy of `tracer`) and its own
+  trajectory; finished episodes come back from `step` in the order they
+  finished. Episodes that end by a time limit bootstrap their n-step returns
+  from the greedy search value of their final observation (one extra batched
+  search, only on steps where some episode was truncated).
+  """
+
+  def __init__(self, model, envs, keys: KeyStream, *, num_simulations: int, tracer,
+               seed: Optional[int] = None):
+    check_vector_env(envs)
+    self.model, self.envs, self.keys = model, envs, keys
+    self.num_envs = envs.num_envs
+    self.num_simulations = num_simulations
+    self._tracers = [copy.deepcopy(tracer) for _ in range(self.num_envs)]
+    for t in self._tracers:
+      t.reset()
+    self._trajectories = [Trajectory() for _ in range(self.num_envs)]
+    self._returns = np.zeros(self.num_envs)
+    self._lengths = np.zeros(self.num_envs, np.int64)
+    self._obs, _ = envs.reset(seed=seed)
+    self.env_steps = 0
+
+  def step(self, temperature: float, params=None) -> List[Episode]:
+    """Advances every environment by one step; returns the episodes that ended.
+
+    `params` (default: the model's own) are the parameters searched with.
+    """
+    obs = np.asarray(self._obs)
+    actions, pis, values = self.model.act(
+        self.keys(), obs, with_pi=True, with_value=True, obs_from_batch=True,
+        num_simulations=self.num_simulations, temperature=temperature, params=params)
+    next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+    terminated = np.asarray(terminated, bool)
+    truncated = np.asarray(truncated, bool) & ~terminated
+    self.env_steps += self.num_envs
+    self._returns += rewards
+    self._lengths += 1
+    bootstrap = self._bootstrap_values(truncated, infos, next_obs, params)
+    finished = []
+    for i in range(self.num_envs):
+      tracer = self._tracers[i]
+      tracer.add(obs[i], int(actions[i]), float(rewards[i]), bool(terminated[i]),
+                 float(values[i]), pis[i], truncated=bool(truncated[i]),
+                 bootstrap_value=None if bootstrap is None else float(bootstrap[i]))
+      while tracer:
+        self._trajectories[i].add(tracer.pop())
+      if terminated[i] or truncated[i]:
+        trajectory = self._trajectories[i]
+        trajectory.finalize()
+        finished.append(Episode(float(self._returns[i]), int(self._lengths[i]), trajectory))
+        self._trajectories[i] = Trajectory()
+        tracer.reset()
+        self._returns[i] = 0.
+        self._lengths[i] = 0
+    self._obs = next_obs
+    return finished
+
+  def _bootstrap_values(self, truncated, infos, next_obs, params):
+    if not truncated.any():
+      return None
+    final = np.array(next_obs, copy=True)
+    for i in np.flatnonzero(truncated):
+      final[i] = infos["final_obs"][i]
+    _, values = self.model.act(self.keys(), final, with_value=True, obs_from_batch=True,
+                               num_simulations=self.num_simulations, temperature=0.,
+                               params=params)
+    return values
+
+  def close(self):
+    self.envs.close()
+
+
+def run_vector_episodes(model, envs, keys: KeyStream, num_episodes: int, *,
+                        num_simulations: int, temperature: float = 0.,
+                        seed: Optional[int] = None) -> List[float]:
+  """Returns of the first `num_episodes` episodes started in `envs` (batched search).
+
+  Only episodes that begin at the initial reset count, so the result does not
+  favour short episodes: with N sub-environments, ceil(num_episodes / N)
+  rounds of N episodes are played.
+  """
+  check_vector_env(envs)
+  n = envs.num_envs
+  returns = []
+  while len(returns) < num_episodes:
+    obs, _ = envs.reset(seed=None if seed is None else seed + len(returns))
+    total = np.zeros(n)
+    running = np.ones(n, bool)
+    while running.any():
+      actions = model.act(keys(), np.asarray(obs), obs_from_batch=True,
+                          num_simulations=num_simulations, temperature=temperature)
+      obs, rewards, terminated, truncated, _ = envs.step(actions)
+      total += np.where(running, rewards, 0.)
+      running &= ~(np.asarray(terminated) | np.asarray(truncated))
+    returns.extend(total.tolist())
+  return returns[:num_episodes]

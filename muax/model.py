@@ -99,6 +99,7 @@ class MuZero:
     self._no_mask = {}
     self._plan = jax.jit(self._plan_packed, static_argnames=_STATIC_PLAN_ARGS)
     self._update_step = jax.jit(self._update_fn)
+    self._update_scan = jax.jit(self._update_many_fn)
     self._apply_repr = jax.jit(self.repr_func.apply)
     self._apply_pred = jax.jit(self.pred_func.apply)
     self._apply_dyn = jax.jit(self.dy_func.apply)
@@ -162,7 +163,7 @@ class MuZero:
           num_simulations=5, temperature=1., invalid_actions=None, max_depth=None,
           loop_fn=jax.lax.fori_loop, qtransform=None, dirichlet_fraction=0.25,
           dirichlet_alpha=0.3, pb_c_init=1.25, pb_c_base=19652,
-          max_num_considered_actions=16, gumbel_scale=1):
+          max_num_considered_actions=16, gumbel_scale=1, *, params=None):
     """Plans with the learned model and chooses an action.
 
     Args:
@@ -175,6 +176,8 @@ class MuZero:
       temperature: > 0 samples visit counts `N^(1/T)`; 0 is greedy and
         deterministic (no exploration noise).
       invalid_actions: `[B, A]` (or `[A]` for one observation), 1 = invalid.
+      params: search with these parameters instead of the model's own (an
+        actor's copy that lags the learner, say); same structure as `params`.
       Remaining arguments are passed to the mctx policy.
 
     Returns:
@@ -196,7 +199,7 @@ class MuZero:
                        f"temperature={temperature!r}")
     # One packed output: a single device-to-host copy per call.
     packed = np.asarray(self._plan(
-        self._params, rng_key, obs, mask, hyper, num_simulations=int(num_simulations),
+        self._params if params is None else params, rng_key, obs, mask, hyper, num_simulations=int(num_simulations),
         max_depth=max_depth, loop_fn=loop_fn, qtransform=qtransform,
         max_num_considered_actions=int(max_num_considered_actions)))
     action, value, pi = _unpack_plan(packed)
@@ -260,6 +263,34 @@ class MuZero:
         self._params, self._opt_state, batch)
     return metrics
 
+  def update_many(self, batches: Transition) -> dict:
+    """`U` gradient steps in one dispatch on batches `[U, B, K, ...]`.
+
+    Equivalent to calling `update` on each `batches[u]` in turn (a
+    `jax.lax.scan` inside one compiled program); returns the metrics averaged
+    over the U steps, with `'skipped'` counting the skipped steps.
+    """
+    metrics = jax.device_get(self._update_many_async(batches))
+    out = {k: float(np.mean(v)) for k, v in metrics.items()}
+    out["skipped"] = float(np.sum(metrics["skipped"]))
+    return out
+
+  def _update_many_async(self, batches: Transition) -> dict:
+    """`update_many` without waiting: per-step metrics `[U]` stay on the device."""
+    self._require_params("update_many")
+    batches = self._check_batch(batches, stacked=True)
+    self._params, self._opt_state, metrics = self._update_scan(
+        self._params, self._opt_state, batches)
+    return metrics
+
+  def _update_many_fn(self, params, opt_state, batches):
+    def step(carry, batch):
+      new_params, new_opt_state, metrics = self._update_fn(*carry, batch)
+      return (new_params, new_opt_state), metrics
+
+    (params, opt_state), metrics = jax.lax.scan(step, (params, opt_state), batches)
+    return params, opt_state, metrics
+
   def _update_fn(self, params, opt_state, batch):
     def loss(p):
       out = self._loss_fn(self, p, batch)
@@ -275,12 +306,15 @@ class MuZero:
                    skipped=1. - finite.astype(jnp.float32))
     return keep(new_params, params), keep(new_opt_state, opt_state), metrics
 
-  def _check_batch(self, batch):
+  def _check_batch(self, batch, stacked=False):
+    what = "update_many" if stacked else "update"
     if not isinstance(batch, Transition):
-      raise TypeError(f"update expects a muax.Transition batch, got {type(batch).__name__}")
-    obs = np.asarray(batch.obs)
-    if obs.ndim < 2 or obs.shape[2:] != self._obs_shape:
-      raise ValueError(f"batch.obs has shape {obs.shape}; expected [B, K, "
+      raise TypeError(f"{what} expects a muax.Transition batch, got {type(batch).__name__}")
+    lead = 3 if stacked else 2
+    obs_shape = np.shape(batch.obs)
+    if len(obs_shape) < lead or tuple(obs_shape[lead:]) != self._obs_shape:
+      dims = "U, B, K" if stacked else "B, K"
+      raise ValueError(f"batch.obs has shape {obs_shape}; {what} expects [{dims}, "
                        f"{', '.join(map(str, self._obs_shape))}]")
     return batch
 

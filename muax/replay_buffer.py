@@ -111,7 +111,8 @@ class TrajectoryReplayBuffer:
     self._flat = None
 
   def sample(self, batch_size: int = 32, num_trajectory: Optional[int] = None,
-             k_steps: int = 5, sample_per_trajectory: int = 1) -> Transition:
+             k_steps: int = 5, sample_per_trajectory: int = 1, *,
+             num_batches: Optional[int] = None) -> Transition:
     """Samples a batch of K-step windows.
 
     Args:
@@ -120,10 +121,14 @@ class TrajectoryReplayBuffer:
         sample_per_trajectory.
       k_steps: window length K.
       sample_per_trajectory: windows drawn from each drawn trajectory.
+      num_batches: U independent batches at once, for `MuZero.update_many`.
 
     Returns:
-      a Transition with fields `[B, k_steps, ...]` (numpy arrays).
+      a Transition with fields `[B, k_steps, ...]`, or `[U, B, k_steps, ...]`
+      with `num_batches` (numpy arrays).
     """
+    if num_batches is not None:
+      _check_positive_int(num_batches, "num_batches")
     _check_positive_int(k_steps, "k_steps")
     _check_positive_int(sample_per_trajectory, "sample_per_trajectory")
     if num_trajectory is None:
@@ -144,10 +149,14 @@ class TrajectoryReplayBuffer:
           f"{lengths.max()} steps")
     p = np.where(eligible, weights, 0.)
     p = p / p.sum() if p.sum() > 0 else eligible / eligible.sum()
-    chosen = self._rng.choice(len(lengths), size=num_trajectory, p=p)
-    chosen = np.repeat(chosen, sample_per_trajectory)[:batch]
-    return _gather_windows(flat, offsets[chosen], lengths[chosen],
-                           terminated[chosen], k_steps, self._rng)
+    rows = 1 if num_batches is None else int(num_batches)
+    chosen = self._rng.choice(len(lengths), size=(rows, num_trajectory), p=p)
+    chosen = np.repeat(chosen, sample_per_trajectory, axis=1)[:, :batch].reshape(-1)
+    windows = _gather_windows(flat, offsets[chosen], lengths[chosen],
+                              terminated[chosen], k_steps, self._rng)
+    if num_batches is None:
+      return windows
+    return Transition(*(x.reshape((rows, batch) + x.shape[1:]) for x in windows))
 
   def clear(self):
     """Removes every trajectory."""

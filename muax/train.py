@@ -5,8 +5,10 @@ trajectories, the replay buffer stores and samples them, `MuZero.update`
 learns, `muax.test.test` evaluates. Updates are dispatched without waiting for
 their results, so the host samples the next batch while the device computes.
 """
+import collections
 import dataclasses
 import datetime
+import functools
 import os
 import time
 from typing import Callable, List, Optional
@@ -75,13 +77,15 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
         name=None, tensorboard_dir=None, model_save_path=None, save_name=None,
         random_seed=42, temperature_fn=None, log_all_metrics=False,
         num_update_per_episode=50, *, target_return=None, progress=True,
-        max_episode_steps=None) -> str:
+        max_episode_steps=None, num_envs=1, vectorization="auto") -> str:
   """Trains `model` on an environment and returns the best checkpoint's path.
 
   Args:
     model: a `muax.MuZero` (initialised here if it has no params yet).
     env_id: a registered gymnasium id; exclusive with `env`.
-    env: a gymnasium environment for training; needs `test_env`.
+    env: a gymnasium environment for training, or a function making one
+      (needed for `num_envs > 1`), or a gymnasium vector environment with
+      `autoreset_mode=SAME_STEP`; needs `test_env`.
     test_env: environment for the greedy evaluations.
     tracer: n-step tracer; a fresh `PNStep(50, 0.997, 0.5)` when None.
     buffer: replay buffer; a fresh `TrajectoryReplayBuffer(500)` when None.
@@ -106,6 +110,12 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
     target_return: stop once a greedy test reaches this return.
     progress: show a progress bar.
     max_episode_steps: cap for environments without a time limit.
+    num_envs: environments played at once, with one batched search per step
+      for all of them (1: one environment, as before). With N > 1, updates
+      run in one dispatch per episode and overlap with acting; the actors
+      search with the parameters from before the latest dispatch.
+    vectorization: 'sync', 'async' (a process per environment) or 'auto'
+      (async only for environments whose step is slow).
 
   Returns:
     the path of the best checkpoint by test return, for `model.load`.
@@ -120,7 +130,8 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
              save_name=save_name, random_seed=random_seed, temperature_fn=temperature_fn,
              log_all_metrics=log_all_metrics,
              num_update_per_episode=num_update_per_episode, target_return=target_return,
-             progress=progress, max_episode_steps=max_episode_steps).best_path
+             progress=progress, max_episode_steps=max_episode_steps, num_envs=num_envs,
+             vectorization=vectorization).best_path
 
 
 def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
@@ -130,7 +141,7 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
         name=None, tensorboard_dir=None, model_save_path=None, save_name=None,
         random_seed=42, temperature_fn=None, log_all_metrics=False,
         num_update_per_episode=50, target_return=None, progress=True,
-        max_episode_steps=None) -> FitResult:
+        max_episode_steps=None, num_envs=1, vectorization="auto") -> FitResult:
   """`fit` with the full record of the run (see `FitResult`)."""
   _check_counts(max_episodes=max_episodes, test_interval=test_interval,
                 num_test_episodes=num_test_episodes,
@@ -138,10 +149,15 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
                 save_every_n_epochs=save_every_n_epochs,
                 num_simulations=num_simulations, k_steps=k_steps,
                 num_trajectory=num_trajectory,
-                sample_per_trajectory=sample_per_trajectory)
+                sample_per_trajectory=sample_per_trajectory, num_envs=num_envs)
   _check_counts(allow_zero=True, buffer_warm_up=buffer_warm_up,
                 num_update_per_episode=num_update_per_episode)
-  env, test_env, env_name = _make_envs(env_id, env, test_env)
+  if vectorization not in acting.VECTORIZATION_MODES:
+    raise ValueError(f"vectorization must be one of {acting.VECTORIZATION_MODES}, "
+                     f"got {vectorization!r}")
+  env, test_env, env_name = _make_envs(env_id, env, test_env, num_envs, vectorization,
+                                       max_episode_steps,
+                                       num_test_envs=min(num_envs, num_test_episodes))
   tracer = PNStep(50, 0.997, 0.5) if tracer is None else tracer
   buffer = TrajectoryReplayBuffer(500, random_seed=random_seed) if buffer is None else buffer
   temperature_fn = default_temperature_fn if temperature_fn is None else temperature_fn
@@ -185,6 +201,7 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
       if done:
         break
   finally:
+    loop.close()
     writer.flush()
     writer.close()
     bar.close()
@@ -195,7 +212,15 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
 
 
 class _Loop:
-  """State of one `fit` run: keys, counters, and the act/learn/test steps."""
+  """State of one `fit` run: keys, counters, and the act/learn/test steps.
+
+  With a single environment, episodes are played one at a time and each
+  learning call waits for its updates. With a vector environment, episodes
+  come from a `VectorCollector`, each learning call is one fused dispatch,
+  and acting searches with the parameters from before that dispatch, so the
+  device learns while the host steps environments; metrics are read one
+  call late. Both are deterministic for a given seed.
+  """
 
   def __init__(self, model, env, test_env, tracer, buffer, seed, num_simulations,
                max_episode_steps, temperature_fn, max_training_steps):
@@ -205,9 +230,15 @@ class _Loop:
     self.max_episode_steps = max_episode_steps
     self.temperature_fn = temperature_fn
     self.max_training_steps = max_training_steps
+    self.seed = seed
     self.keys = acting.KeyStream(jax.random.PRNGKey(seed))
     # Every episode starts from its own seed; the sequence is fixed by `seed`.
     self.seeds = np.random.default_rng(seed)
+    self.vectorized = isinstance(env, gym.vector.VectorEnv)
+    self.collector = None
+    self.pending_episodes = collections.deque()
+    self.actor_params = None
+    self.pending_metrics = None
     self.env_steps = 0
     self.training_steps = 0
     self.start = time.perf_counter()
@@ -215,7 +246,8 @@ class _Loop:
   def ensure_initialised(self):
     if self.model.params is None:
       obs, _ = self.env.reset(seed=int(self.seeds.integers(2 ** 31)))
-      self.model.init(self.keys(), np.asarray(obs)[None])
+      obs = np.asarray(obs)
+      self.model.init(self.keys(), obs[:1] if self.vectorized else obs[None])
 
   def elapsed(self) -> float:
     return time.perf_counter() - self.start
@@ -225,53 +257,133 @@ class _Loop:
                                      training_steps=self.training_steps))
 
   def collect(self) -> acting.Episode:
-    episode = acting.run_episode(
-        self.model, self.env, self.keys, num_simulations=self.num_simulations,
-        temperature=self.temperature(), seed=int(self.seeds.integers(2 ** 31)),
-        tracer=self.tracer, max_episode_steps=self.max_episode_steps)
+    """Plays until an episode ends, stores it in replay and returns it."""
+    if self.vectorized:
+      episode = self._next_vector_episode()
+    else:
+      episode = acting.run_episode(
+          self.model, self.env, self.keys, num_simulations=self.num_simulations,
+          temperature=self.temperature(), seed=int(self.seeds.integers(2 ** 31)),
+          tracer=self.tracer, max_episode_steps=self.max_episode_steps)
+      self.env_steps += episode.length
     trajectory = episode.trajectory
     self.buffer.add(trajectory, float(np.mean(trajectory.batched_transitions.w)))
-    self.env_steps += episode.length
     return episode
 
+  def _next_vector_episode(self) -> acting.Episode:
+    if self.collector is None:
+      self.collector = acting.VectorCollector(
+          self.model, self.env, self.keys, num_simulations=self.num_simulations,
+          tracer=self.tracer, seed=int(self.seeds.integers(2 ** 31)))
+    while not self.pending_episodes:
+      self.pending_episodes.extend(
+          self.collector.step(self.temperature(), params=self.actor_params))
+      self.env_steps = self.collector.env_steps
+    return self.pending_episodes.popleft()
+
   def learn(self, num_updates, num_trajectory, sample_per_trajectory, k_steps) -> dict:
+    """Runs up to `num_updates` updates; returns mean metrics (see class doc)."""
     num_updates = min(num_updates, self.max_training_steps - self.training_steps)
-    pending = []
-    for _ in range(num_updates):
-      batch = self.buffer.sample(num_trajectory=num_trajectory, k_steps=k_steps,
-                                 sample_per_trajectory=sample_per_trajectory)
-      pending.append(self.model._update_async(batch))
+    if num_updates <= 0:
+      return self.flush_metrics() if self.vectorized else {}
+    batches = self.buffer.sample(num_trajectory=num_trajectory, k_steps=k_steps,
+                                 sample_per_trajectory=sample_per_trajectory,
+                                 num_batches=num_updates)
+    self.actor_params = self.model.params
+    metrics = self.model._update_many_async(batches)
     self.training_steps += num_updates
-    if not pending:
-      return {}
-    stacked = jax.device_get(pending)
-    return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+    if not self.vectorized:
+      return _mean_metrics(metrics)
+    previous, self.pending_metrics = self.pending_metrics, metrics
+    return _mean_metrics(previous) if previous is not None else {}
+
+  def flush_metrics(self) -> dict:
+    metrics, self.pending_metrics = self.pending_metrics, None
+    return _mean_metrics(metrics) if metrics is not None else {}
 
   def evaluate(self, num_test_episodes) -> float:
+    if isinstance(self.test_env, gym.vector.VectorEnv):
+      returns = acting.run_vector_episodes(
+          self.model, self.test_env, self.keys, num_test_episodes,
+          num_simulations=self.num_simulations, temperature=0.,
+          seed=int(self.seeds.integers(2 ** 31)))
+      return float(np.mean(returns))
     return evaluate(self.model, self.test_env, self.keys(), self.num_simulations,
                     num_test_episodes, random_seed=int(self.seeds.integers(2 ** 31)),
                     max_episode_steps=self.max_episode_steps)
 
+  def close(self):
+    for env in (self.env, self.test_env):
+      if isinstance(env, gym.vector.VectorEnv):
+        env.close()
 
-def _make_envs(env_id, env, test_env):
+
+def _mean_metrics(metrics) -> dict:
+  metrics = jax.device_get(metrics)
+  out = {k: float(np.mean(v)) for k, v in metrics.items()}
+  if "skipped" in metrics:
+    out["skipped"] = float(np.sum(metrics["skipped"]))
+  return out
+
+
+def _make_envs(env_id, env, test_env, num_envs=1, vectorization="auto",
+               max_episode_steps=None, num_test_envs=1):
+  """Training and test environments; vector ones when `num_envs > 1`.
+
+  `env` may be an environment, a function making one, or a vector
+  environment. With `env_id` and `num_envs > 1`, the default test
+  environment is a vector one of `num_test_envs` sub-environments.
+  """
   if (env_id is None) == (env is None):
     raise ValueError("give exactly one of env_id and env, got "
                      f"env_id={env_id!r} and env={env!r}")
   if env_id is not None:
-    try:
-      env = gym.make(env_id)
-    except gym.error.Error as e:
-      raise ValueError(f"cannot make environment env_id={env_id!r}: {e}") from e
-    test_env = gym.make(env_id) if test_env is None else test_env
-    name = env_id
+    env_fn, name = functools.partial(gym.make, env_id), env_id
   else:
     if test_env is None:
       raise ValueError("a custom env needs a separate test_env for evaluation")
+    env_fn, name = _custom_env(env, num_envs)
+  try:
+    if env_fn is not None:
+      env = (acting.make_vector_env(env_fn, num_envs, mode=vectorization,
+                                    max_episode_steps=max_episode_steps)
+             if num_envs > 1 else env_fn())
+    if test_env is None:
+      test_env = (acting.make_vector_env(env_fn, num_test_envs, mode="sync",
+                                         max_episode_steps=max_episode_steps)
+                  if num_envs > 1 and num_test_envs > 1 else env_fn())
+  except gym.error.Error as e:
+    raise ValueError(f"cannot make environment env_id={env_id!r}: {e}") from e
+  for what, e in (("env", env), ("test_env", test_env)):
+    if isinstance(e, gym.vector.VectorEnv):
+      acting.check_vector_env(e)
+    else:
+      acting.check_env(e, what)
+  if name is None:
     spec = getattr(env, "spec", None)
-    name = getattr(spec, "id", None) or type(env.unwrapped).__name__
-  acting.check_env(env, "env")
-  acting.check_env(test_env, "test_env")
+    name = getattr(spec, "id", None) or (
+        type(env.unwrapped).__name__ if isinstance(env, gym.Env) else "env")
   return env, test_env, name
+
+
+def _custom_env(env, num_envs):
+  """`(factory or None, run name or None)` for a user's `env` argument."""
+  if isinstance(env, gym.vector.VectorEnv):
+    if num_envs not in (1, env.num_envs):
+      raise ValueError(f"num_envs={num_envs}, but the vector env has {env.num_envs} "
+                       "sub-environments")
+    return None, None
+  if isinstance(env, gym.Env):
+    if num_envs > 1:
+      raise ValueError(
+          f"num_envs={num_envs} needs a function that makes the environment (e.g. "
+          "env=lambda: MyEnv()), not an environment instance")
+    return None, None
+  if callable(env):
+    name = getattr(env, "__name__", "")
+    return env, (name if name.isidentifier() else None)
+  raise TypeError("env must be a gymnasium Env, a function making one, or a vector env; "
+                  f"got {type(env).__name__}")
 
 
 def _check_counts(allow_zero=False, **values):
@@ -288,6 +400,8 @@ def _log_episode(writer, episode, episode_out, metrics, loop, log_all):
   writer.add_scalar("train/training_step", loop.training_steps, episode)
   writer.add_scalar("train/env_steps", loop.env_steps, episode)
   writer.add_scalar("train/wall_clock", loop.elapsed(), episode)
+  writer.add_scalar("train/env_steps_per_s", loop.env_steps / max(loop.elapsed(), 1e-9),
+                    episode)
   writer.add_scalar("train/temperature", loop.temperature(), episode)
   keys = metrics.keys() if log_all else ("loss", "value", "n_step_return")
   for key in keys:
@@ -321,7 +435,14 @@ def _update_bar(bar, loop, episode_out, metrics, test_return, best_return):
   postfix = {"ep_ret": f"{episode_out.episode_return:.0f}",
              "best_test": f"{best_return:.0f}" if np.isfinite(best_return) else "-",
              "loss": f"{metrics.get('loss', float('nan')):.3f}",
-             "steps/s": f"{loop.env_steps / max(loop.elapsed(), 1e-9):.0f}"}
+             "steps/s": f"{loop.env_steps / max(loop.elapsed(), 1e-9):.0f}",
+             "time": _clock(loop.elapsed())}
   if test_return is not None:
     postfix["test"] = f"{test_return:.0f}"
   bar.set_postfix(postfix, refresh=False)
+
+
+def _clock(seconds: float) -> str:
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"

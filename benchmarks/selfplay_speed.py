@@ -1,0 +1,133 @@
+"""Self-play decisions/s against the number of environments, and updates/s.
+
+For num_envs = 1, 8, 64 (CartPole-v1, the CLI's CartPole-size networks) it
+times `VectorCollector.step`: one batched search for all N environments, the
+environments' step, and the N tracers, i.e. real self-play. It also times the
+single-environment loop of the core issue (`model.act` on one observation,
+then `env.step`), which `decisions_vs_single_loop` divides by. Then updates/s
+at the README's batch (32 windows, K=10), one dispatch per update against
+`update_many` (a `lax.scan` over 50 updates in one dispatch).
+
+Prints JSON lines; figures are medians over --repeats. Usage:
+  python benchmarks/selfplay_speed.py [--repeats 5] [--envs 1 8 64]
+"""
+import argparse
+import json
+import time
+
+import gymnasium as gym
+import jax
+import numpy as np
+
+import muax
+from muax import acting
+from muax import cli
+
+SETTINGS = (("muzero", 50), ("gumbel", 8))
+
+
+def make_model(policy):
+  model = cli.build_model(cli.TrainConfig(env_id="CartPole-v1", policy=policy), 2)
+  model.init(jax.random.PRNGKey(0), np.zeros((1, 4), np.float32))
+  return model
+
+
+def single_loop_rate(model, num_simulations, steps, repeats):
+  """Decisions/s of `act` on one observation followed by `env.step`."""
+  env = gym.make("CartPole-v1")
+  keys = acting.KeyStream(jax.random.PRNGKey(0))
+  obs, _ = env.reset(seed=0)
+  rates = []
+  for repeat in range(repeats + 1):
+    start = time.perf_counter()
+    for _ in range(steps):
+      a = model.act(keys(), obs, num_simulations=num_simulations, temperature=1.)
+      obs, _, terminated, truncated, _ = env.step(a)
+      if terminated or truncated:
+        obs, _ = env.reset()
+    if repeat:  # the first round compiles
+      rates.append(steps / (time.perf_counter() - start))
+  return float(np.median(rates))
+
+
+def collector_rate(model, num_envs, num_simulations, steps, repeats):
+  """Decisions/s of `VectorCollector.step` over N CartPole environments."""
+  envs = acting.make_vector_env(lambda: gym.make("CartPole-v1"), num_envs, mode="sync")
+  collector = acting.VectorCollector(model, envs, acting.KeyStream(jax.random.PRNGKey(0)),
+                                     num_simulations=num_simulations,
+                                     tracer=muax.PNStep(10, 0.99, 0.5), seed=0)
+  rates = []
+  for repeat in range(repeats + 1):
+    start = time.perf_counter()
+    for _ in range(steps):
+      collector.step(1.)
+    if repeat:
+      rates.append(steps * num_envs / (time.perf_counter() - start))
+  collector.close()
+  return float(np.median(rates))
+
+
+def update_rates(repeats, num_updates=50):
+  model = make_model("muzero")
+  rng = np.random.default_rng(0)
+
+  def batch(lead):
+    k = 10
+    return muax.Transition(
+        obs=rng.normal(size=lead + (k, 4)).astype(np.float32),
+        a=rng.integers(0, 2, lead + (k,)).astype(np.int32),
+        r=np.ones(lead + (k,), np.float32), done=np.zeros(lead + (k,), bool),
+        Rn=rng.uniform(0, 50, lead + (k,)).astype(np.float32),
+        v=np.zeros(lead + (k,), np.float32), pi=np.full(lead + (k, 2), .5, np.float32),
+        w=np.ones(lead + (k,), np.float32))
+
+  one, many = batch((32,)), batch((num_updates, 32))
+
+  def unfused():
+    jax.block_until_ready([model._update_async(one) for _ in range(num_updates)])
+
+  def fused():
+    jax.block_until_ready(model._update_many_async(many))
+
+  out = {}
+  for name, fn in (("per_dispatch", unfused), ("fused", fused)):
+    fn()
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      fn()
+      times.append((time.perf_counter() - start) / num_updates)
+    out[name] = float(np.median(times))
+  return out
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--envs", type=int, nargs="+", default=[1, 8, 64])
+  parser.add_argument("--decisions", type=int, default=3000,
+                      help="decisions per timed round (per setting)")
+  args = parser.parse_args()
+  device = jax.devices()[0].platform
+  for policy, sims in SETTINGS:
+    model = make_model(policy)
+    single = single_loop_rate(model, sims, args.decisions // 3, args.repeats)
+    print(json.dumps({"bench": "single_env_act_loop", "policy": policy,
+                      "num_simulations": sims, "decisions_per_s": round(single, 1),
+                      "device": device}), flush=True)
+    for n in args.envs:
+      steps = max(10, args.decisions // n)
+      rate = collector_rate(model, n, sims, steps, args.repeats)
+      print(json.dumps({"bench": "selfplay", "policy": policy, "num_simulations": sims,
+                        "num_envs": n, "decisions_per_s": round(rate, 1),
+                        "decisions_vs_single_loop": round(rate / single, 2),
+                        "device": device}), flush=True)
+  rates = update_rates(args.repeats)
+  print(json.dumps({"bench": "update", "batch": 32, "k_steps": 10,
+                    "ms_per_update_per_dispatch": round(1e3 * rates["per_dispatch"], 3),
+                    "ms_per_update_fused_50": round(1e3 * rates["fused"], 3),
+                    "device": device}), flush=True)
+
+
+if __name__ == "__main__":
+  main()
