@@ -52,3 +52,31 @@ def test_env_variable_turns_tuning_off():
                        text=True, check=True)
   assert out.stdout.strip() == "False"
   assert muax.runtime.tuning_enabled()  # this process keeps the default
+
+
+def _run(code, **env):
+  out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **env),
+                       capture_output=True, text=True, check=True)
+  return out.stdout.strip()
+
+
+PRINT_FLAGS = ("import muax, os; print(muax.runtime.applied_xla_flags(), "
+               "os.environ.get('XLA_FLAGS', ''))")
+
+
+def test_xla_flags_added_before_the_backend_starts():
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  out = subprocess.run([sys.executable, "-c", PRINT_FLAGS], env=env, capture_output=True,
+                       text=True, check=True).stdout
+  assert "--xla_cpu_copy_insertion_use_region_analysis=true" in out
+  # Too late once JAX has computed: nothing added, nothing breaks.
+  late = subprocess.run(
+      [sys.executable, "-c", "import jax; jax.numpy.ones(2).block_until_ready(); "
+       + PRINT_FLAGS], env=env, capture_output=True, text=True, check=True).stdout
+  assert late.strip() == "[]"
+
+
+def test_user_xla_flags_win_and_tuning_can_be_turned_off():
+  mine = "--xla_cpu_copy_insertion_use_region_analysis=false"
+  assert _run(PRINT_FLAGS, XLA_FLAGS=mine) == f"[] {mine}"
+  assert _run(PRINT_FLAGS, XLA_FLAGS="", MUAX_XLA_TUNING="off") == "[]"
