@@ -14,6 +14,7 @@ import gymnasium as gym
 import jax
 import numpy as np
 
+from muax.model import unpack_plan
 from muax.replay_buffer import Trajectory
 
 # Used only when an environment has no time limit of its own: an episode this
@@ -201,24 +202,30 @@ class VectorCollector:
     self._returns = np.zeros(self.num_envs)
     self._lengths = np.zeros(self.num_envs, np.int64)
     self._obs, _ = envs.reset(seed=seed)
+    self._pending = None  # (observations, their search in flight)
     self.env_steps = 0
 
   def step(self, temperature: float, params=None) -> List[Episode]:
     """Advances every environment by one step; returns the episodes that ended.
 
     `params` (default: the model's own) are the parameters searched with.
+    The search for the next step is dispatched before this step's tracer
+    bookkeeping, so the two overlap; it uses this call's `temperature` and
+    `params`.
     """
-    obs = np.asarray(self._obs)
-    actions, pis, values = self.model.act(
-        self.keys(), obs, with_pi=True, with_value=True, obs_from_batch=True,
-        num_simulations=self.num_simulations, temperature=temperature, params=params)
+    if self._pending is None:
+      self._dispatch(temperature, params)
+    obs, packed = self._pending
+    actions, values, pis = unpack_plan(np.asarray(packed))
     next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
     terminated = np.asarray(terminated, bool)
     truncated = np.asarray(truncated, bool) & ~terminated
+    bootstrap = self._bootstrap_values(truncated, infos, next_obs, params)
+    self._obs = next_obs
+    self._dispatch(temperature, params)
     self.env_steps += self.num_envs
     self._returns += rewards
     self._lengths += 1
-    bootstrap = self._bootstrap_values(truncated, infos, next_obs, params)
     finished = []
     for i in range(self.num_envs):
       tracer = self._tracers[i]
@@ -235,8 +242,13 @@ class VectorCollector:
         tracer.reset()
         self._returns[i] = 0.
         self._lengths[i] = 0
-    self._obs = next_obs
     return finished
+
+  def _dispatch(self, temperature, params):
+    obs = np.array(self._obs, copy=True)
+    self._pending = (obs, self.model._act_batch_async(
+        self.keys(), obs, num_simulations=self.num_simulations, temperature=temperature,
+        params=params))
 
   def _bootstrap_values(self, truncated, infos, next_obs, params):
     if not truncated.any():

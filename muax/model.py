@@ -6,6 +6,7 @@ one per `update`. Temperature, keys, noise settings and data are traced
 arguments, so changing them never recompiles.
 """
 import functools
+import inspect
 from typing import Callable, Optional
 
 import haiku as hk
@@ -199,10 +200,10 @@ class MuZero:
                        f"temperature={temperature!r}")
     # One packed output: a single device-to-host copy per call.
     packed = np.asarray(self._plan(
-        self._params if params is None else params, rng_key, obs, mask, hyper, num_simulations=int(num_simulations),
-        max_depth=max_depth, loop_fn=loop_fn, qtransform=qtransform,
+        self._params if params is None else params, rng_key, obs, mask, hyper,
+        num_simulations=int(num_simulations), max_depth=max_depth, loop_fn=loop_fn, qtransform=qtransform,
         max_num_considered_actions=int(max_num_considered_actions)))
-    action, value, pi = _unpack_plan(packed)
+    action, value, pi = unpack_plan(packed)
     if not obs_from_batch:
       action, pi, value = int(action[0]), pi[0], float(value[0])
     if with_pi and with_value:
@@ -212,6 +213,24 @@ class MuZero:
     if with_value:
       return action, value
     return action
+
+  def _act_batch_async(self, rng_key, obs, *, num_simulations, temperature, params=None):
+    """Dispatches a search on `obs[B, ...]` with the default search settings.
+
+    Returns the packed `[B, 2 + A]` device array without waiting for it;
+    `unpack_plan(np.asarray(packed))` gives `(action, value, pi)`. Used by
+    collectors to overlap their bookkeeping with the next search.
+    """
+    self._require_params("act")
+    obs = np.asarray(obs)
+    self._check_obs(obs, True)
+    if temperature < 0 or not np.isfinite(temperature):
+      raise ValueError(f"temperature must be >= 0, got temperature={temperature!r}")
+    hyper = np.array([temperature] + _act_search_defaults(), np.float32)
+    return self._plan(self._params if params is None else params, rng_key, obs,
+                      self._mask(None, obs.shape[0]), hyper,
+                      num_simulations=int(num_simulations), max_depth=None,
+                      loop_fn=jax.lax.fori_loop, qtransform=None, max_num_considered_actions=16)
 
   def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, **static):
     action, pi, value = search.plan(
@@ -404,13 +423,29 @@ class MuZero:
     return self._apply_dyn(self._params["dynamic"], s, a)
 
 
+_SEARCH_SETTINGS = ("dirichlet_fraction", "dirichlet_alpha", "pb_c_init", "pb_c_base",
+                    "gumbel_scale")
+
+
+@functools.lru_cache(maxsize=None)
+def _act_search_defaults_tuple():
+  params = inspect.signature(MuZero.act).parameters
+  return tuple(float(params[name].default) for name in _SEARCH_SETTINGS)
+
+
+def _act_search_defaults():
+  """`act`'s default search settings, in the order `_plan` packs them."""
+  return list(_act_search_defaults_tuple())
+
+
 def _pack_plan(action, pi, value):
   """`[B, 2 + A]` float32: action (exact below 2**24), value, then pi."""
   return jnp.concatenate([action[:, None].astype(jnp.float32),
                           value[:, None].astype(jnp.float32), pi.astype(jnp.float32)], -1)
 
 
-def _unpack_plan(packed):
+def unpack_plan(packed):
+  """`(action[B] int32, value[B], pi[B, A])` from a packed plan on the host."""
   return packed[:, 0].astype(np.int32), packed[:, 1], packed[:, 2:]
 
 

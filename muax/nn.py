@@ -12,7 +12,7 @@ import jax.numpy as jnp
 __all__ = [
     "Dynamic", "Prediction", "Representation",
     "ResNetDynamic", "ResNetPrediction", "ResNetRepresentation", "ResidualBlock",
-    "min_max_normalize", "min_max_normalize2d",
+    "elu", "min_max_normalize", "min_max_normalize2d",
 ]
 
 _EPS = 1e-5
@@ -32,10 +32,16 @@ def min_max_normalize2d(s):
   return (s - low) / jnp.maximum(high - low, _EPS)
 
 
+def elu(x):
+  """ELU as `exp(x) - 1` below zero: XLA's CPU `expm1` (what `jax.nn.elu`
+  uses) costs about a third of a batched search; the two differ by < 1e-7."""
+  return jnp.where(x > 0, x, jnp.exp(jnp.where(x > 0, 0., x)) - 1.)
+
+
 def _mlp(hidden, out, zero_out=False):
   layers = []
   for width in hidden:
-    layers += [hk.Linear(width), jax.nn.elu]
+    layers += [hk.Linear(width), elu]
   w_init = jnp.zeros if zero_out else None
   layers.append(hk.Linear(out, w_init=w_init))
   return hk.Sequential(layers)

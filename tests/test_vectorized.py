@@ -12,15 +12,19 @@ from test_train import SMALL, Corridor, _constant_value_model
 
 
 def _counting(model):
-  """Counts `act` calls and the batch size of each."""
+  """Counts searches (`act` and the collector's dispatch) and their batch sizes."""
   calls = []
-  act = model.act
+  act, dispatch = model.act, model._act_batch_async
 
-  def counted(key, obs, *args, **kwargs):
-    calls.append(np.shape(obs)[0] if kwargs.get("obs_from_batch") else 1)
+  def counted_act(key, obs, *args, **kwargs):
+    calls.append(("act", np.shape(obs)[0] if kwargs.get("obs_from_batch") else 1))
     return act(key, obs, *args, **kwargs)
 
-  model.act = counted
+  def counted_dispatch(key, obs, **kwargs):
+    calls.append(("dispatch", np.shape(obs)[0]))
+    return dispatch(key, obs, **kwargs)
+
+  model.act, model._act_batch_async = counted_act, counted_dispatch
   return calls
 
 
@@ -103,7 +107,8 @@ def test_collector_plays_n_envs_with_one_search_per_step():
   episodes = []
   for _ in range(12):
     episodes += collector.step(1.)
-  assert calls == [3] * 12  # no truncation here: exactly one batched search per step
+  # No truncation here: one batched search per step (plus the next step's, in flight).
+  assert calls == [("dispatch", 3)] * 13
   assert collector.env_steps == 36
   assert len(episodes) >= 3
   for ep in episodes:
