@@ -33,3 +33,21 @@ def test_rejects_continuous_actions():
 def test_bad_option_value_fails():
   with pytest.raises(SystemExit):
     cli.main(["train", "CartPole-v1", "--policy", "alphazero"])
+
+
+def test_num_envs_option_trains_with_a_vector_env(tmp_path, capsys):
+  code = cli.main(["train", "CartPole-v1", "--num-envs", "3", "--max-episodes", "3",
+                   "--max-training-steps", "6", "--num-update-per-episode", "2",
+                   "--buffer-warm-up", "2",
+                   "--num-simulations", "4", "--test-interval", "3",
+                   "--num-test-episodes", "2", "--logdir", str(tmp_path / "tb"),
+                   "--save-dir", str(tmp_path / "models"), "--no-progress"])
+  assert code == 0
+  out = capsys.readouterr().out
+  assert "Trained for 3 episodes" in out and "6 updates" in out
+
+
+def test_default_num_envs_is_a_positive_int():
+  n = cli.default_num_envs()
+  assert isinstance(n, int) and n >= 1
+  assert cli.TrainConfig(env_id="CartPole-v1").num_envs is None  # None: machine default
