@@ -6,7 +6,8 @@ environments' step, and the N tracers, i.e. real self-play. It also times the
 single-environment loop of the core issue (`model.act` on one observation,
 then `env.step`), which `decisions_vs_single_loop` divides by. Then updates/s
 at the README's batch (32 windows, K=10), one dispatch per update against
-`update_many` (a `lax.scan` over 50 updates in one dispatch).
+`update_many` (a `lax.scan` over 50 updates in one dispatch), and the time to
+sample those 50 batches from a full 500-episode buffer.
 
 Prints JSON lines; figures are medians over --repeats. Usage:
   python benchmarks/selfplay_speed.py [--repeats 5] [--envs 1 8 64]
@@ -101,6 +102,28 @@ def update_rates(repeats, num_updates=50):
   return out
 
 
+def sample_ms(repeats, num_batches=50):
+  """ms to sample `num_batches` README batches from a full 500-episode buffer."""
+  rng = np.random.default_rng(0)
+  buffer = muax.TrajectoryReplayBuffer(500, random_seed=0)
+  for _ in range(500):
+    length = int(rng.integers(20, 500))
+    trajectory = muax.Trajectory()
+    for t in range(length):
+      trajectory.add(muax.Transition(obs=rng.normal(size=4).astype(np.float32), a=1, r=1.,
+                                     done=t == length - 1, Rn=1., v=0.,
+                                     pi=np.full(2, .5, np.float32), w=1.))
+    trajectory.finalize()
+    buffer.add(trajectory)
+  buffer.sample(num_trajectory=32, k_steps=10, num_batches=num_batches)
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    buffer.sample(num_trajectory=32, k_steps=10, num_batches=num_batches)
+    times.append(time.perf_counter() - start)
+  return 1e3 * float(np.median(times))
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--repeats", type=int, default=5)
@@ -127,6 +150,9 @@ def main():
                     "ms_per_update_per_dispatch": round(1e3 * rates["per_dispatch"], 3),
                     "ms_per_update_fused_50": round(1e3 * rates["fused"], 3),
                     "device": device}), flush=True)
+  print(json.dumps({"bench": "replay_sample", "batches": 50, "batch": 32, "k_steps": 10,
+                    "buffer_episodes": 500, "ms": round(sample_ms(args.repeats), 3)}),
+        flush=True)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 The loop wires the separate pieces together: acting (`muax.acting`) produces
 trajectories, the replay buffer stores and samples them, `MuZero.update`
-learns, `muax.test.test` evaluates. Updates are dispatched without waiting for
-their results, so the host samples the next batch while the device computes.
+learns, `muax.test.test` evaluates. Each learning call samples all its batches
+with one gather and runs them in one dispatch (`MuZero.update_many`); with N
+environments the host goes on acting while the device learns.
 """
 import collections
 import dataclasses
@@ -230,7 +231,6 @@ class _Loop:
     self.max_episode_steps = max_episode_steps
     self.temperature_fn = temperature_fn
     self.max_training_steps = max_training_steps
-    self.seed = seed
     self.keys = acting.KeyStream(jax.random.PRNGKey(seed))
     # Every episode starts from its own seed; the sequence is fixed by `seed`.
     self.seeds = np.random.default_rng(seed)
