@@ -149,7 +149,9 @@ def make_vector_env(env_fn: Callable, num_envs: int, *, mode: str = "auto",
 
   autoreset = gym.vector.AutoresetMode.SAME_STEP
   if mode == "async":
-    return gym.vector.AsyncVectorEnv([make] * num_envs, autoreset_mode=autoreset)
+    # Spawned, not forked: forking a process that runs JAX's threads can deadlock.
+    return gym.vector.AsyncVectorEnv([make] * num_envs, autoreset_mode=autoreset,
+                                     context="spawn")
   return gym.vector.SyncVectorEnv([make] * num_envs, autoreset_mode=autoreset)
 
 

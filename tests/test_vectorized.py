@@ -230,3 +230,19 @@ def test_gumbel_at_4_simulations_learns_cartpole(tmp_path):
       random_seed=0, target_return=195., tensorboard_dir=str(tmp_path),
       model_save_path=str(tmp_path / "m"), progress=False)
   assert result.best_test_return >= 195., [t.test_return for t in result.tests]
+
+
+def test_async_collector_in_worker_processes():
+  model = make_mlp_model()
+  envs = acting.make_vector_env(lambda: gym.make("CartPole-v1"), 2, mode="async")
+  assert isinstance(envs, gym.vector.AsyncVectorEnv)
+  collector = acting.VectorCollector(model, envs, acting.KeyStream(jax.random.PRNGKey(0)),
+                                     num_simulations=2, tracer=muax.NStep(3, 0.9), seed=0)
+  try:
+    episodes = []
+    while len(episodes) < 2:
+      episodes += collector.step(1.)
+  finally:
+    collector.close()
+  for ep in episodes:
+    assert ep.trajectory.batched_transitions.obs.shape[1] == ep.length == ep.episode_return
