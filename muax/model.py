@@ -226,7 +226,7 @@ class MuZero:
     self._check_obs(obs, True)
     if temperature < 0 or not np.isfinite(temperature):
       raise ValueError(f"temperature must be >= 0, got temperature={temperature!r}")
-    hyper = np.array([temperature] + _act_search_defaults(), np.float32)
+    hyper = np.array((temperature,) + _act_search_defaults(), np.float32)
     return self._plan(self._params if params is None else params, rng_key, obs,
                       self._mask(None, obs.shape[0]), hyper,
                       num_simulations=int(num_simulations), max_depth=None,
@@ -289,10 +289,7 @@ class MuZero:
     `jax.lax.scan` inside one compiled program); returns the metrics averaged
     over the U steps, with `'skipped'` counting the skipped steps.
     """
-    metrics = jax.device_get(self._update_many_async(batches))
-    out = {k: float(np.mean(v)) for k, v in metrics.items()}
-    out["skipped"] = float(np.sum(metrics["skipped"]))
-    return out
+    return mean_metrics(self._update_many_async(batches))
 
   def _update_many_async(self, batches: Transition) -> dict:
     """`update_many` without waiting: per-step metrics `[U]` stay on the device."""
@@ -428,14 +425,19 @@ _SEARCH_SETTINGS = ("dirichlet_fraction", "dirichlet_alpha", "pb_c_init", "pb_c_
 
 
 @functools.lru_cache(maxsize=None)
-def _act_search_defaults_tuple():
+def _act_search_defaults():
+  """`act`'s default search settings, in the order `_plan` packs them."""
   params = inspect.signature(MuZero.act).parameters
   return tuple(float(params[name].default) for name in _SEARCH_SETTINGS)
 
 
-def _act_search_defaults():
-  """`act`'s default search settings, in the order `_plan` packs them."""
-  return list(_act_search_defaults_tuple())
+def mean_metrics(metrics) -> dict:
+  """Host floats from per-update metrics `[U]`: means, and `'skipped'` summed."""
+  metrics = jax.device_get(metrics)
+  out = {k: float(np.mean(v)) for k, v in metrics.items()}
+  if "skipped" in metrics:
+    out["skipped"] = float(np.sum(metrics["skipped"]))
+  return out
 
 
 def _pack_plan(action, pi, value):

@@ -20,6 +20,7 @@ import numpy as np
 
 from muax import acting
 from muax.episode_tracer import PNStep
+from muax.model import mean_metrics
 from muax.replay_buffer import TrajectoryReplayBuffer
 from muax.test import test as evaluate
 
@@ -293,13 +294,13 @@ class _Loop:
     metrics = self.model._update_many_async(batches)
     self.training_steps += num_updates
     if not self.vectorized:
-      return _mean_metrics(metrics)
+      return mean_metrics(metrics)
     previous, self.pending_metrics = self.pending_metrics, metrics
-    return _mean_metrics(previous) if previous is not None else {}
+    return mean_metrics(previous) if previous is not None else {}
 
   def flush_metrics(self) -> dict:
     metrics, self.pending_metrics = self.pending_metrics, None
-    return _mean_metrics(metrics) if metrics is not None else {}
+    return mean_metrics(metrics) if metrics is not None else {}
 
   def evaluate(self, num_test_episodes) -> float:
     if isinstance(self.test_env, gym.vector.VectorEnv):
@@ -316,14 +317,6 @@ class _Loop:
     for env in (self.env, self.test_env):
       if isinstance(env, gym.vector.VectorEnv):
         env.close()
-
-
-def _mean_metrics(metrics) -> dict:
-  metrics = jax.device_get(metrics)
-  out = {k: float(np.mean(v)) for k, v in metrics.items()}
-  if "skipped" in metrics:
-    out["skipped"] = float(np.sum(metrics["skipped"]))
-  return out
 
 
 def _make_envs(env_id, env, test_env, num_envs=1, vectorization="auto",
