@@ -7,7 +7,8 @@ same file runs in a virtual environment with any JAX version, e.g.
   /tmp/v/bin/python benchmarks/search_standalone.py
 
 Options (environment variables): MUAX_UNROLL=1 applies muax's unrolled Threefry
-lowering (see muax/runtime.py; JAX >= 0.4.35 layout), XLA_FLAGS as usual.
+lowering (see muax/runtime.py; JAX >= 0.4.35 layout), MUAX_ACTIVATION (below),
+XLA_FLAGS as usual.
 Prints one JSON line: microseconds per search (median of 5 rounds) for 1 and
 64 roots, muzero at 50 simulations and gumbel at 50 and 8.
 """
@@ -22,6 +23,9 @@ import mctx
 import numpy as np
 
 EMBEDDING, ACTIONS, SUPPORT = 8, 2, 21
+# MUAX_ACTIVATION: relu (default), elu (jax.nn.elu, expm1) or elu_exp (muax.nn.elu's form).
+ACTIVATIONS = {"relu": jax.nn.relu, "elu": jax.nn.elu,
+               "elu_exp": lambda x: jnp.where(x > 0, x, jnp.exp(jnp.where(x > 0, 0., x)) - 1.)}
 
 
 def _unroll_threefry():
@@ -50,7 +54,7 @@ def mlp(layers, x):
   for i, (w, b) in enumerate(layers):
     x = x @ w + b
     if i < len(layers) - 1:
-      x = jax.nn.relu(x)
+      x = ACTIVATIONS[os.environ.get("MUAX_ACTIVATION", "relu")](x)
   return x
 
 
@@ -109,7 +113,8 @@ def main():
   key = jax.random.PRNGKey(1)
   result = {"bench": "search_standalone", "jax": jax.__version__,
             "mctx": getattr(mctx, "__version__", "?"), "unrolled_threefry": unrolled,
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "activation": os.environ.get("MUAX_ACTIVATION", "relu")}
   for batch in (1, 64):
     obs = jnp.zeros((batch, 4))
     for policy, sims in (("muzero", 50), ("gumbel", 50), ("gumbel", 8)):

@@ -68,6 +68,40 @@ def collector_rate(model, num_envs, num_simulations, steps, repeats):
   return float(np.median(rates))
 
 
+def collector_breakdown(model, num_envs, num_simulations, steps):
+  """ms per collector step: waiting for the search, env step, next dispatch, tracers."""
+  envs = acting.make_vector_env(lambda: gym.make("CartPole-v1"), num_envs, mode="sync")
+  collector = acting.VectorCollector(model, envs, acting.KeyStream(jax.random.PRNGKey(0)),
+                                     num_simulations=num_simulations,
+                                     tracer=muax.PNStep(10, 0.99, 0.5), seed=0)
+  for _ in range(10):
+    collector.step(1.)
+  parts = {"wait_search": 0., "env_step": 0., "dispatch": 0., "tracers": 0.}
+  real = (collector.envs.step, collector._dispatch)
+
+  def timed(name, fn):
+    def wrapper(*args, **kwargs):
+      start = time.perf_counter()
+      out = fn(*args, **kwargs)
+      parts[name] += time.perf_counter() - start
+      return out
+    return wrapper
+
+  collector.envs.step = timed("env_step", real[0])
+  collector._dispatch = timed("dispatch", real[1])
+  start = time.perf_counter()
+  for _ in range(steps):
+    _, packed = collector._pending
+    t = time.perf_counter()
+    np.asarray(packed)  # the wait; step() below then finds it ready
+    parts["wait_search"] += time.perf_counter() - t
+    collector.step(1.)
+  total = time.perf_counter() - start
+  collector.close()
+  parts["tracers"] = total - sum(parts.values())  # the rest of step(): bookkeeping
+  return {k: round(1e3 * v / steps, 3) for k, v in parts.items()}
+
+
 def update_rates(repeats, num_updates=50):
   model = make_model("muzero")
   rng = np.random.default_rng(0)
@@ -145,6 +179,10 @@ def main():
                         "num_envs": n, "decisions_per_s": round(rate, 1),
                         "decisions_vs_single_loop": round(rate / single, 2),
                         "device": device}), flush=True)
+    if 64 in args.envs:
+      print(json.dumps({"bench": "selfplay_breakdown_ms_per_step", "policy": policy,
+                        "num_simulations": sims, "num_envs": 64,
+                        **collector_breakdown(model, 64, sims, 200)}), flush=True)
   rates = update_rates(args.repeats)
   print(json.dumps({"bench": "update", "batch": 32, "k_steps": 10,
                     "ms_per_update_per_dispatch": round(1e3 * rates["per_dispatch"], 3),
