@@ -199,9 +199,9 @@ class MuZero:
       raise ValueError(f"temperature must be >= 0 and search settings finite, got "
                        f"temperature={temperature!r}")
     # One packed output: a single device-to-host copy per call.
-    packed = np.asarray(self._plan(
-        self._params if params is None else params, rng_key, obs, mask, hyper,
-        num_simulations=int(num_simulations), max_depth=max_depth, loop_fn=loop_fn, qtransform=qtransform,
+    packed = np.asarray(self._dispatch_plan(
+        params, rng_key, obs, mask, hyper, num_simulations=int(num_simulations),
+        max_depth=max_depth, loop_fn=loop_fn, qtransform=qtransform,
         max_num_considered_actions=int(max_num_considered_actions)))
     action, value, pi = unpack_plan(packed)
     if not obs_from_batch:
@@ -227,10 +227,15 @@ class MuZero:
     if temperature < 0 or not np.isfinite(temperature):
       raise ValueError(f"temperature must be >= 0, got temperature={temperature!r}")
     hyper = np.array((temperature,) + _act_search_defaults(), np.float32)
-    return self._plan(self._params if params is None else params, rng_key, obs,
-                      self._mask(None, obs.shape[0]), hyper,
-                      num_simulations=int(num_simulations), max_depth=None,
-                      loop_fn=jax.lax.fori_loop, qtransform=None, max_num_considered_actions=16)
+    return self._dispatch_plan(params, rng_key, obs, self._mask(None, obs.shape[0]), hyper,
+                               num_simulations=int(num_simulations), max_depth=None,
+                               loop_fn=jax.lax.fori_loop, qtransform=None,
+                               max_num_considered_actions=16)
+
+  def _dispatch_plan(self, params, rng_key, obs, mask, hyper, **static):
+    """The jitted search, with the model's params unless `params` is given."""
+    return self._plan(self._params if params is None else params, rng_key, obs, mask,
+                      hyper, **static)
 
   def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, **static):
     action, pi, value = search.plan(

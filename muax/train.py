@@ -290,11 +290,13 @@ class _Loop:
     batches = self.buffer.sample(num_trajectory=num_trajectory, k_steps=k_steps,
                                  sample_per_trajectory=sample_per_trajectory,
                                  num_batches=num_updates)
+    if not self.vectorized:
+      metrics = self.model._update_many_async(batches)
+      self.training_steps += num_updates
+      return mean_metrics(metrics)
     self.actor_params = self.model.params
     metrics = self.model._update_many_async(batches)
     self.training_steps += num_updates
-    if not self.vectorized:
-      return mean_metrics(metrics)
     previous, self.pending_metrics = self.pending_metrics, metrics
     return mean_metrics(previous) if previous is not None else {}
 
