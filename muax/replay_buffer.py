@@ -1,4 +1,4 @@
-"""Trajectories and a ring buffer of them, sampled as `[B, K, ...]` windows.
+"""Trajectories and a bounded ring buffer of them, sampled as `[B, K, ...]` windows.
 
 A window of K steps starts at any step of a trajectory. Past the end of a
 *terminated* episode the window continues in the absorbing state, as in the
@@ -6,10 +6,12 @@ MuZero pseudocode: reward 0, value target 0, uniform policy target, random
 action. A trajectory that ended without terminating (time limit, or cut by the
 user) has no known future, so its windows must fit inside it.
 
-Sampling is vectorised: the buffer keeps every stored step in flat arrays and
-gathers all windows of a batch with one fancy index per field.
+Storage is one ring of steps per field: a trajectory is copied in once, at
+`add`, and the oldest trajectories are overwritten as they are evicted. The
+ring grows by doubling until it reaches the step bound (`max_transitions`, or
+what `max_bytes` allows), so memory stays flat once the buffer is full.
+Sampling gathers all windows of a batch with one fancy index per field.
 """
-import collections
 from typing import Optional
 
 import numpy as np
@@ -20,6 +22,12 @@ __all__ = ["Trajectory", "TrajectoryReplayBuffer", "Transition"]
 
 _DTYPES = {"a": np.int32, "r": np.float32, "done": np.bool_, "Rn": np.float32,
            "v": np.float32, "pi": np.float32, "w": np.float32}
+_STATE_FORMAT = "muax.TrajectoryReplayBuffer"
+_STATE_VERSION = 1
+_META_KEYS = ("format", "version", "capacity", "max_transitions", "max_bytes",
+              "obs_dtype", "rng")
+_INDEX_KEYS = ("lengths", "terminated", "weights")
+_STEP_KEYS = tuple(f"step_{name}" for name in FIELDS)
 
 
 class Trajectory:
@@ -83,20 +91,53 @@ class Trajectory:
 
 
 class TrajectoryReplayBuffer:
-  """A ring buffer holding the latest `capacity` trajectories.
+  """A ring buffer of the latest trajectories, within up to three bounds.
 
-  Trajectories are drawn in proportion to the weight `w` given to `add`, then
-  windows start uniformly inside them. The buffer owns its random generator.
+  After each `add`, the oldest trajectories are evicted while the buffer holds
+  more than `capacity` trajectories, more than `max_transitions` steps, or
+  more than `max_bytes` bytes of step arrays. Trajectories are drawn in
+  proportion to the weight `w` given to `add`, then windows start uniformly
+  inside them. The buffer owns its random generator.
+
+  Attributes:
+    capacity: most trajectories kept, or None.
+    max_transitions: most steps kept over all trajectories, or None.
+    max_bytes: most bytes of stored step arrays (all fields), or None.
+    obs_dtype: the dtype observations are stored (and sampled) in, or None
+      for float32 (float observations) or their own integer dtype.
   """
 
-  def __init__(self, capacity: int, random_seed: Optional[int] = None):
-    _check_positive_int(capacity, "capacity")
-    self.capacity = int(capacity)
+  def __init__(self, capacity: Optional[int] = None, random_seed: Optional[int] = None,
+               *, max_transitions: Optional[int] = None, max_bytes: Optional[int] = None,
+               obs_dtype=None):
+    """Makes an empty buffer.
+
+    Args:
+      capacity: most trajectories kept.
+      random_seed: seed of the buffer's own numpy Generator.
+      max_transitions: most steps kept over all trajectories.
+      max_bytes: most bytes of stored step arrays, all fields together.
+      obs_dtype: store observations cast to this dtype (e.g. `np.uint8` for
+        images, `np.float16`); an integer dtype refuses observations it
+        cannot represent exactly.
+
+    Raises:
+      ValueError: no bound is given, or a bound or `obs_dtype` is invalid.
+    """
+    self.capacity, self.max_transitions, self.max_bytes = _check_bounds(
+        capacity, max_transitions, max_bytes)
+    self.obs_dtype = _check_obs_dtype(obs_dtype)
     self._rng = np.random.default_rng(random_seed)
     self.clear()
 
   def add(self, trajectory: Trajectory, w: float = 1.):
-    """Stores a trajectory (evicting the oldest when full) with weight `w`."""
+    """Stores a trajectory with weight `w`, then evicts the oldest over a bound.
+
+    Raises:
+      ValueError: the trajectory is empty, alone exceeds `max_transitions` or
+        `max_bytes`, does not match the stored per-step shapes, or has
+        observations `obs_dtype` cannot represent; nothing is stored then.
+    """
     if not isinstance(trajectory, Trajectory):
       raise TypeError(f"add expects a muax.Trajectory, got {type(trajectory).__name__}")
     if len(trajectory) == 0:
@@ -104,11 +145,24 @@ class TrajectoryReplayBuffer:
     w = float(w)
     if not np.isfinite(w) or w < 0.:
       raise ValueError(f"trajectory weight must be finite and >= 0, got w={w!r}")
-    steps = _to_numpy(trajectory.batched_transitions)
-    if self._trajectories:
-      _check_compatible(self._trajectories[0][0], steps)
-    self._trajectories.append((steps, trajectory.terminated, w))
-    self._flat = None
+    steps = _to_numpy(trajectory.batched_transitions, self.obs_dtype)
+    if self._store is not None:
+      _check_compatible(self._store, steps)
+      # Mixed observation dtypes are promoted, as concatenating them would.
+      steps = steps.replace(obs=steps.obs.astype(
+          np.result_type(self._store.obs.dtype, steps.obs.dtype), copy=False))
+    length, step_bytes = len(steps.a), _step_bytes(steps)
+    self._check_fits(length, step_bytes)
+    while self._trajectories and self._over_bound(
+        len(self._trajectories) + 1, self._count + length, step_bytes):
+      evicted = self._trajectories.popleft()
+      self._head = (self._head + evicted) % len(self._store.a)
+      self._count -= evicted
+    self._reserve(self._count + length, steps)
+    start = (self._head + self._count) % len(self._store.a)
+    _write_ring(self._store, start, steps)
+    self._trajectories.append(start, length, trajectory.terminated, w)
+    self._count += length
 
   def sample(self, batch_size: int = 32, num_trajectory: Optional[int] = None,
              k_steps: int = 5, sample_per_trajectory: int = 1, *,
@@ -125,7 +179,7 @@ class TrajectoryReplayBuffer:
 
     Returns:
       a Transition with fields `[B, k_steps, ...]`, or `[U, B, k_steps, ...]`
-      with `num_batches` (numpy arrays).
+      with `num_batches` (numpy arrays; observations in the stored dtype).
     """
     if num_batches is not None:
       _check_positive_int(num_batches, "num_batches")
@@ -140,7 +194,7 @@ class TrajectoryReplayBuffer:
       batch = int(num_trajectory) * int(sample_per_trajectory)
     if not self._trajectories:
       raise ValueError("cannot sample from an empty replay buffer: add trajectories first")
-    flat, offsets, lengths, terminated, weights = self._flat_storage()
+    starts, lengths, terminated, weights = self._trajectories.columns()
     eligible = _can_sample(lengths, terminated, k_steps)
     if not eligible.any():
       raise ValueError(
@@ -152,46 +206,169 @@ class TrajectoryReplayBuffer:
     rows = 1 if num_batches is None else int(num_batches)
     chosen = self._rng.choice(len(lengths), size=(rows, num_trajectory), p=p)
     chosen = np.repeat(chosen, sample_per_trajectory, axis=1)[:, :batch].reshape(-1)
-    windows = _gather_windows(flat, offsets[chosen], lengths[chosen],
+    windows = _gather_windows(self._store, starts[chosen], lengths[chosen],
                               terminated[chosen], k_steps, self._rng)
     if num_batches is None:
       return windows
     return Transition(*(x.reshape((rows, batch) + x.shape[1:]) for x in windows))
 
   def clear(self):
-    """Removes every trajectory."""
-    self._trajectories = collections.deque(maxlen=self.capacity)
-    self._flat = None
+    """Removes every trajectory and frees the storage."""
+    self._trajectories = _TrajectoryIndex()
+    self._store = None  # a Transition of `[ring_size, ...]` arrays
+    self._head = 0  # ring position of the oldest stored step
+    self._count = 0  # stored steps
 
   def __len__(self):
     return len(self._trajectories)
 
   def num_transitions(self) -> int:
     """Number of stored steps over all trajectories."""
-    return sum(len(t[0].a) for t in self._trajectories)
+    return self._count
 
-  def _flat_storage(self):
-    # Rebuilt lazily after adds: one concatenation per episode, then every
-    # sample of the batch is a single fancy index into these arrays.
-    if self._flat is None:
-      steps = [t[0] for t in self._trajectories]
-      lengths = np.array([len(s.a) for s in steps], np.int64)
-      offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-      flat = Transition(*(np.concatenate(fields) for fields in zip(*steps)))
-      terminated = np.array([t[1] for t in self._trajectories])
-      weights = np.array([t[2] for t in self._trajectories], np.float64)
-      self._flat = (flat, offsets, lengths, terminated, weights)
-    return self._flat
+  def nbytes(self) -> int:
+    """Bytes of the stored steps, all fields together (what `max_bytes` bounds)."""
+    return 0 if self._store is None else self._count * _step_bytes(self._store)
+
+  def state(self):
+    """The buffer's contents, bounds and random state, without pickle.
+
+    Returns:
+      `(meta, arrays)`: `meta` a JSON-serialisable dict (bounds, `obs_dtype`
+      name, the generator's state); `arrays` a dict of numpy arrays for
+      `np.savez`: per trajectory, oldest first, `lengths` `[T]`, `terminated`
+      `[T]` and `weights` `[T]`; per field, `step_<field>` `[N, ...]` with the
+      steps of all trajectories in the same order (absent when empty).
+    """
+    meta = {"format": _STATE_FORMAT, "version": _STATE_VERSION,
+            "capacity": self.capacity, "max_transitions": self.max_transitions,
+            "max_bytes": self.max_bytes,
+            "obs_dtype": None if self.obs_dtype is None else self.obs_dtype.name,
+            "rng": self._rng.bit_generator.state}
+    _, lengths, terminated, weights = self._trajectories.columns()
+    arrays = {"lengths": lengths.copy(), "terminated": terminated.copy(),
+              "weights": weights.copy()}
+    if self._store is not None:
+      for key, field in zip(_STEP_KEYS, self._store):
+        arrays[key] = _read_ring(field, self._head, self._count)
+    return meta, arrays
+
+  def restore(self, meta: dict, arrays):
+    """Makes this buffer equal to the one `state` was taken from.
+
+    Bounds and `obs_dtype` come from `meta`, whatever this buffer was built
+    with; afterwards the same `add` / `sample` calls give the same results.
+
+    Args:
+      meta: the dict from `state` (e.g. after a JSON round trip).
+      arrays: the arrays from `state` (a dict, or what `np.load` returns).
+
+    Raises:
+      ValueError: `meta` or `arrays` do not describe a valid buffer; this
+        buffer is unchanged then.
+    """
+    bounds, obs_dtype, rng = _parse_meta(meta)
+    lengths, terminated, weights, steps = _parse_arrays(arrays, obs_dtype)
+    _check_restored_bounds(bounds, lengths, steps)
+    self.capacity, self.max_transitions, self.max_bytes = bounds
+    self.obs_dtype, self._rng = obs_dtype, rng
+    self.clear()
+    if steps is None:
+      return
+    self._store = Transition(*(np.array(field) for field in steps))
+    self._count = int(lengths.sum())
+    for start, n, t, w in zip(np.cumsum(lengths) - lengths, lengths, terminated, weights):
+      self._trajectories.append(start, n, t, w)
+
+  def _check_fits(self, length, step_bytes):
+    if self.max_transitions is not None and length > self.max_transitions:
+      raise ValueError(
+          f"a trajectory of {length} steps cannot fit in a buffer of "
+          f"max_transitions={self.max_transitions}")
+    if self.max_bytes is not None and length * step_bytes > self.max_bytes:
+      raise ValueError(
+          f"a trajectory of {length} steps takes {length * step_bytes} bytes "
+          f"({step_bytes} per step), more than max_bytes={self.max_bytes}")
+
+  def _over_bound(self, num_trajectories, num_steps, step_bytes) -> bool:
+    return ((self.capacity is not None and num_trajectories > self.capacity)
+            or (self.max_transitions is not None and num_steps > self.max_transitions)
+            or (self.max_bytes is not None and num_steps * step_bytes > self.max_bytes))
+
+  def _reserve(self, needed: int, steps: Transition):
+    """Makes the ring hold `needed` steps shaped and typed like `steps`."""
+    old = self._store
+    size = 0 if old is None else len(old.a)
+    same_dtype = old is not None and old.obs.dtype == steps.obs.dtype
+    if needed <= size and same_dtype:
+      return
+    # Doubling keeps the copies amortised; the step bound caps the ring.
+    new_size = size if needed <= size else max(needed, 2 * size)
+    if self.max_transitions is not None:
+      new_size = min(new_size, self.max_transitions)
+    if self.max_bytes is not None:
+      new_size = min(new_size, self.max_bytes // _step_bytes(steps))
+    new_size = max(new_size, needed)
+    store = Transition(*(np.empty((new_size,) + x.shape[1:], x.dtype) for x in steps))
+    if old is not None:
+      for new, field in zip(store, old):
+        _copy_from_ring(new, field, self._head, self._count)
+      self._trajectories.rebase(self._head, size)
+    self._store, self._head = store, 0
+
+
+class _TrajectoryIndex:
+  """Start, length, terminated and weight of each stored trajectory, oldest first.
+
+  Numpy columns with a live range `[lo, hi)`: appends write at `hi`, evictions
+  move `lo`, and the live range moves to the front when `hi` reaches the end,
+  so both are amortised O(1) and `columns` returns views without copying.
+  """
+
+  def __init__(self):
+    self._columns = (np.empty(16, np.int64), np.empty(16, np.int64),
+                     np.empty(16, np.bool_), np.empty(16, np.float64))
+    self._lo = self._hi = 0
+
+  def __len__(self):
+    return self._hi - self._lo
+
+  def append(self, start, length, terminated, weight):
+    if self._hi == len(self._columns[0]):
+      live = len(self)
+      size = max(16, 2 * live)
+      self._columns = tuple(_moved(c, self._lo, self._hi, size) for c in self._columns)
+      self._lo, self._hi = 0, live
+    for column, value in zip(self._columns, (start, length, terminated, weight)):
+      column[self._hi] = value
+    self._hi += 1
+
+  def popleft(self) -> int:
+    """Forgets the oldest trajectory; returns its length."""
+    length = int(self._columns[1][self._lo])
+    self._lo += 1
+    return length
+
+  def columns(self):
+    """`(starts, lengths, terminated, weights)` views `[T]`, oldest first."""
+    return tuple(c[self._lo:self._hi] for c in self._columns)
+
+  def rebase(self, head: int, ring_size: int):
+    """Moves the starts to a ring unrolled from `head` to position 0."""
+    starts = self._columns[0][self._lo:self._hi]
+    starts[:] = (starts - head) % ring_size
 
 
 def _gather_windows(flat: Transition, offsets, lengths, terminated, k_steps, rng):
-  """Gathers one K-step window per row from flat `[N, ...]` step arrays."""
+  """Gathers one K-step window per row from `[N, ...]` step arrays (a ring)."""
   span = np.where(terminated, lengths, lengths - k_steps + 1)
   starts = np.floor(rng.random(len(lengths)) * span).astype(np.int64)
   index = starts[:, None] + np.arange(k_steps)[None, :]  # [B, K]
   inside = index < lengths[:, None]
   gather = offsets[:, None] + np.minimum(index, lengths[:, None] - 1)
-  window = Transition(*(field[gather] for field in flat))
+  # `take` is much faster than fancy indexing for `[N, ...]` fields; "wrap"
+  # reads a window that runs past the end of the ring from its start.
+  window = Transition(*(np.take(field, gather, axis=0, mode="wrap") for field in flat))
   if inside.all():
     return window
   return _absorb(window, inside, rng)
@@ -216,14 +393,43 @@ def _can_sample(lengths, terminated, k_steps):
   return terminated | (lengths >= k_steps)
 
 
-def _to_numpy(batched: Transition) -> Transition:
+def _to_numpy(batched: Transition, obs_dtype=None) -> Transition:
   """`[1, T, ...]` fields to `[T, ...]` numpy arrays with fixed dtypes."""
   fields = {}
   for name, value in zip(FIELDS, batched):
     array = np.asarray(value)[0]
+    if name == "obs" and obs_dtype is not None:
+      fields[name] = _cast_obs(array, obs_dtype)
+      continue
     dtype = _DTYPES.get(name, np.float32 if array.dtype.kind == "f" else array.dtype)
     fields[name] = array.astype(dtype, copy=False)
   return Transition(**fields)
+
+
+def _cast_obs(obs: np.ndarray, dtype: np.dtype) -> np.ndarray:
+  """Casts observations to `dtype`, refusing values it would change silently."""
+  problem = None
+  if dtype.kind in "biu" and obs.size:
+    if obs.dtype.kind == "c" or (obs.dtype.kind == "f" and not np.isfinite(obs).all()):
+      problem = "NaN, infinite or complex values"
+    elif obs.dtype.kind == "f" and (np.floor(obs) != obs).any():
+      problem = f"non-integer values (e.g. {obs[np.floor(obs) != obs].flat[0]!r})"
+    else:
+      low, high = (0, 1) if dtype.kind == "b" else (np.iinfo(dtype).min, np.iinfo(dtype).max)
+      if obs.min() < low or obs.max() > high:
+        problem = (f"values in [{obs.min()}, {obs.max()}], outside {dtype.name}'s "
+                   f"[{low}, {high}]")
+  elif dtype.kind == "f":
+    with np.errstate(over="ignore"):
+      cast = obs.astype(dtype)
+    if (np.isfinite(obs) & ~np.isfinite(cast)).any():
+      problem = f"finite values that overflow {dtype.name} (largest |x| = {np.abs(obs).max()})"
+    else:
+      return cast
+  if problem is not None:
+    raise ValueError(f"obs_dtype={dtype.name} cannot represent the observations "
+                     f"exactly: {problem}")
+  return obs.astype(dtype, copy=False)
 
 
 def _stack(transitions) -> Transition:
@@ -233,12 +439,146 @@ def _stack(transitions) -> Transition:
                       for column in columns))
 
 
+def _step_bytes(steps: Transition) -> int:
+  """Bytes of one step over all fields of `[N, ...]` arrays."""
+  return sum(x.itemsize * int(np.prod(x.shape[1:], dtype=np.int64)) for x in steps)
+
+
+def _write_ring(store: Transition, start: int, steps: Transition):
+  """Writes `[L, ...]` steps into the ring from `start`, wrapping at its end."""
+  size = len(store.a)
+  first = min(len(steps.a), size - start)
+  for field, new in zip(store, steps):
+    field[start:start + first] = new[:first]
+    field[:len(new) - first] = new[first:]
+
+
+def _read_ring(field: np.ndarray, head: int, count: int) -> np.ndarray:
+  """A contiguous copy of the `count` ring entries from `head`."""
+  out = np.empty((count,) + field.shape[1:], field.dtype)
+  _copy_from_ring(out, field, head, count)
+  return out
+
+
+def _copy_from_ring(out: np.ndarray, field: np.ndarray, head: int, count: int):
+  first = min(count, len(field) - head)
+  out[:first] = field[head:head + first]
+  out[first:count] = field[:count - first]
+
+
+def _moved(column: np.ndarray, lo: int, hi: int, size: int) -> np.ndarray:
+  """`column[lo:hi]` at the front of a new array of `size` entries."""
+  out = np.empty(size, column.dtype)
+  out[:hi - lo] = column[lo:hi]
+  return out
+
+
 def _check_compatible(reference: Transition, steps: Transition):
   for name, ref, new in zip(FIELDS, reference, steps):
     if ref.shape[1:] != new.shape[1:]:
       raise ValueError(
           f"trajectory field {name!r} has per-step shape {new.shape[1:]}, but the "
           f"buffer holds {ref.shape[1:]}")
+
+
+def _check_bounds(capacity, max_transitions, max_bytes):
+  """Validated `(capacity, max_transitions, max_bytes)`, each int or None."""
+  bounds = {"capacity": capacity, "max_transitions": max_transitions,
+            "max_bytes": max_bytes}
+  if all(value is None for value in bounds.values()):
+    raise ValueError("TrajectoryReplayBuffer needs a bound: give capacity, "
+                     "max_transitions or max_bytes (all are None)")
+  for name, value in bounds.items():
+    if value is not None:
+      _check_positive_int(value, name)
+  return tuple(None if v is None else int(v) for v in bounds.values())
+
+
+def _check_obs_dtype(obs_dtype) -> Optional[np.dtype]:
+  if obs_dtype is None:
+    return None
+  try:
+    dtype = np.dtype(obs_dtype)
+  except TypeError as e:
+    raise ValueError(f"obs_dtype must be a numpy dtype, got obs_dtype={obs_dtype!r}") from e
+  if dtype.kind not in "biuf":
+    raise ValueError(f"obs_dtype must be a boolean, integer or float dtype, got "
+                     f"obs_dtype={obs_dtype!r}")
+  return dtype
+
+
+def _parse_meta(meta):
+  """`(bounds, obs_dtype, generator)` from a `state` meta dict."""
+  if not isinstance(meta, dict):
+    raise ValueError(f"replay buffer meta must be a dict, got {type(meta).__name__}")
+  missing = [key for key in _META_KEYS if key not in meta]
+  if missing:
+    raise ValueError(f"replay buffer meta lacks keys {missing}")
+  if meta["format"] != _STATE_FORMAT or meta["version"] != _STATE_VERSION:
+    raise ValueError(f"replay buffer meta has format={meta['format']!r} version="
+                     f"{meta['version']!r}; expected {_STATE_FORMAT!r} version "
+                     f"{_STATE_VERSION}")
+  bounds = _check_bounds(meta["capacity"], meta["max_transitions"], meta["max_bytes"])
+  obs_dtype = _check_obs_dtype(meta["obs_dtype"])
+  state = meta["rng"]
+  name = state.get("bit_generator") if isinstance(state, dict) else None
+  bit_generator = getattr(np.random, str(name), None)
+  if not (isinstance(bit_generator, type)
+          and issubclass(bit_generator, np.random.BitGenerator)):
+    raise ValueError(f"replay buffer meta['rng'] names no numpy bit generator: {name!r}")
+  try:
+    generator = bit_generator()
+    generator.state = state
+  except (TypeError, ValueError, KeyError) as e:
+    raise ValueError(f"replay buffer meta['rng'] is not a valid {name} state: {e}") from e
+  return bounds, obs_dtype, np.random.Generator(generator)
+
+
+def _parse_arrays(arrays, obs_dtype):
+  """`(lengths, terminated, weights, steps or None)` from `state` arrays."""
+  names = set(arrays.keys())
+  missing = [key for key in _INDEX_KEYS if key not in names]
+  if missing:
+    raise ValueError(f"replay buffer arrays lack {missing}")
+  lengths, terminated, weights = (np.asarray(arrays[key]) for key in _INDEX_KEYS)
+  num = lengths.shape[0] if lengths.ndim == 1 else -1
+  for key, x, kinds in zip(_INDEX_KEYS, (lengths, terminated, weights), ("iu", "b", "f")):
+    if x.shape != (num,) or x.dtype.kind not in kinds:
+      raise ValueError(f"replay buffer array {key!r} has shape {x.shape} and dtype "
+                       f"{x.dtype}; expected [T] ({kinds} kind) with T = len(lengths)")
+  if num and (lengths.min() < 1 or not np.isfinite(weights).all() or weights.min() < 0):
+    raise ValueError("replay buffer arrays need lengths >= 1 and finite weights >= 0")
+  step_keys = sorted(names - set(_INDEX_KEYS))
+  expected = sorted(_STEP_KEYS) if num else []
+  if step_keys != expected:
+    raise ValueError(f"replay buffer arrays hold step fields {step_keys} for {num} "
+                     f"trajectories; expected {expected}")
+  if not num:
+    return lengths, terminated, weights, None
+  steps = Transition(*(np.asarray(arrays[key]) for key in _STEP_KEYS))
+  total = int(lengths.sum())
+  for key, x in zip(_STEP_KEYS, steps):
+    dtype = obs_dtype if key == "step_obs" else _DTYPES.get(key[5:])
+    if x.ndim < 1 or x.shape[0] != total:
+      raise ValueError(f"replay buffer array {key!r} has shape {x.shape}; expected "
+                       f"{total} steps (the sum of lengths) first")
+    if (x.dtype != dtype) if dtype is not None else x.dtype.kind not in "biuf":
+      raise ValueError(f"replay buffer array {key!r} has dtype {x.dtype}; expected "
+                       f"{dtype or 'a boolean, integer or float dtype'}")
+  return lengths, terminated, weights, steps
+
+
+def _check_restored_bounds(bounds, lengths, steps):
+  capacity, max_transitions, max_bytes = bounds
+  total = int(lengths.sum())
+  size = 0 if steps is None else total * _step_bytes(steps)
+  if ((capacity is not None and len(lengths) > capacity)
+      or (max_transitions is not None and total > max_transitions)
+      or (max_bytes is not None and size > max_bytes)):
+    raise ValueError(
+        f"replay buffer state holds {len(lengths)} trajectories, {total} steps and "
+        f"{size} bytes, beyond its bounds capacity={capacity}, "
+        f"max_transitions={max_transitions}, max_bytes={max_bytes}")
 
 
 def _check_positive_int(value, name):
