@@ -26,9 +26,9 @@ class NStep:
   """
 
   def __init__(self, n: int, gamma: float):
-    if not isinstance(n, (int, np.integer)) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
       raise ValueError(f"n must be a positive integer, got n={n!r}")
-    if not 0. <= float(gamma) <= 1.:
+    if not 0. <= _real("gamma", gamma) <= 1.:
       raise ValueError(f"gamma must be in [0, 1], got gamma={gamma!r}")
     self.n = int(n)
     self.gamma = float(gamma)
@@ -38,10 +38,15 @@ class NStep:
     """Forgets everything cached: call at the start of an episode."""
     self._cache = collections.deque()
     self._ready = collections.deque()
+    self._obs_shape = None  # shapes of the first step, that later steps must keep
+    self._pi_shape = None
 
   def add(self, obs, a, r, done, v=0., pi=0., w=1., *, truncated: bool = False,
           bootstrap_value: Optional[float] = None):
     """Records one step.
+
+    After a step with `done` (or `truncated`) every cached step is flushed, so
+    the next `add` starts a new episode even without `reset()`.
 
     Args:
       obs: observation the action was taken in.
@@ -55,14 +60,24 @@ class NStep:
         (and did not terminate): the remaining returns are bootstrapped.
       bootstrap_value: value of the observation after this step; required when
         `truncated` and not `done`.
+
+    Raises:
+      ValueError: a non-finite reward, value, priority or policy, a negative
+        priority, an action that is not an integer in `[0, len(pi))`, or an
+        observation or policy whose shape differs from the first step's.
     """
-    r = float(r)
-    if not np.isfinite(r):
-      raise ValueError(f"reward must be finite, got r={r!r}")
-    if truncated and not done and bootstrap_value is None:
-      raise ValueError("truncated=True needs bootstrap_value: the value of the "
-                       "observation after this step")
-    self._cache.append((obs, a, r, bool(done), float(v), pi, float(w)))
+    r = _real("reward", r, "r")
+    v = _real("value", v, "v")
+    w = _real("priority", w, "w")
+    if w < 0.:
+      raise ValueError(f"priority must be >= 0, got w={w!r}")
+    if truncated and not done:
+      if bootstrap_value is None:
+        raise ValueError("truncated=True needs bootstrap_value: the value of the "
+                         "observation after this step")
+      _real("bootstrap_value", bootstrap_value, "bootstrap_value")
+    self._check_step(obs, a, pi)
+    self._cache.append((obs, a, r, bool(done), v, pi, w))
     # A step whose n-step window is complete bootstraps from v[t+n], even when
     # the episode ends right after: v[t+n] is a value of a real state.
     if len(self._cache) > self.n:
@@ -74,6 +89,27 @@ class NStep:
       self._flush(0.)
     elif truncated:
       self._flush(float(bootstrap_value), bootstrapped=True)
+
+  def _check_step(self, obs, a, pi):
+    """Action in range, policy finite, shapes as on the episode's first step."""
+    obs_shape, pi_shape = np.shape(obs), np.shape(pi)
+    if self._obs_shape is None:
+      self._obs_shape, self._pi_shape = obs_shape, pi_shape
+    if obs_shape != self._obs_shape:
+      raise ValueError(f"obs has shape {obs_shape}, but earlier steps had "
+                       f"{self._obs_shape}; call reset() between environments")
+    if pi_shape != self._pi_shape:
+      raise ValueError(f"pi has shape {pi_shape}, but earlier steps had {self._pi_shape} "
+                       "(a different number of actions)")
+    pi_array = np.asarray(pi, np.float64)
+    if not np.isfinite(pi_array).all():
+      raise ValueError(f"pi must be finite, got pi={pi!r}")
+    action = np.asarray(a)
+    if action.ndim != 0 or action.dtype.kind not in "iuf" or not action >= 0 or (
+        action.dtype.kind == "f" and action != np.floor(action)):
+      raise ValueError(f"a must be a non-negative integer action, got a={a!r}")
+    if pi_array.ndim == 1 and action >= len(pi_array):
+      raise ValueError(f"a={a!r} is out of range for pi with {len(pi_array)} actions")
 
   def pop(self) -> Transition:
     """Returns the oldest ready transition; raises IndexError when none is."""
@@ -111,10 +147,22 @@ class PNStep(NStep):
 
   def __init__(self, n: int, gamma: float, alpha: float = 0.5):
     super().__init__(n, gamma)
-    if float(alpha) < 0.:
+    if _real("alpha", alpha) < 0.:
       raise ValueError(f"alpha must be >= 0, got alpha={alpha!r}")
     self.alpha = float(alpha)
 
   def _priority(self, v, rn, w):
     del w
     return abs(v - rn) ** self.alpha
+
+
+def _real(what: str, value, name: str = None) -> float:
+  """`float(value)`; ValueError unless it is a finite real number."""
+  name = name or what
+  try:
+    x = float(value)
+  except (TypeError, ValueError):
+    raise ValueError(f"{what} must be a finite number, got {name}={value!r}") from None
+  if not np.isfinite(x):
+    raise ValueError(f"{what} must be finite, got {name}={value!r}")
+  return x

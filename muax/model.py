@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from muax import checkpoint
+from muax import nn
 from muax import search
 from muax.loss import default_loss_fn
 from muax.transition import Transition
@@ -34,6 +35,12 @@ def optimizer(init_value=0., peak_value=2e-2, end_value=1e-3, warmup_steps=1000,
   for name, value in (("warmup_steps", warmup_steps), ("transition_steps", transition_steps)):
     if value < 0:
       raise ValueError(f"{name} must be >= 0, got {name}={value!r}")
+  for name, value in (("init_value", init_value), ("peak_value", peak_value),
+                      ("end_value", end_value)):
+    _check_number(name, value, low=0., what="a learning rate >= 0")
+  _check_number("decay_rate", decay_rate, low=0., strict=True, what="a number > 0")
+  _check_number("clip_by_global_norm", clip_by_global_norm, low=0., strict=True,
+                what="a number > 0")
   if transition_steps == 0:
     transition_steps = 1
   if warmup_steps == 0:
@@ -65,6 +72,17 @@ class MuZero:
       `(scalar, metrics)`; None means `muax.loss.default_loss_fn`.
     discount: the per-step discount used inside the search.
     support_size: S; value and reward are categorical over `-S..S`.
+
+  Integer (e.g. uint8) and half-precision observations reach
+  `representation_fn` as float32 with the same values, inside the jitted
+  functions: a replay buffer may store uint8 images, and `init` on a uint8
+  sample still builds float32 weights.
+
+  Raises:
+    ValueError: an unknown `policy`, `support_size` not a positive integer,
+      `discount` outside [0, 1].
+    TypeError: a network function or `loss_fn` that is not callable, an
+      `optimizer` that is not an optax transformation.
   """
 
   def __init__(self, representation_fn: Callable, prediction_fn: Callable,
@@ -74,8 +92,7 @@ class MuZero:
                support_size: int = 10):
     if policy not in search.POLICIES:
       raise ValueError(f"unknown policy {policy!r}: choose one of {search.POLICIES}")
-    if not 0. <= float(discount) <= 1.:
-      raise ValueError(f"discount must be in [0, 1], got discount={discount!r}")
+    _check_number("discount", discount, low=0., high=1., what="a number in [0, 1]")
     if isinstance(support_size, bool) or not isinstance(support_size, (int, np.integer)) \
         or support_size < 1:
       raise ValueError(f"support_size must be a positive integer, got {support_size!r}")
@@ -83,7 +100,16 @@ class MuZero:
                      ("prediction_fn", prediction_fn), ("dynamic_fn", dynamic_fn)):
       if not callable(fn):
         raise TypeError(f"{name} must be a function building Haiku modules, got {fn!r}")
-    self.repr_func = hk.without_apply_rng(hk.transform(representation_fn))
+    if optimizer is not None and not (callable(getattr(optimizer, "init", None))
+                                      and callable(getattr(optimizer, "update", None))):
+      raise TypeError("optimizer must be an optax.GradientTransformation such as "
+                      f"optax.adam(1e-3) (with init and update), got optimizer={optimizer!r}")
+    if loss_fn is not None and not callable(loss_fn):
+      raise TypeError(f"loss_fn must be a function loss_fn(model, params, batch), got "
+                      f"loss_fn={loss_fn!r}")
+    # Integer (uint8 image) or half-precision observations are cast to float32
+    # inside the transformed function, so Haiku never creates integer weights.
+    self.repr_func = hk.without_apply_rng(hk.transform(_float_observations(representation_fn)))
     self.pred_func = hk.without_apply_rng(hk.transform(prediction_fn))
     self.dy_func = hk.without_apply_rng(hk.transform(dynamic_fn))
     self.networks = search.Networks(self.repr_func.apply, self.pred_func.apply,
@@ -116,11 +142,21 @@ class MuZero:
 
     Returns:
       params: `{'representation', 'prediction', 'dynamic'}`.
+
+    Raises:
+      TypeError: `rng_key` is not one PRNG key; `sample_input` is not numeric.
+      ValueError: `sample_input` is a scalar, an empty batch or holds NaN/inf;
+        the networks return shapes that do not fit `support_size`.
     """
-    sample = np.asarray(sample_input)
+    _check_key(rng_key)
+    sample = _as_array(sample_input, "sample_input")
     if sample.ndim < 1:
       raise ValueError("sample_input must be a batch of observations [B, ...], "
                        f"got a scalar of shape {sample.shape}")
+    if sample.shape[0] < 1:
+      raise ValueError(f"sample_input is an empty batch of shape {sample.shape}: give at "
+                       "least one observation [1, ...]")
+    _check_obs_values(sample, "sample_input")
     self._params, self._num_actions = self._init_params(rng_key, sample)
     self._opt_state = self._optimizer.init(self._params)
     self._obs_shape = tuple(sample.shape[1:])
@@ -183,26 +219,35 @@ class MuZero:
 
     Returns:
       `action`, `(action, value)`, `(action, pi)` or `(action, pi, value)`.
+
+    Raises:
+      RuntimeError: before `init` or `load`.
+      TypeError: `rng_key` is not one PRNG key; `obs` is not numeric.
+      ValueError: `obs` of the wrong shape, empty, or with NaN/inf; a count
+        (`num_simulations`, `max_depth`, `max_num_considered_actions`) that is
+        not a positive integer; a negative or non-finite temperature or search
+        setting (`dirichlet_fraction` in [0, 1], `dirichlet_alpha` and
+        `pb_c_base` > 0); `invalid_actions` of the wrong shape, with values
+        other than 0/1, or masking every action of an observation.
     """
     self._require_params("act")
-    obs = np.asarray(obs)
+    _check_key(rng_key)
+    obs = _as_array(obs, "batch of observations" if obs_from_batch else "observation")
     if not obs_from_batch:
       obs = obs[None]
     self._check_obs(obs, obs_from_batch)
-    if isinstance(num_simulations, bool) or not isinstance(
-        num_simulations, (int, np.integer)) or num_simulations < 1:
-      raise ValueError(f"num_simulations must be a positive integer, got {num_simulations!r}")
+    _check_count("num_simulations", num_simulations)
+    if max_depth is not None:
+      _check_count("max_depth", max_depth)
+    _check_count("max_num_considered_actions", max_num_considered_actions)
     mask = self._mask(invalid_actions, obs.shape[0])
-    hyper = np.array([temperature, dirichlet_fraction, dirichlet_alpha, pb_c_init,
-                      pb_c_base, gumbel_scale], np.float32)
-    if temperature < 0 or not np.isfinite(hyper).all():
-      raise ValueError(f"temperature must be >= 0 and search settings finite, got "
-                       f"temperature={temperature!r}")
+    hyper = _search_settings(temperature, dirichlet_fraction, dirichlet_alpha, pb_c_init,
+                             pb_c_base, gumbel_scale)
     # One packed output: a single device-to-host copy per call.
     packed = np.asarray(self._dispatch_plan(
         params, rng_key, obs, mask, hyper, num_simulations=int(num_simulations),
-        max_depth=max_depth, loop_fn=loop_fn, qtransform=qtransform,
-        max_num_considered_actions=int(max_num_considered_actions)))
+        max_depth=None if max_depth is None else int(max_depth), loop_fn=loop_fn,
+        qtransform=qtransform, max_num_considered_actions=int(max_num_considered_actions)))
     action, value, pi = unpack_plan(packed)
     if not obs_from_batch:
       action, pi, value = int(action[0]), pi[0], float(value[0])
@@ -222,11 +267,11 @@ class MuZero:
     collectors to overlap their bookkeeping with the next search.
     """
     self._require_params("act")
-    obs = np.asarray(obs)
+    _check_key(rng_key)
+    obs = _as_array(obs, "batch of observations")
     self._check_obs(obs, True)
-    if temperature < 0 or not np.isfinite(temperature):
-      raise ValueError(f"temperature must be >= 0, got temperature={temperature!r}")
-    hyper = np.array((temperature,) + _act_search_defaults(), np.float32)
+    _check_count("num_simulations", num_simulations)
+    hyper = _search_settings(temperature, *_act_search_defaults())
     return self._dispatch_plan(params, rng_key, obs, self._mask(None, obs.shape[0]), hyper,
                                num_simulations=int(num_simulations), max_depth=None,
                                loop_fn=jax.lax.fori_loop, qtransform=None,
@@ -244,30 +289,42 @@ class MuZero:
     return _pack_plan(action, pi, value)
 
   def _check_obs(self, obs, from_batch):
-    if obs.shape[1:] != self._obs_shape:
-      what = "batch of observations" if from_batch else "observation"
+    what = "batch of observations" if from_batch else "observation"
+    if obs.ndim < 1 or obs.shape[1:] != self._obs_shape:
       got = obs.shape if from_batch else obs.shape[1:]
       expected = ("[B, " + ", ".join(map(str, self._obs_shape)) + "]"
                   if from_batch else str(self._obs_shape))
       raise ValueError(f"{what} has shape {got}, but the model was initialised for "
                        f"{expected}")
-    if obs.dtype.kind == "f" and not np.isfinite(obs).all():
-      raise ValueError("observation contains NaN or inf")
+    if obs.shape[0] < 1:
+      raise ValueError(f"{what} is an empty batch of shape {obs.shape}: give at least "
+                       "one observation")
+    _check_obs_values(obs, what)
 
   def _mask(self, invalid_actions, batch):
     if invalid_actions is None:
       if batch not in self._no_mask:
         self._no_mask[batch] = np.zeros((batch, self._num_actions), np.float32)
       return self._no_mask[batch]
-    mask = np.asarray(invalid_actions, np.float32)
+    try:
+      mask = np.asarray(invalid_actions, np.float32)
+    except (TypeError, ValueError):
+      raise TypeError("invalid_actions must be an array of 0 (valid) and 1 (invalid), got "
+                      f"{invalid_actions!r}") from None
     if mask.ndim == 1:
       mask = mask[None]
     if mask.shape != (batch, self._num_actions):
       raise ValueError(f"invalid_actions has shape {np.shape(invalid_actions)}; expected "
                        f"[B, num_actions] = {(batch, self._num_actions)}")
-    if (mask > 0).all(axis=-1).any():
-      raise ValueError("invalid_actions marks every action invalid for some observation: "
-                       "at least one action must be valid")
+    # mctx treats any non-zero entry (NaN and -1 included) as invalid: accept
+    # only the two values whose meaning is unambiguous.
+    if ((mask != 0.) & (mask != 1.)).any():
+      bad = mask[(mask != 0.) & (mask != 1.)][0].item()
+      raise ValueError(f"invalid_actions must hold 0 (valid) or 1 (invalid), found {bad!r}")
+    if mask.all(axis=-1).any():
+      rows = np.flatnonzero(mask.all(axis=-1)).tolist()
+      raise ValueError("invalid_actions marks every action invalid for observation(s) "
+                       f"{rows}: at least one action must be valid")
     return mask
 
   # -- learning -------------------------------------------------------------
@@ -275,7 +332,16 @@ class MuZero:
   def update(self, batch: Transition) -> dict:
     """One gradient step on a batch `[B, K, ...]`; returns float metrics.
 
-    A step whose loss or gradient is not finite is skipped (`'skipped': 1.`).
+    A step is skipped (`'skipped': 1.`, parameters and optimizer state kept)
+    when its loss or gradient is not finite, when any float field of the batch
+    holds NaN or inf, or when an action held in a device array lies outside
+    `[0, num_actions)`.
+
+    Raises:
+      TypeError: `batch` is not a `muax.Transition`.
+      ValueError: field shapes that disagree with `obs[B, K, *obs_shape]`
+        (`a`, `r`, `Rn` `[B, K]`, `pi` `[B, K, num_actions]`), or (numpy
+        batches) actions that are not integers in `[0, num_actions)`.
     """
     return {k: float(v) for k, v in jax.device_get(self._update_async(batch)).items()}
 
@@ -321,22 +387,42 @@ class MuZero:
     updates, new_opt_state = self._optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
     grad_norm = _global_norm(grads)
-    finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
+    # A non-finite target can still give a finite loss (the two-hot encoding
+    # clips an infinite return to the edge of the support): check the data too.
+    finite = jnp.isfinite(value) & jnp.isfinite(grad_norm) & _batch_is_sane(
+        batch, self._num_actions)
     keep = functools.partial(jax.tree_util.tree_map, lambda new, old: jnp.where(finite, new, old))
     metrics = dict(metrics, loss=value, grad_norm=grad_norm,
                    skipped=1. - finite.astype(jnp.float32))
     return keep(new_params, params), keep(new_opt_state, opt_state), metrics
 
   def _check_batch(self, batch, stacked=False):
+    """Checks shapes (no device sync) and, on host arrays, the action range."""
     what = "update_many" if stacked else "update"
     if not isinstance(batch, Transition):
       raise TypeError(f"{what} expects a muax.Transition batch, got {type(batch).__name__}")
     lead = 3 if stacked else 2
+    dims = "U, B, K" if stacked else "B, K"
     obs_shape = np.shape(batch.obs)
     if len(obs_shape) < lead or tuple(obs_shape[lead:]) != self._obs_shape:
-      dims = "U, B, K" if stacked else "B, K"
       raise ValueError(f"batch.obs has shape {obs_shape}; {what} expects [{dims}, "
                        f"{', '.join(map(str, self._obs_shape))}]")
+    lead_shape = tuple(obs_shape[:lead])
+    expected = {"a": lead_shape, "r": lead_shape, "Rn": lead_shape,
+                "pi": lead_shape + (self._num_actions,)}
+    for name, shape in expected.items():
+      got = np.shape(getattr(batch, name))
+      if got != shape:
+        axes = f"[{dims}" + (", num_actions]" if name == "pi" else "]")
+        raise ValueError(f"batch.{name} has shape {got}; {what} expects {axes} = {shape} "
+                         f"to match batch.obs {obs_shape} (num_actions={self._num_actions})")
+    for name in ("done", "v", "w"):  # unused by the default loss: scalars allowed
+      got = np.shape(getattr(batch, name))
+      if got not in ((), lead_shape):
+        raise ValueError(f"batch.{name} has shape {got}; {what} expects [{dims}] = "
+                         f"{lead_shape}")
+    if isinstance(batch.a, np.ndarray):  # device arrays: checked on device, step skipped
+      _check_actions(batch.a, self._num_actions, what)
     return batch
 
   # -- parameters -----------------------------------------------------------
@@ -344,19 +430,34 @@ class MuZero:
   def save(self, file):
     """Writes params and optimizer state to `file` (.npz added if missing)."""
     self._require_params("save")
-    meta = {"obs_shape": list(self._obs_shape), "num_actions": self._num_actions,
+    return str(checkpoint.save(file, self._params, self._opt_state,
+                               self.checkpoint_metadata()))
+
+  def checkpoint_metadata(self) -> dict:
+    """What a checkpoint records about this model (checked by `load`)."""
+    return {"obs_shape": list(self._obs_shape), "num_actions": self._num_actions,
             "support_size": self._support_size, "policy": self._policy,
             "discount": self._discount}
-    return str(checkpoint.save(file, self._params, self._opt_state, meta))
 
   def load(self, file):
-    """Restores params and optimizer state saved by `save` (no code is run)."""
+    """Restores params and optimizer state saved by `save` (no code is run).
+
+    Raises:
+      FileNotFoundError: no checkpoint at `file` (with or without `.npz`).
+      muax.checkpoint.CheckpointError: a corrupt, foreign or pickled file, or a
+        checkpoint of another architecture, support size, optimizer, or (for
+        an initialised model) observation shape.
+    """
     params, opt_leaves, meta = checkpoint.load(file)
     if meta.get("support_size") != self._support_size:
       raise checkpoint.CheckpointError(
           f"checkpoint {file} has support_size={meta.get('support_size')}, this model "
           f"has support_size={self._support_size}")
     obs_shape = tuple(meta.get("obs_shape", ()))
+    if self._obs_shape is not None and obs_shape != self._obs_shape:
+      raise checkpoint.CheckpointError(
+          f"checkpoint {file} was saved for observations of shape {obs_shape}, this "
+          f"model was initialised for {self._obs_shape}")
     expected = jax.eval_shape(lambda: self._init_params(
         jax.random.PRNGKey(0), jnp.zeros((1,) + obs_shape))[0])
     _check_tree(params, expected, file, "parameters")
@@ -434,6 +535,132 @@ def _act_search_defaults():
   """`act`'s default search settings, in the order `_plan` packs them."""
   params = inspect.signature(MuZero.act).parameters
   return tuple(float(params[name].default) for name in _SEARCH_SETTINGS)
+
+
+def _float_observations(representation_fn):
+  """Wraps `representation_fn` to see integer or half-precision observations as
+  float32 (same values), so a uint8 replay buffer trains the float32 networks.
+
+  `nn.observation_dtype` still reports the original dtype inside the call (the
+  ResNet representation scales uint8 images to [0, 1] by it). Under `jit` the
+  cast is traced once per input dtype, never per call.
+  """
+
+  @functools.wraps(representation_fn)
+  def fn(obs):
+    obs = jnp.asarray(obs)
+    if obs.dtype.kind in "biu" or (obs.dtype.kind == "f" and obs.dtype.itemsize < 4):
+      with nn.source_dtype(obs.dtype):
+        return representation_fn(obs.astype(jnp.float32))
+    return representation_fn(obs)
+
+  return fn
+
+
+def _check_key(rng_key):
+  """Raises TypeError unless `rng_key` is one JAX PRNG key (shape and dtype only)."""
+  dtype, shape = getattr(rng_key, "dtype", None), getattr(rng_key, "shape", None)
+  if dtype == np.uint32 and shape == _raw_key_shape():
+    return
+  if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
+    return
+  got = (f"an array of shape {shape} and dtype {dtype}" if dtype is not None
+         else f"{rng_key!r} (type {type(rng_key).__name__})")
+  raise TypeError("rng_key must be one JAX PRNG key, jax.random.PRNGKey(seed) or "
+                  f"jax.random.key(seed), got {got}")
+
+
+@functools.lru_cache(maxsize=None)
+def _raw_key_shape():
+  return tuple(jax.eval_shape(lambda: jax.random.PRNGKey(0)).shape)
+
+
+def _as_array(obs, what: str) -> np.ndarray:
+  try:
+    return np.asarray(obs)
+  except (TypeError, ValueError) as e:  # ragged nested lists, say
+    raise ValueError(f"{what} must be an array of numbers: {e}") from None
+
+
+def _check_obs_values(obs: np.ndarray, what: str):
+  if obs.dtype.kind not in "biuf":
+    raise TypeError(f"{what} must hold numbers, got dtype {obs.dtype}")
+  if obs.dtype.kind == "f" and not np.isfinite(obs).all():
+    raise ValueError(f"{what} contains NaN or inf")
+
+
+def _check_count(name, value):
+  """Raises ValueError unless `value` is a positive integer (bools refused)."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+
+
+def _check_number(name, value, *, low=-np.inf, high=np.inf, strict=False, what):
+  """Raises unless `value` is a finite real number in `[low, high]` (`(low,
+  high]` when `strict`): TypeError for a non-number, ValueError otherwise."""
+  if isinstance(value, bool):
+    raise TypeError(f"{name} must be {what}, got {name}={value!r}")
+  try:
+    x = float(value)
+  except (TypeError, ValueError):
+    raise TypeError(f"{name} must be {what}, got {name}={value!r}") from None
+  if not (np.isfinite(x) and (x > low if strict else x >= low) and x <= high):
+    raise ValueError(f"{name} must be {what}, got {name}={value!r}")
+
+
+# act's float search settings in the order `_plan` unpacks them, each with the
+# values it accepts: (name, low, high, low is strict).
+_SEARCH_BOUNDS = (("temperature", 0., np.inf, False), ("dirichlet_fraction", 0., 1., False),
+                  ("dirichlet_alpha", 0., np.inf, True), ("pb_c_init", 0., np.inf, False),
+                  ("pb_c_base", 0., np.inf, True), ("gumbel_scale", 0., np.inf, False))
+_INF = float("inf")
+
+
+def _search_settings(*values) -> np.ndarray:
+  """`[6]` float32 search settings; ValueError naming the first bad one."""
+  try:
+    hyper = np.array(values, np.float32)
+  except (TypeError, ValueError):
+    hyper = None
+  if hyper is not None and hyper.shape == (len(_SEARCH_BOUNDS),):
+    # Plain float comparisons (act is a hot path); NaN fails every one.
+    t, fraction, alpha, c_init, c_base, gumbel = hyper.tolist()
+    if (0. <= t < _INF and 0. <= fraction <= 1. and 0. < alpha < _INF
+        and 0. <= c_init < _INF and 0. < c_base < _INF and 0. <= gumbel < _INF):
+      return hyper
+  for (name, low, high, strict), value in zip(_SEARCH_BOUNDS, values):
+    _check_number(name, value, low=low, high=high, strict=strict,
+                  what=f"a number {'>' if strict else '>='} {low:g}"
+                  + (f" and <= {high:g}" if np.isfinite(high) else ""))
+  raise TypeError("temperature and the search settings must be scalars, got "
+                  + ", ".join(f"{b[0]}={v!r}" for b, v in zip(_SEARCH_BOUNDS, values)))
+
+
+def _check_actions(a: np.ndarray, num_actions: int, what: str):
+  """Host check that actions are integers in `[0, num_actions)`."""
+  if a.dtype.kind not in "biuf":
+    raise TypeError(f"batch.a must hold integer actions, got dtype {a.dtype}")
+  if a.size == 0:
+    return
+  if a.dtype.kind == "f" and (np.floor(a) != a).any():
+    bad = a[np.floor(a) != a].flat[0].item()
+    raise ValueError(f"batch.a must hold integer actions, found {bad!r}")
+  low, high = a.min(), a.max()
+  if low < 0 or high >= num_actions:
+    bad = (low if low < 0 else high).item()
+    raise ValueError(f"batch.a holds action {bad!r} outside [0, num_actions) = "
+                     f"[0, {num_actions}); {what} would train the dynamics on it silently")
+
+
+def _batch_is_sane(batch, num_actions):
+  """Traced: every float field finite and every action in `[0, num_actions)`."""
+  ok = jnp.array(True)
+  for x in jax.tree_util.tree_leaves(batch):
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.floating):
+      ok &= jnp.isfinite(x).all()
+  a = jnp.asarray(batch.a)
+  return ok & jnp.all((a >= 0) & (a < num_actions))
 
 
 def mean_metrics(metrics) -> dict:

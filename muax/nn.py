@@ -5,17 +5,43 @@ dynamics sees states on the scale the representation produces. The value,
 reward and policy output layers start at zero: the untrained model predicts
 value 0, reward 0 and a uniform prior, which keeps early search unbiased.
 """
+import contextlib
+import threading
+
 import haiku as hk
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "Dynamic", "Prediction", "Representation",
     "ResNetDynamic", "ResNetPrediction", "ResNetRepresentation", "ResidualBlock",
-    "elu", "min_max_normalize", "min_max_normalize2d",
+    "elu", "min_max_normalize", "min_max_normalize2d", "observation_dtype",
 ]
 
 _EPS = 1e-5
+_SOURCE = threading.local()
+
+
+def observation_dtype(obs):
+  """The dtype `obs` arrived in, before `MuZero` cast it to float32.
+
+  `MuZero` hands integer (e.g. uint8) and half-precision observations to the
+  representation as float32 with the same values; a representation that
+  treats them differently (the ResNet scales uint8 images to [0, 1]) asks here.
+  """
+  return getattr(_SOURCE, "dtype", None) or obs.dtype
+
+
+@contextlib.contextmanager
+def source_dtype(dtype):
+  """Within the block, `observation_dtype` reports `dtype` (used by `MuZero`)."""
+  previous = getattr(_SOURCE, "dtype", None)
+  _SOURCE.dtype = dtype
+  try:
+    yield
+  finally:
+    _SOURCE.dtype = previous
 
 
 def min_max_normalize(s):
@@ -52,7 +78,7 @@ class Representation(hk.Module):
 
   def __init__(self, embedding_dim, hidden=(64,), name="representation"):
     super().__init__(name=name)
-    self.embedding_dim = embedding_dim
+    self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
     self.hidden = tuple(hidden)
 
   def __call__(self, obs):
@@ -66,8 +92,8 @@ class Prediction(hk.Module):
 
   def __init__(self, num_actions, full_support_size, hidden=(64,), name="prediction"):
     super().__init__(name=name)
-    self.num_actions = num_actions
-    self.full_support_size = full_support_size
+    self.num_actions = _positive_int("num_actions", num_actions)
+    self.full_support_size = _positive_int("full_support_size", full_support_size)
     self.hidden = tuple(hidden)
 
   def __call__(self, s):
@@ -83,9 +109,9 @@ class Dynamic(hk.Module):
   def __init__(self, embedding_dim, num_actions, full_support_size, hidden=(64,),
                name="dynamic"):
     super().__init__(name=name)
-    self.embedding_dim = embedding_dim
-    self.num_actions = num_actions
-    self.full_support_size = full_support_size
+    self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
+    self.num_actions = _positive_int("num_actions", num_actions)
+    self.full_support_size = _positive_int("full_support_size", full_support_size)
     self.hidden = tuple(hidden)
 
   def __call__(self, s, a):
@@ -118,11 +144,12 @@ class ResNetRepresentation(hk.Module):
 
   def __init__(self, channels=32, num_blocks=2, downsample=2, name="representation"):
     super().__init__(name=name)
-    self.channels, self.num_blocks, self.downsample = channels, num_blocks, downsample
+    self.channels = _positive_int("channels", channels)
+    self.num_blocks, self.downsample = num_blocks, downsample
 
   def __call__(self, obs):
     x = obs.astype(jnp.float32)
-    if obs.dtype == jnp.uint8:
+    if observation_dtype(obs) == jnp.uint8:
       x = x / 255.
     x = jax.nn.relu(hk.Conv2D(self.channels, 3, stride=self.downsample)(x))
     for _ in range(self.num_blocks):
@@ -136,7 +163,8 @@ class ResNetPrediction(hk.Module):
   def __init__(self, num_actions, full_support_size, channels=32, num_blocks=1,
                head_hidden=(64,), name="prediction"):
     super().__init__(name=name)
-    self.num_actions, self.full_support_size = num_actions, full_support_size
+    self.num_actions = _positive_int("num_actions", num_actions)
+    self.full_support_size = _positive_int("full_support_size", full_support_size)
     self.channels, self.num_blocks, self.head_hidden = channels, num_blocks, head_hidden
 
   def __call__(self, s):
@@ -156,7 +184,8 @@ class ResNetDynamic(hk.Module):
   def __init__(self, num_actions, full_support_size, channels=32, num_blocks=1,
                head_hidden=(64,), name="dynamic"):
     super().__init__(name=name)
-    self.num_actions, self.full_support_size = num_actions, full_support_size
+    self.num_actions = _positive_int("num_actions", num_actions)
+    self.full_support_size = _positive_int("full_support_size", full_support_size)
     self.channels, self.num_blocks, self.head_hidden = channels, num_blocks, head_hidden
 
   def __call__(self, s, a):
@@ -173,6 +202,8 @@ class ResNetDynamic(hk.Module):
 
 def _init_representation_func(representation_module, embedding_dim, **kwargs):
   """Returns `fn(obs) -> s` building `representation_module(embedding_dim)`."""
+  _positive_int("embedding_dim", embedding_dim)
+
   def representation_func(obs):
     return representation_module(embedding_dim, **kwargs)(obs)
   return representation_func
@@ -180,6 +211,9 @@ def _init_representation_func(representation_module, embedding_dim, **kwargs):
 
 def _init_prediction_func(prediction_module, num_actions, full_support_size, **kwargs):
   """Returns `fn(s) -> (value_logits, policy_logits)`."""
+  _positive_int("num_actions", num_actions)
+  _positive_int("full_support_size", full_support_size)
+
   def prediction_func(s):
     return prediction_module(num_actions, full_support_size, **kwargs)(s)
   return prediction_func
@@ -188,6 +222,10 @@ def _init_prediction_func(prediction_module, num_actions, full_support_size, **k
 def _init_dynamic_func(dynamic_module, embedding_dim, num_actions, full_support_size,
                        **kwargs):
   """Returns `fn(s, a) -> (reward_logits, next_s)`."""
+  _positive_int("embedding_dim", embedding_dim)
+  _positive_int("num_actions", num_actions)
+  _positive_int("full_support_size", full_support_size)
+
   def dynamic_func(s, a):
     return dynamic_module(embedding_dim, num_actions, full_support_size, **kwargs)(s, a)
   return dynamic_func
@@ -204,6 +242,9 @@ def _init_resnet_representation_func(representation_module=ResNetRepresentation,
 def _init_resnet_prediction_func(prediction_module=ResNetPrediction, num_actions=None,
                                  full_support_size=None, **kwargs):
   """Returns `fn(s) -> (value_logits, policy_logits)` for hidden planes."""
+  _positive_int("num_actions", num_actions)
+  _positive_int("full_support_size", full_support_size)
+
   def prediction_func(s):
     return prediction_module(num_actions, full_support_size, **kwargs)(s)
   return prediction_func
@@ -212,6 +253,16 @@ def _init_resnet_prediction_func(prediction_module=ResNetPrediction, num_actions
 def _init_resnet_dynamic_func(dynamic_module=ResNetDynamic, num_actions=None,
                               full_support_size=None, **kwargs):
   """Returns `fn(s, a) -> (reward_logits, next_s)` for hidden planes."""
+  _positive_int("num_actions", num_actions)
+  _positive_int("full_support_size", full_support_size)
+
   def dynamic_func(s, a):
     return dynamic_module(num_actions, full_support_size, **kwargs)(s, a)
   return dynamic_func
+
+
+def _positive_int(name, value):
+  """`value` if it is a positive integer, else ValueError naming `name`."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+  return int(value)

@@ -10,6 +10,8 @@ A scalar becomes a "two-hot" target: its transformed value `h(x)` lies between
 two neighbouring integers and the probability mass is split between them in
 proportion to the distance, so the expectation of the target is exactly h(x).
 """
+import operator
+
 import jax
 import jax.numpy as jnp
 
@@ -38,6 +40,7 @@ def scalar_to_support(x, support_size: int):
     probabilities `[..., 2S + 1]` whose expectation over the atoms is
     `clip(h(x), -S, S)`.
   """
+  support_size = _check_support_size(support_size)
   y = jnp.clip(h(jnp.asarray(x, jnp.float32)), -support_size, support_size)
   low = jnp.floor(y)
   upper_weight = y - low
@@ -59,6 +62,11 @@ def support_to_scalar(probs, support_size: int):
   Returns:
     scalars `[...]`.
   """
+  support_size = _check_support_size(support_size)
+  probs = jnp.asarray(probs)
+  if probs.ndim < 1 or probs.shape[-1] != 2 * support_size + 1:
+    raise ValueError(f"probs has shape {probs.shape}; support_size={support_size} needs a "
+                     f"last axis of 2*support_size+1 = {2 * support_size + 1}")
   atoms = jnp.arange(-support_size, support_size + 1, dtype=jnp.float32)
   return h_inv(jnp.sum(probs * atoms, axis=-1))
 
@@ -66,3 +74,17 @@ def support_to_scalar(probs, support_size: int):
 def logits_to_scalar(logits, support_size: int):
   """`support_to_scalar(softmax(logits))`: the scalar a network head predicts."""
   return support_to_scalar(jax.nn.softmax(logits, axis=-1), support_size)
+
+
+def _check_support_size(support_size) -> int:
+  """`support_size` as an int; ValueError unless it is a positive integer."""
+  try:
+    if isinstance(support_size, bool):
+      raise TypeError
+    size = operator.index(support_size)
+  except TypeError:
+    raise ValueError(f"support_size must be a positive integer, got "
+                     f"support_size={support_size!r}") from None
+  if size < 1:
+    raise ValueError(f"support_size must be a positive integer, got support_size={size!r}")
+  return size

@@ -20,6 +20,10 @@ class TrainMonitor(gym.Wrapper):
 
   def __init__(self, env, tensorboard_dir: Optional[str] = None, log_interval: int = 10):
     super().__init__(env)
+    if isinstance(log_interval, bool) or not isinstance(log_interval, (int, np.integer)) \
+        or log_interval < 0:
+      raise ValueError("log_interval must be an integer >= 0 (0: never print), got "
+                       f"log_interval={log_interval!r}")
     self.log_interval = log_interval
     self.episode = 0
     self.total_steps = 0
@@ -73,13 +77,17 @@ class FrameStacking(gym.ObservationWrapper):
 
   def __init__(self, env, num_frames: int):
     super().__init__(env)
-    if num_frames < 1:
-      raise ValueError(f"num_frames must be >= 1, got num_frames={num_frames!r}")
-    self.num_frames = num_frames
-    self._frames = collections.deque(maxlen=num_frames)
+    if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) \
+        or num_frames < 1:
+      raise ValueError(f"num_frames must be an integer >= 1, got num_frames={num_frames!r}")
     space = env.observation_space
-    low = np.repeat(np.asarray(space.low)[..., None], num_frames, axis=-1)
-    high = np.repeat(np.asarray(space.high)[..., None], num_frames, axis=-1)
+    if not isinstance(space, gym.spaces.Box):
+      raise TypeError(f"FrameStacking stacks array observations (a Box space), but the "
+                      f"observation_space is {space}")
+    self.num_frames = int(num_frames)
+    self._frames = collections.deque(maxlen=self.num_frames)
+    low = np.repeat(np.asarray(space.low)[..., None], self.num_frames, axis=-1)
+    high = np.repeat(np.asarray(space.high)[..., None], self.num_frames, axis=-1)
     self.observation_space = gym.spaces.Box(low=low, high=high, dtype=space.dtype)
 
   def reset(self, **kwargs):

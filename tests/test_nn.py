@@ -56,3 +56,18 @@ def test_fast_elu_matches_jax_elu():
   # Gradients agree too (the networks are trained through it).
   g = jax.vmap(jax.grad(nn.elu))(x)
   np.testing.assert_allclose(g, jax.vmap(jax.grad(jax.nn.elu))(x), atol=2e-7)
+
+
+def test_resnet_scales_uint8_images_after_the_model_casts_them():
+  # MuZero hands uint8 observations to the representation as float32; the
+  # ResNet still scales them to [0, 1] (nn.observation_dtype keeps the origin).
+  size = 21
+  model = muax.MuZero(
+      nn._init_resnet_representation_func(channels=4, num_blocks=1),
+      nn._init_resnet_prediction_func(num_actions=2, full_support_size=size, channels=4),
+      nn._init_resnet_dynamic_func(num_actions=2, full_support_size=size, channels=4))
+  obs = np.random.default_rng(0).integers(0, 255, (2, 6, 6, 3), dtype=np.uint8)
+  model.init(jax.random.PRNGKey(0), obs)
+  np.testing.assert_allclose(model.representation(obs),
+                             model.representation(obs.astype(np.float32) / 255.), atol=1e-6)
+  assert nn.observation_dtype(jnp.zeros(2, jnp.uint8)) == jnp.uint8  # outside the model
