@@ -39,6 +39,28 @@ class KeyStream:
       self._keys = list(np.asarray(block))
     return self._keys.pop()
 
+  def state(self):
+    """`(key [2], spare keys [n, 2])` as uint32 numpy arrays: enough to continue."""
+    key = self._key
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+      key = jax.random.key_data(key)
+    spare = np.asarray(self._keys, np.uint32).reshape(-1, 2) if self._keys else (
+        np.zeros((0, 2), np.uint32))
+    return np.asarray(key, np.uint32), spare
+
+  def set_state(self, key, spare):
+    """Continues the stream saved by `state`."""
+    key, spare = np.asarray(key), np.asarray(spare)
+    if key.shape != (2,) or spare.ndim != 2 or spare.shape[1:] != (2,):
+      raise ValueError(f"a key stream state is a key [2] and spare keys [n, 2], got "
+                       f"shapes {key.shape} and {spare.shape}")
+    self._key = jax.numpy.asarray(key, jax.numpy.uint32)
+    self._keys = [k.astype(np.uint32) for k in spare]
+
+
+class Stopped(Exception):
+  """Raised inside an episode when the caller asked to stop (Ctrl+C, SIGTERM)."""
+
 
 @dataclasses.dataclass
 class Episode:
@@ -65,11 +87,13 @@ def step_limit(env, max_episode_steps: Optional[int] = None) -> int:
 
 def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
                 temperature: float, seed: Optional[int] = None, tracer=None,
-                max_episode_steps: Optional[int] = None) -> Episode:
+                max_episode_steps: Optional[int] = None,
+                stop: Optional[Callable[[], bool]] = None) -> Episode:
   """Plays one episode; with a tracer, also records it as a Trajectory.
 
   Termination ends the n-step returns; truncation (a time limit, or the step
   cap) bootstraps them from the search value of the final observation.
+  `stop`, checked before every step, abandons the episode (raises `Stopped`).
   """
   obs, _ = env.reset(seed=seed)
   limit = step_limit(env, max_episode_steps)
@@ -79,6 +103,8 @@ def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
     trajectory = Trajectory()
   total, steps = 0., 0
   while True:
+    if stop is not None and stop():
+      raise Stopped()
     if tracer is None:
       a = model.act(keys(), obs, num_simulations=num_simulations, temperature=temperature)
     else:
@@ -86,6 +112,7 @@ def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
                            num_simulations=num_simulations, temperature=temperature)
     next_obs, r, terminated, truncated, _ = env.step(a)
     steps += 1
+    _check_rewards(r, steps)
     total += float(r)
     truncated = bool(truncated) or steps >= limit
     if tracer is not None:
@@ -220,6 +247,7 @@ class VectorCollector:
     obs, packed = self._pending
     actions, values, pis = unpack_plan(np.asarray(packed))
     next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+    _check_rewards(rewards, self._lengths + 1)
     terminated = np.asarray(terminated, bool)
     truncated = np.asarray(truncated, bool) & ~terminated
     bootstrap = self._bootstrap_values(truncated, infos, next_obs, params)
@@ -291,3 +319,16 @@ def run_vector_episodes(model, envs, keys: KeyStream, num_episodes: int, *,
       running &= ~(np.asarray(terminated) | np.asarray(truncated))
     returns.extend(total.tolist())
   return returns[:num_episodes]
+
+
+def _check_rewards(rewards, steps):
+  """Raises ValueError for rewards that are not finite numbers."""
+  try:
+    finite = np.isfinite(np.asarray(rewards, np.float64)).all()
+  except (TypeError, ValueError):
+    raise ValueError(f"the environment returned a reward that is not a number: "
+                     f"{rewards!r} (type {type(rewards).__name__})") from None
+  if not finite:
+    raise ValueError(f"the environment returned a non-finite reward {rewards!r} at "
+                     f"episode step {steps}; muax cannot learn from it (check the "
+                     "environment, or wrap it to clip or replace such rewards)")

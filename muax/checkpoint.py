@@ -3,6 +3,8 @@
 A checkpoint is a `.npz` archive. Entry `__muax__` holds a JSON manifest
 (format name, version, muax version, the parameter key paths, metadata);
 entries `p0..` are the parameter leaves and `o0..` the optimizer state leaves.
+A run checkpoint (written by `fit` to resume training) is a model checkpoint
+with the run's state added: a `run` section in the manifest and `run.*` arrays.
 Reading uses `allow_pickle=False`, so a file cannot run code when loaded.
 Writes go to a temporary file that is fsynced and renamed over the target, so
 a crash leaves either the old or the new checkpoint, never half of one.
@@ -20,6 +22,7 @@ FORMAT = "muax-checkpoint"
 VERSION = 1
 SUFFIX = ".npz"
 _MANIFEST = "__muax__"
+_RUN_PREFIX = "run."
 
 
 class CheckpointError(ValueError):
@@ -45,17 +48,88 @@ def resolve(path) -> Path:
   raise FileNotFoundError(f"no muax checkpoint at {str(path)!r} (tried: {tried})")
 
 
-def save(path, params, opt_state, metadata: dict) -> Path:
-  """Atomically writes params, optimizer state and metadata; returns the file."""
-  target = file_for(path)
-  target.parent.mkdir(parents=True, exist_ok=True)
+def save(path, params, opt_state, metadata: dict, *, run: dict = None,
+         arrays: dict = None) -> Path:
+  """Atomically writes params, optimizer state and metadata; returns the file.
+
+  `run` (JSON-serialisable) and `arrays` (named numeric arrays) add the state of
+  a training run to a model checkpoint; `load` ignores them, `read` returns them.
+  """
   param_paths, param_leaves = _flatten_params(params)
   opt_leaves = jax.tree_util.tree_leaves(opt_state)
   manifest = {"format": FORMAT, "version": VERSION, "param_paths": param_paths,
               "num_opt_leaves": len(opt_leaves), "metadata": metadata}
-  arrays = {_MANIFEST: np.frombuffer(json.dumps(manifest).encode(), np.uint8)}
-  arrays.update({f"p{i}": np.asarray(x) for i, x in enumerate(param_leaves)})
-  arrays.update({f"o{i}": np.asarray(x) for i, x in enumerate(opt_leaves)})
+  entries = {f"p{i}": np.asarray(x) for i, x in enumerate(param_leaves)}
+  entries.update({f"o{i}": np.asarray(x) for i, x in enumerate(opt_leaves)})
+  if run is not None:
+    manifest["run"] = run
+    for name, value in (arrays or {}).items():
+      value = np.asarray(value)
+      if value.dtype.hasobject:
+        raise TypeError(f"checkpoint array {name!r} holds Python objects; only numeric "
+                        "arrays are saved")
+      entries[_RUN_PREFIX + name] = value
+  return _write_atomic(file_for(path), manifest, entries)
+
+
+def load(path):
+  """Reads a checkpoint.
+
+  Returns:
+    `(params, opt_leaves, metadata)`: params as nested dicts of numpy arrays,
+    the optimizer state leaves in tree order, and the saved metadata.
+
+  Raises:
+    FileNotFoundError: no file at the path (with or without suffix).
+    CheckpointError: the file is corrupted, truncated or not a muax checkpoint.
+  """
+  params, opt_leaves, metadata, _, _ = read(path)
+  return params, opt_leaves, metadata
+
+
+def read(path, *, run_arrays: bool = False):
+  """`load` plus the training-run state written with `save(..., run=...)`.
+
+  Returns:
+    `(params, opt_leaves, metadata, run, arrays)`; `run` is None for a plain
+    model checkpoint; `arrays` holds the run's arrays when `run_arrays`.
+  """
+  file = resolve(path)
+  try:
+    with np.load(file, allow_pickle=False) as archive:
+      if _MANIFEST not in archive.files:
+        raise CheckpointError(f"{file} is not a muax checkpoint (no manifest)")
+      manifest = json.loads(archive[_MANIFEST].tobytes().decode())
+      _check_manifest(manifest, file)
+      param_leaves = [archive[f"p{i}"] for i in range(len(manifest["param_paths"]))]
+      opt_leaves = [archive[f"o{i}"] for i in range(manifest["num_opt_leaves"])]
+      arrays = {}
+      if run_arrays:
+        arrays = {name[len(_RUN_PREFIX):]: archive[name] for name in archive.files
+                  if name.startswith(_RUN_PREFIX)}
+  except CheckpointError:
+    raise
+  except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError,
+          UnicodeDecodeError, TypeError) as e:
+    if "pickle" in str(e):
+      raise CheckpointError(
+          f"{file} holds pickled Python objects (checkpoints of muax <= 0.0.2 were "
+          "pickles); muax never unpickles a file, since that can run arbitrary code. "
+          "Retrain, or re-save the parameters from trusted code with model.save") from e
+    raise CheckpointError(
+        f"{file} is not a readable muax checkpoint (corrupted, truncated or "
+        f"foreign file): {type(e).__name__}: {e}") from e
+  params = _unflatten_params(manifest["param_paths"], param_leaves)
+  return params, opt_leaves, manifest.get("metadata", {}), manifest.get("run"), arrays
+
+
+def _write_atomic(target: Path, manifest: dict, entries: dict) -> Path:
+  # Temporary file in the same folder, fsynced, then renamed over the target:
+  # readers see the old file or the complete new one, never a partial one.
+  target.parent.mkdir(parents=True, exist_ok=True)
+  text = json.dumps(manifest, default=_json_scalar, allow_nan=False)
+  arrays = {_MANIFEST: np.frombuffer(text.encode(), np.uint8)}
+  arrays.update(entries)
   fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
   try:
     with os.fdopen(fd, "wb") as f:
@@ -71,42 +145,6 @@ def save(path, params, opt_state, metadata: dict) -> Path:
   return target
 
 
-def load(path):
-  """Reads a checkpoint.
-
-  Returns:
-    `(params, opt_leaves, metadata)`: params as nested dicts of numpy arrays,
-    the optimizer state leaves in tree order, and the saved metadata.
-
-  Raises:
-    FileNotFoundError: no file at the path (with or without suffix).
-    CheckpointError: the file is corrupted, truncated or not a muax checkpoint.
-  """
-  file = resolve(path)
-  try:
-    with np.load(file, allow_pickle=False) as archive:
-      if _MANIFEST not in archive.files:
-        raise CheckpointError(f"{file} is not a muax checkpoint (no manifest)")
-      manifest = json.loads(archive[_MANIFEST].tobytes().decode())
-      _check_manifest(manifest, file)
-      param_leaves = [archive[f"p{i}"] for i in range(len(manifest["param_paths"]))]
-      opt_leaves = [archive[f"o{i}"] for i in range(manifest["num_opt_leaves"])]
-  except CheckpointError:
-    raise
-  except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError,
-          UnicodeDecodeError) as e:
-    if "pickle" in str(e):
-      raise CheckpointError(
-          f"{file} holds pickled Python objects (checkpoints of muax <= 0.0.2 were "
-          "pickles); muax never unpickles a file, since that can run arbitrary code. "
-          "Retrain, or re-save the parameters from trusted code with model.save") from e
-    raise CheckpointError(
-        f"{file} is not a readable muax checkpoint (corrupted, truncated or "
-        f"foreign file): {type(e).__name__}: {e}") from e
-  params = _unflatten_params(manifest["param_paths"], param_leaves)
-  return params, opt_leaves, manifest.get("metadata", {})
-
-
 def _check_manifest(manifest, file):
   if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
     raise CheckpointError(f"{file} is not a muax checkpoint (foreign manifest)")
@@ -114,6 +152,14 @@ def _check_manifest(manifest, file):
     raise CheckpointError(
         f"{file} was written by a newer muax (checkpoint version "
         f"{manifest['version']}, this muax reads up to {VERSION}); upgrade muax")
+
+
+def _json_scalar(value):
+  """numpy scalars in a manifest become Python numbers; anything else is refused."""
+  if isinstance(value, (np.integer, np.floating, np.bool_)):
+    return value.item()
+  raise TypeError(f"cannot write {type(value).__name__} into a checkpoint manifest "
+                  "(JSON numbers, strings, lists and dicts only)")
 
 
 def _flatten_params(params):

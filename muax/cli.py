@@ -52,6 +52,11 @@ class TrainConfig:
       "help": "checkpoint folder (default runs/models/<name>)"})
   name: Optional[str] = dataclasses.field(default=None, metadata={"help": "run name"})
   progress: bool = dataclasses.field(default=True, metadata={"help": "show a progress bar"})
+  resume: bool = dataclasses.field(default=False, metadata={
+      "help": "continue the run saved under this run's name (or --save-dir) from its "
+              "newest run state; starts a new run if there is none"})
+  checkpoint_interval: float = dataclasses.field(default=60., metadata={
+      "help": "seconds between saved run states (0: after every episode)"})
 
 
 def default_num_envs() -> int:
@@ -115,7 +120,8 @@ def train(config: TrainConfig):
       model_save_path=config.save_dir or f"runs/models/{name}",
       random_seed=config.seed, log_all_metrics=True,
       num_update_per_episode=config.num_update_per_episode, target_return=target,
-      progress=config.progress)
+      progress=config.progress, resume=config.resume,
+      checkpoint_interval=config.checkpoint_interval)
 
 
 def _parser():

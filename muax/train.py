@@ -11,6 +11,9 @@ import dataclasses
 import datetime
 import functools
 import os
+import signal
+import sys
+import threading
 import time
 from typing import Callable, List, Optional
 
@@ -19,12 +22,15 @@ import jax
 import numpy as np
 
 from muax import acting
+from muax import checkpoint
+from muax import run_state
 from muax.episode_tracer import PNStep
 from muax.model import mean_metrics
 from muax.replay_buffer import TrajectoryReplayBuffer
 from muax.test import test as evaluate
 
-__all__ = ["FitResult", "default_temperature_fn", "fit", "run"]
+__all__ = ["FitResult", "TrainingDiverged", "TrainingInterrupted", "default_temperature_fn",
+           "fit", "run"]
 
 
 def default_temperature_fn(max_training_steps, training_steps):
@@ -79,7 +85,9 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
         name=None, tensorboard_dir=None, model_save_path=None, save_name=None,
         random_seed=42, temperature_fn=None, log_all_metrics=False,
         num_update_per_episode=50, *, target_return=None, progress=True,
-        max_episode_steps=None, num_envs=1, vectorization="auto") -> str:
+        max_episode_steps=None, num_envs=1, vectorization="auto", resume=False,
+        checkpoint_interval=60., keep_checkpoints=3,
+        max_consecutive_skipped=200) -> str:
   """Trains `model` on an environment and returns the best checkpoint's path.
 
   Args:
@@ -118,9 +126,25 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
       search with the parameters from before the latest dispatch.
     vectorization: 'sync', 'async' (a process per environment) or 'auto'
       (async only for environments whose step is slow).
+    resume: continue the run saved in this run's folder (`model_save_path`,
+      else `models/<name>`; without either, the newest `models/<env id>_*`
+      run) from its newest run state: parameters, optimizer state, replay,
+      random state, counters, test history and TensorBoard step. Starts a new
+      run (with a note) when there is none. A path resumes that run folder.
+    checkpoint_interval: seconds between run states written at episode
+      boundaries to `<save dir>/run/` (0: after every episode); one is also
+      written at the end, on Ctrl+C/SIGTERM and before an error propagates.
+    keep_checkpoints: run states and best-so-far checkpoints kept (newest).
+    max_consecutive_skipped: stop with `TrainingDiverged` after this many
+      updates in a row with a non-finite loss or gradient (each is skipped).
 
   Returns:
     the path of the best checkpoint by test return, for `model.load`.
+
+  Raises:
+    TrainingInterrupted: on Ctrl+C (SIGINT) or SIGTERM, after the current
+      step and a saved run state; a `SystemExit` with code 130 or 143.
+    TrainingDiverged: after `max_consecutive_skipped` non-finite updates.
   """
   return run(model, env_id=env_id, env=env, test_env=test_env, tracer=tracer,
              buffer=buffer, max_episodes=max_episodes, test_interval=test_interval,
@@ -133,7 +157,28 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
              log_all_metrics=log_all_metrics,
              num_update_per_episode=num_update_per_episode, target_return=target_return,
              progress=progress, max_episode_steps=max_episode_steps, num_envs=num_envs,
-             vectorization=vectorization).best_path
+             vectorization=vectorization, resume=resume,
+             checkpoint_interval=checkpoint_interval, keep_checkpoints=keep_checkpoints,
+             max_consecutive_skipped=max_consecutive_skipped).best_path
+
+
+class TrainingInterrupted(SystemExit):
+  """`fit` stopped on Ctrl+C (SIGINT) or SIGTERM after saving the run.
+
+  A `SystemExit` with code 130 (SIGINT) or 143 (SIGTERM): a script exits
+  quietly with that code; catch it to go on. `path` is the run state saved.
+  """
+
+  def __init__(self, signum: int, path: Optional[str], message: str):
+    super().__init__(128 + int(signum))
+    self.signum, self.path, self.message = int(signum), path, message
+
+  def __str__(self):
+    return self.message
+
+
+class TrainingDiverged(RuntimeError):
+  """Too many updates in a row had a non-finite loss or gradient."""
 
 
 def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
@@ -143,7 +188,9 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
         name=None, tensorboard_dir=None, model_save_path=None, save_name=None,
         random_seed=42, temperature_fn=None, log_all_metrics=False,
         num_update_per_episode=50, target_return=None, progress=True,
-        max_episode_steps=None, num_envs=1, vectorization="auto") -> FitResult:
+        max_episode_steps=None, num_envs=1, vectorization="auto", resume=False,
+        checkpoint_interval=60., keep_checkpoints=3,
+        max_consecutive_skipped=200) -> FitResult:
   """`fit` with the full record of the run (see `FitResult`)."""
   _check_counts(max_episodes=max_episodes, test_interval=test_interval,
                 num_test_episodes=num_test_episodes,
@@ -151,66 +198,257 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
                 save_every_n_epochs=save_every_n_epochs,
                 num_simulations=num_simulations, k_steps=k_steps,
                 num_trajectory=num_trajectory,
-                sample_per_trajectory=sample_per_trajectory, num_envs=num_envs)
+                sample_per_trajectory=sample_per_trajectory, num_envs=num_envs,
+                keep_checkpoints=keep_checkpoints,
+                max_consecutive_skipped=max_consecutive_skipped)
   _check_counts(allow_zero=True, buffer_warm_up=buffer_warm_up,
                 num_update_per_episode=num_update_per_episode)
-  if vectorization not in acting.VECTORIZATION_MODES:
-    raise ValueError(f"vectorization must be one of {acting.VECTORIZATION_MODES}, "
-                     f"got {vectorization!r}")
+  _check_settings(vectorization, checkpoint_interval, target_return, resume)
   env, test_env, env_name = _make_envs(env_id, env, test_env, num_envs, vectorization,
                                        max_episode_steps,
                                        num_test_envs=min(num_envs, num_test_episodes))
   tracer = PNStep(50, 0.997, 0.5) if tracer is None else tracer
   buffer = TrajectoryReplayBuffer(500, random_seed=random_seed) if buffer is None else buffer
   temperature_fn = default_temperature_fn if temperature_fn is None else temperature_fn
-  name = name or f"{env_name}_{datetime.datetime.now():%Y%m%d-%H%M%S}"
+  name, save_dir = _run_folder(resume, name, model_save_path, env_name)
   logdir = os.path.join(tensorboard_dir or "tensorboard", name)
-  save_dir = model_save_path or os.path.join("models", name)
   loop = _Loop(model, env, test_env, tracer, buffer, random_seed, num_simulations,
                max_episode_steps, temperature_fn, max_training_steps)
-  loop.ensure_initialised()
+  settings = _Settings(
+      buffer_warm_up=buffer_warm_up, max_episodes=max_episodes,
+      test_interval=test_interval, num_test_episodes=num_test_episodes,
+      num_update_per_episode=num_update_per_episode, num_trajectory=num_trajectory,
+      sample_per_trajectory=sample_per_trajectory, k_steps=k_steps,
+      save_every_n_epochs=save_every_n_epochs, save_name=save_name or "model_params",
+      save_dir=save_dir, log_all_metrics=log_all_metrics, target_return=target_return,
+      checkpoint_interval=float(checkpoint_interval), keep=keep_checkpoints,
+      max_consecutive_skipped=max_consecutive_skipped,
+      config={"name": name, "env": env_name, "num_envs": num_envs,
+              "random_seed": random_seed})
+  resumed_from = _resume(loop, save_dir, settings.config) if resume else None
+  if resumed_from is None:
+    loop.ensure_initialised()
   from tensorboardX import SummaryWriter
-  writer = SummaryWriter(logdir)
-  bar = _progress_bar(progress, max_training_steps)
-  best_return, best_path, tests = -np.inf, None, []
+  writer = SummaryWriter(logdir, purge_step=loop.episode + 1 if resumed_from else None)
+  bar = _progress_bar(progress, max_training_steps, initial=loop.training_steps)
   try:
-    bar.set_description("warm-up")
-    for _ in range(buffer_warm_up):
-      loop.collect()
-    bar.set_description("training")
-    for episode in range(1, max_episodes + 1):
-      episode_out = loop.collect()
-      metrics = loop.learn(num_update_per_episode, num_trajectory, sample_per_trajectory,
-                           k_steps)
-      _log_episode(writer, episode, episode_out, metrics, loop, log_all_metrics)
-      if episode % save_every_n_epochs == 0:
-        model.save(os.path.join(save_dir, "latest", save_name or "model_params"))
-      done = loop.training_steps >= max_training_steps or episode == max_episodes
-      test_return = None
-      if episode % test_interval == 0 or done:
-        test_return = loop.evaluate(num_test_episodes)
-        tests.append(TestRecord(episode, loop.env_steps, loop.training_steps,
-                                loop.elapsed(), test_return))
-        writer.add_scalar("test/return", test_return, episode)
-        if test_return >= best_return or best_path is None:
-          best_return = test_return
-          best_path = os.path.join(save_dir, f"epoch_{episode:04d}_test_{test_return:.1f}",
-                                   save_name or "model_params")
-          model.save(best_path)
-        if target_return is not None and test_return >= target_return:
-          done = True
-      _update_bar(bar, loop, episode_out, metrics, test_return, best_return)
-      if done:
-        break
+    with _StopSignals() as signals:
+      loop.stop = signals.requested
+      _train(loop, settings, writer, bar)
+      if signals.signum is not None and not _finished(loop, settings):
+        _stop_on_signal(loop, settings, signals.signum)
+  except (TrainingInterrupted, TrainingDiverged):
+    raise
+  except BaseException as e:
+    _save_before_raising(loop, settings, e)
+    raise
   finally:
     loop.close()
     writer.flush()
     writer.close()
     bar.close()
-  return FitResult(best_path=best_path, best_test_return=float(best_return),
-                   episodes=episode, env_steps=loop.env_steps,
+  return FitResult(best_path=loop.best_path, best_test_return=float(loop.best_return),
+                   episodes=loop.episode, env_steps=loop.env_steps,
                    training_steps=loop.training_steps, seconds=loop.elapsed(),
-                   logdir=logdir, save_dir=save_dir, tests=tests)
+                   logdir=logdir, save_dir=save_dir,
+                   tests=[TestRecord(**t) for t in loop.tests])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+  """`fit`'s arguments that the episode loop reads."""
+  buffer_warm_up: int
+  max_episodes: int
+  test_interval: int
+  num_test_episodes: int
+  num_update_per_episode: int
+  num_trajectory: int
+  sample_per_trajectory: int
+  k_steps: int
+  save_every_n_epochs: int
+  save_name: str
+  save_dir: str
+  log_all_metrics: bool
+  target_return: Optional[float]
+  checkpoint_interval: float
+  keep: int
+  max_consecutive_skipped: int
+  config: dict
+
+
+def _train(loop, settings: "_Settings", writer, bar):
+  """Warm-up, then episodes of collect / learn / log / test until done or stopped."""
+  bar.set_description("warm-up")
+  try:
+    while loop.warmup_done < settings.buffer_warm_up and not loop.stop():
+      loop.collect()
+      loop.warmup_done += 1
+      loop.mark_boundary()
+      _maybe_write_state(loop, settings)
+    bar.set_description("training")
+    while not _finished(loop, settings) and not loop.stop():
+      _train_episode(loop, settings, writer, bar)
+      loop.mark_boundary()
+      _maybe_write_state(loop, settings, force=_finished(loop, settings))
+  except acting.Stopped:
+    pass  # a stop request abandoned the episode; the run resumes from the boundary
+
+
+def _train_episode(loop, settings, writer, bar):
+  episode = loop.episode + 1
+  episode_out = loop.collect()
+  metrics = loop.learn(settings.num_update_per_episode, settings.num_trajectory,
+                       settings.sample_per_trajectory, settings.k_steps)
+  loop.episode = episode
+  _log_episode(writer, episode, episode_out, metrics, loop, settings.log_all_metrics)
+  if loop.skipped_in_a_row >= settings.max_consecutive_skipped:
+    raise TrainingDiverged(_diverged_message(loop, settings))
+  if episode % settings.save_every_n_epochs == 0:
+    loop.model.save(os.path.join(settings.save_dir, "latest", settings.save_name))
+  test_return = None
+  if episode % settings.test_interval == 0 or _finished(loop, settings, tested=False):
+    test_return = loop.evaluate(settings.num_test_episodes)
+    loop.tests.append(dict(episode=episode, env_steps=loop.env_steps,
+                           training_steps=loop.training_steps, seconds=loop.elapsed(),
+                           test_return=test_return))
+    writer.add_scalar("test/return", test_return, episode)
+    if test_return >= loop.best_return or loop.best_path is None:
+      loop.best_return = test_return
+      loop.best_path = os.path.join(settings.save_dir,
+                                    f"epoch_{episode:04d}_test_{test_return:.1f}",
+                                    settings.save_name)
+      loop.model.save(loop.best_path)
+      loop.remember_best(settings.keep)
+  _update_bar(bar, loop, episode_out, metrics, test_return, loop.best_return)
+
+
+def _finished(loop, settings, tested=True) -> bool:
+  """Whether the run is over: budget spent, or (after testing) the target reached."""
+  if loop.training_steps >= loop.max_training_steps or loop.episode >= settings.max_episodes:
+    return True
+  return (tested and settings.target_return is not None and loop.best_path is not None
+          and loop.best_return >= settings.target_return)
+
+
+def _maybe_write_state(loop, settings, force=False):
+  if force or loop.seconds_since_write() >= settings.checkpoint_interval:
+    loop.write_state(settings)
+
+
+def _stop_on_signal(loop, settings, signum):
+  path = loop.write_state(settings) if loop.can_write_state() else loop.last_state_path
+  name = signal.Signals(signum).name
+  message = (f"muax: {name} received; stopped after {loop.episode} training episodes "
+             f"({loop.training_steps} updates) and saved the run to {path}. Resume it "
+             f"with fit(..., resume=True) and the same name/model_save_path "
+             f"(muax train ... --resume).")
+  print("\n" + message, file=sys.stderr, flush=True)
+  raise TrainingInterrupted(signum, str(path), message)
+
+
+def _save_before_raising(loop, settings, error):
+  """Saves the last boundary when that state is consistent, and says so on `error`."""
+  try:
+    path = loop.write_state(settings) if loop.can_write_state() else loop.last_state_path
+  except Exception as write_error:  # keep the original error in front
+    error.add_note(f"muax: could not save the run state: {write_error}")
+    return
+  if path is not None:
+    error.add_note(f"muax: the run state up to training episode "
+                   f"{loop.saved_episode} is saved in {path}; fix the cause and "
+                   "call fit(..., resume=True) with the same name to continue.")
+
+
+def _diverged_message(loop, settings) -> str:
+  where = (f"the last run state is {loop.last_state_path}" if loop.last_state_path
+           else "no run state was saved yet")
+  return (f"{loop.skipped_in_a_row} updates in a row had a non-finite loss or gradient "
+          f"and were skipped (max_consecutive_skipped="
+          f"{settings.max_consecutive_skipped}); the parameters are those of the last "
+          f"finite update and {where}. Lower the learning rate or check the rewards, "
+          "observations and loss, then resume with fit(..., resume=True).")
+
+
+def _run_folder(resume, name, model_save_path, env_name):
+  """`(name, save_dir)` of this run; with `resume=True`, an earlier run's."""
+  if resume not in (True, False, None):
+    save_dir = os.fspath(resume)
+    return name or os.path.basename(os.path.normpath(save_dir)), save_dir
+  if resume and name is None and model_save_path is None:
+    found = run_state.find_run_dir("models", f"{env_name}_")
+    if found is not None:
+      return found.name, str(found)
+  name = name or f"{env_name}_{datetime.datetime.now():%Y%m%d-%H%M%S}"
+  return name, model_save_path or os.path.join("models", name)
+
+
+def _resume(loop, save_dir, config) -> Optional[str]:
+  """Restores the newest run state in `save_dir`; None (and a note) if none."""
+  found = run_state.latest(save_dir)
+  if found is None:
+    print(f"muax: resume=True but no run state in {save_dir}; starting a new run",
+          file=sys.stderr)
+    return None
+  file, run, arrays = found
+  saved_env = run.get("config", {}).get("env")
+  if saved_env not in (None, config["env"]):
+    raise ValueError(f"cannot resume: the run in {save_dir} trained on {saved_env!r}, "
+                     f"this call trains on {config['env']!r}")
+  loop.restore(file, run, arrays)
+  print(f"muax: resuming from {file} (after {loop.warmup_done} warm-up and "
+        f"{loop.episode} training episodes, {loop.training_steps} updates)",
+        file=sys.stderr)
+  return str(file)
+
+
+def _check_settings(vectorization, checkpoint_interval, target_return, resume):
+  if vectorization not in acting.VECTORIZATION_MODES:
+    raise ValueError(f"vectorization must be one of {acting.VECTORIZATION_MODES}, "
+                     f"got {vectorization!r}")
+  if isinstance(checkpoint_interval, bool) or not isinstance(
+      checkpoint_interval, (int, float, np.number)) or not checkpoint_interval >= 0:
+    raise ValueError("checkpoint_interval must be a number of seconds >= 0, got "
+                     f"checkpoint_interval={checkpoint_interval!r}")
+  if target_return is not None and (
+      isinstance(target_return, bool) or not isinstance(target_return, (int, float, np.number))
+      or np.isnan(target_return)):
+    raise ValueError(f"target_return must be a number or None, got {target_return!r}")
+  if not isinstance(resume, (bool, str, os.PathLike)) and resume is not None:
+    raise TypeError("resume must be True, False or the path of a run folder, got "
+                    f"{type(resume).__name__}")
+
+
+class _StopSignals:
+  """SIGINT/SIGTERM set a flag the loop checks; a second SIGINT interrupts at once.
+
+  Installed only in the main thread (Python delivers signals there); elsewhere
+  the default behaviour stays.
+  """
+
+  def __init__(self):
+    self.signum = None
+    self._previous = {}
+
+  def requested(self) -> bool:
+    return self.signum is not None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    return False
+
+  def _handle(self, signum, frame):
+    if self.signum is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.signum = signum
+    print(f"\nmuax: {signal.Signals(signum).name} received: finishing the current step "
+          "and saving the run (Ctrl+C again stops at once)", file=sys.stderr, flush=True)
 
 
 class _Loop:
@@ -242,16 +480,90 @@ class _Loop:
     self.pending_metrics = None
     self.env_steps = 0
     self.training_steps = 0
+    self.warmup_done = 0
+    self.episode = 0
+    self.skipped_in_a_row = 0
+    self.best_return, self.best_path, self.best_history = -np.inf, None, []
+    self.tests = []
+    self.stop = lambda: False
     self.start = time.perf_counter()
+    self.boundary = None  # run_state.Boundary of the last episode boundary
+    self.buffer_dirty = False  # replay changed since `boundary`
+    self.last_state_path, self.saved_episode = None, None
+    self._last_write, self._written = time.perf_counter(), None
 
   def ensure_initialised(self):
     if self.model.params is None:
       obs, _ = self.env.reset(seed=int(self.seeds.integers(2 ** 31)))
       obs = np.asarray(obs)
       self.model.init(self.keys(), obs[:1] if self.vectorized else obs[None])
+    self.mark_boundary()
 
   def elapsed(self) -> float:
     return time.perf_counter() - self.start
+
+  # -- run state ------------------------------------------------------------
+
+  def mark_boundary(self):
+    """Snapshots the state between two episodes (cheap: arrays are shared)."""
+    key, spare = self.keys.state()
+    self.boundary = run_state.Boundary(
+        warmup_done=self.warmup_done, episode=self.episode, env_steps=self.env_steps,
+        training_steps=self.training_steps, seconds=self.elapsed(),
+        skipped_in_a_row=self.skipped_in_a_row, params=self.model.params,
+        opt_state=self.model.optimizer_state, key=key, spare_keys=spare,
+        seeds_state=self.seeds.bit_generator.state, best_return=self.best_return,
+        best_path=self.best_path, best_history=list(self.best_history),
+        tests=list(self.tests))
+    self.buffer_dirty = False
+
+  def can_write_state(self) -> bool:
+    """True when the last boundary is consistent and not yet on disk."""
+    return (self.boundary is not None and not self.buffer_dirty
+            and self.boundary is not self._written)
+
+  def write_state(self, settings):
+    """Writes the run state at the last boundary; returns its path."""
+    path = run_state.write(settings.save_dir, self.boundary, self.model, self.buffer,
+                           settings.config, keep=settings.keep)
+    self.last_state_path, self.saved_episode = str(path), self.boundary.episode
+    self._last_write, self._written = time.perf_counter(), self.boundary
+    return path
+
+  def seconds_since_write(self) -> float:
+    return time.perf_counter() - self._last_write
+
+  def restore(self, file, run, arrays):
+    """Continues from a run state read by `run_state.latest`."""
+    loop = run_state.restore_loop_record(run)
+    self.model.load(file)
+    buffer_arrays = {k[len("buffer."):]: v for k, v in arrays.items()
+                     if k.startswith("buffer.")}
+    self.buffer.restore(run["buffer"], buffer_arrays)
+    self.keys.set_state(arrays["key"], arrays["spare_keys"])
+    self.seeds.bit_generator.state = loop["seeds_state"]
+    for name in ("warmup_done", "episode", "env_steps", "training_steps",
+                 "skipped_in_a_row"):
+      setattr(self, name, int(loop.get(name, 0)))
+    self.start = time.perf_counter() - float(loop["seconds"])
+    best = loop["best_return"]
+    self.best_return = -np.inf if best is None else float(best)
+    self.best_path, self.best_history = loop["best_path"], list(loop["best_history"])
+    self.tests = list(loop["tests"])
+    self.mark_boundary()
+    self.last_state_path, self.saved_episode = str(file), self.episode
+    self._written = self.boundary
+
+  def remember_best(self, keep: int):
+    """Records `best_path`; deletes best-so-far checkpoints beyond the newest `keep`."""
+    self.best_history.append(self.best_path)
+    while len(self.best_history) > keep:
+      stale = self.best_history.pop(0)
+      try:
+        os.unlink(os.fspath(checkpoint.resolve(stale)))
+        os.rmdir(os.path.dirname(stale))
+      except OSError:
+        pass
 
   def temperature(self) -> float:
     return float(self.temperature_fn(max_training_steps=self.max_training_steps,
@@ -265,9 +577,10 @@ class _Loop:
       episode = acting.run_episode(
           self.model, self.env, self.keys, num_simulations=self.num_simulations,
           temperature=self.temperature(), seed=int(self.seeds.integers(2 ** 31)),
-          tracer=self.tracer, max_episode_steps=self.max_episode_steps)
+          tracer=self.tracer, max_episode_steps=self.max_episode_steps, stop=self.stop)
       self.env_steps += episode.length
     trajectory = episode.trajectory
+    self.buffer_dirty = True
     self.buffer.add(trajectory, float(np.mean(trajectory.batched_transitions.w)))
     return episode
 
@@ -277,6 +590,8 @@ class _Loop:
           self.model, self.env, self.keys, num_simulations=self.num_simulations,
           tracer=self.tracer, seed=int(self.seeds.integers(2 ** 31)))
     while not self.pending_episodes:
+      if self.stop():
+        raise acting.Stopped()
       self.pending_episodes.extend(
           self.collector.step(self.temperature(), params=self.actor_params))
       self.env_steps = self.collector.env_steps
@@ -293,16 +608,27 @@ class _Loop:
     if not self.vectorized:
       metrics = self.model._update_many_async(batches)
       self.training_steps += num_updates
-      return mean_metrics(metrics)
+      return self._host_metrics(metrics)
     self.actor_params = self.model.params
     metrics = self.model._update_many_async(batches)
     self.training_steps += num_updates
     previous, self.pending_metrics = self.pending_metrics, metrics
-    return mean_metrics(previous) if previous is not None else {}
+    return self._host_metrics(previous) if previous is not None else {}
 
   def flush_metrics(self) -> dict:
     metrics, self.pending_metrics = self.pending_metrics, None
-    return mean_metrics(metrics) if metrics is not None else {}
+    return self._host_metrics(metrics) if metrics is not None else {}
+
+  def _host_metrics(self, metrics) -> dict:
+    """Mean metrics; also counts the updates skipped in a row (non-finite)."""
+    metrics = jax.device_get(metrics)
+    skipped = np.asarray(metrics.get("skipped", ()), bool).reshape(-1)
+    if skipped.size:
+      finite = np.flatnonzero(~skipped)
+      trailing = skipped.size if finite.size == 0 else skipped.size - 1 - finite[-1]
+      self.skipped_in_a_row = (self.skipped_in_a_row + trailing if finite.size == 0
+                               else trailing)
+    return mean_metrics(metrics)
 
   def evaluate(self, num_test_episodes) -> float:
     if isinstance(self.test_env, gym.vector.VectorEnv):
@@ -398,6 +724,8 @@ def _log_episode(writer, episode, episode_out, metrics, loop, log_all):
   writer.add_scalar("train/env_steps_per_s", loop.env_steps / max(loop.elapsed(), 1e-9),
                     episode)
   writer.add_scalar("train/temperature", loop.temperature(), episode)
+  if "skipped" in metrics:
+    writer.add_scalar("train/skipped_updates", metrics["skipped"], episode)
   keys = metrics.keys() if log_all else ("loss", "value", "n_step_return")
   for key in keys:
     if key in metrics:
@@ -418,11 +746,11 @@ class _NoBar:
     pass
 
 
-def _progress_bar(show, total):
+def _progress_bar(show, total, initial=0):
   if not show:
     return _NoBar()
   from tqdm.auto import tqdm
-  return tqdm(total=total, unit="upd", dynamic_ncols=True)
+  return tqdm(total=total, initial=initial, unit="upd", dynamic_ncols=True)
 
 
 def _update_bar(bar, loop, episode_out, metrics, test_return, best_return):
@@ -434,6 +762,8 @@ def _update_bar(bar, loop, episode_out, metrics, test_return, best_return):
              "time": _clock(loop.elapsed())}
   if test_return is not None:
     postfix["test"] = f"{test_return:.0f}"
+  if loop.skipped_in_a_row:
+    postfix["skipped"] = str(loop.skipped_in_a_row)
   bar.set_postfix(postfix, refresh=False)
 
 

@@ -51,3 +51,17 @@ def test_default_num_envs_is_a_positive_int():
   n = cli.default_num_envs()
   assert isinstance(n, int) and n >= 1
   assert cli.TrainConfig(env_id="CartPole-v1").num_envs is None  # None: machine default
+
+
+def test_resume_option_continues_the_saved_run(tmp_path, capsys):
+  common = ["train", "CartPole-v1", "--max-training-steps", "1000",
+            "--num-update-per-episode", "2", "--buffer-warm-up", "2", "--num-simulations", "4",
+            "--test-interval", "2", "--num-test-episodes", "1", "--logdir",
+            str(tmp_path / "tb"), "--save-dir", str(tmp_path / "models"), "--no-progress",
+            "--checkpoint-interval", "0", "--num-envs", "1"]
+  assert cli.main(common + ["--max-episodes", "2"]) == 0
+  capsys.readouterr()
+  assert cli.main(common + ["--max-episodes", "4", "--resume"]) == 0
+  captured = capsys.readouterr()
+  assert "resuming from" in captured.err and "after 2 warm-up and 2 training" in captured.err
+  assert "Trained for 4 episodes" in captured.out and "8 updates" in captured.out

@@ -1,0 +1,300 @@
+"""Runs that survive: resume, SIGKILL, SIGINT, non-finite losses, failing envs."""
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import muax
+from muax import checkpoint
+from muax import run_state
+from conftest import make_mlp_model
+
+HERE = os.path.dirname(__file__)
+FAULT_RUN = os.path.join(HERE, "fault_run.py")
+
+TINY = dict(test_interval=3, num_test_episodes=2, max_training_steps=10_000,
+            num_simulations=4, k_steps=3, buffer_warm_up=2, num_trajectory=4,
+            sample_per_trajectory=2, num_update_per_episode=3, progress=False,
+            random_seed=5, checkpoint_interval=0)
+
+
+def _fit(tmp_path, folder, **kwargs):
+  model = make_mlp_model(init=False)
+  settings = dict(TINY, **kwargs)
+  result = muax.train.run(model, env_id="CartPole-v1", name=folder,
+                          tensorboard_dir=str(tmp_path / "tb"),
+                          model_save_path=str(tmp_path / folder),
+                          buffer=muax.TrajectoryReplayBuffer(30, random_seed=5),
+                          **settings)
+  return model, result
+
+
+def _assert_same_params(a, b):
+  leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+  assert len(leaves_a) == len(leaves_b)
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _state_files(save_dir):
+  folder = os.path.join(save_dir, run_state.RUN_DIR)
+  return sorted(f for f in os.listdir(folder) if f.endswith(".npz")) if os.path.isdir(
+      folder) else []
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
+  whole, whole_result = _fit(tmp_path, "whole", max_episodes=6)
+  _fit(tmp_path, "split", max_episodes=3)
+  resumed, resumed_result = _fit(tmp_path, "split", max_episodes=6, resume=True)
+  _assert_same_params(whole.params, resumed.params)
+  _assert_same_params(whole.optimizer_state, resumed.optimizer_state)
+  assert resumed_result.training_steps == whole_result.training_steps == 6 * 3
+  assert resumed_result.env_steps == whole_result.env_steps
+  assert [t.test_return for t in resumed_result.tests] == [
+      t.test_return for t in whole_result.tests]
+  assert resumed_result.episodes == 6
+  assert os.path.basename(os.path.dirname(resumed_result.best_path)) == os.path.basename(
+      os.path.dirname(whole_result.best_path))
+
+
+def test_resume_of_a_finished_run_returns_its_result_without_training(tmp_path):
+  _, first = _fit(tmp_path, "done", max_episodes=3)
+  model, again = _fit(tmp_path, "done", max_episodes=3, resume=True)
+  assert again.training_steps == first.training_steps
+  assert again.best_path == first.best_path and again.tests == first.tests
+  _assert_same_params(model.params, muax.MuZero.load(make_mlp_model(init=False),
+                                                     first.best_path).params)
+
+
+def test_resume_without_a_saved_run_starts_fresh(tmp_path, capsys):
+  _, result = _fit(tmp_path, "new", max_episodes=2, resume=True)
+  assert result.episodes == 2
+  assert "no run state" in capsys.readouterr().err
+
+
+def test_only_the_newest_run_states_and_best_checkpoints_are_kept(tmp_path):
+  _, result = _fit(tmp_path, "keep", max_episodes=7, test_interval=1, keep_checkpoints=2)
+  files = _state_files(tmp_path / "keep")
+  assert files == ["state_0000008.npz", "state_0000009.npz"]  # 2 warm-up + 7 episodes
+  best_dirs = [d for d in os.listdir(tmp_path / "keep") if d.startswith("epoch_")]
+  assert 1 <= len(best_dirs) <= 2
+  assert os.path.exists(checkpoint.resolve(result.best_path))
+
+
+def test_unreadable_newest_state_falls_back_to_the_previous_one(tmp_path, capsys):
+  _fit(tmp_path, "fallback", max_episodes=3)
+  folder = tmp_path / "fallback" / run_state.RUN_DIR
+  newest = folder / _state_files(tmp_path / "fallback")[-1]
+  data = newest.read_bytes()
+  newest.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
+  _, result = _fit(tmp_path, "fallback", max_episodes=3, resume=True)
+  assert "skipping unreadable run state" in capsys.readouterr().err
+  assert result.episodes == 3  # the lost episode was played again
+
+
+class _Evil:
+  def __reduce__(self):
+    return (os.system, ("touch hacked",))
+
+
+def test_a_pickled_run_state_is_never_unpickled(tmp_path, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)
+  _fit(tmp_path, "evil", max_episodes=2)
+  planted = tmp_path / "evil" / run_state.RUN_DIR / "state_0009999.npz"
+  with open(planted, "wb") as f:
+    pickle.dump({"params": _Evil()}, f)
+  _, result = _fit(tmp_path, "evil", max_episodes=3, resume=True)
+  assert not (tmp_path / "hacked").exists()
+  assert "skipping unreadable run state" in capsys.readouterr().err
+  assert result.episodes == 3
+
+
+def test_resume_refuses_a_run_of_another_environment(tmp_path):
+  _fit(tmp_path, "cart", max_episodes=2)
+  model = make_mlp_model(init=False, obs_dim=8, num_actions=4)
+  with pytest.raises(ValueError, match="trained on 'CartPole-v1'"):
+    muax.fit(model, env_id="LunarLander-v3", model_save_path=str(tmp_path / "cart"),
+             tensorboard_dir=str(tmp_path / "tb"), resume=True, **dict(TINY, max_episodes=1))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(checkpoint_interval=-1), "checkpoint_interval"),
+    (dict(checkpoint_interval=float("nan")), "checkpoint_interval"),
+    (dict(keep_checkpoints=0), "keep_checkpoints"),
+    (dict(max_consecutive_skipped=0), "max_consecutive_skipped"),
+    (dict(target_return=float("nan")), "target_return"),
+    (dict(resume=3), "resume"),
+])
+def test_bad_run_settings_are_refused(tmp_path, kwargs, match):
+  with pytest.raises((ValueError, TypeError), match=match):
+    _fit(tmp_path, "bad", max_episodes=1, **kwargs)
+
+
+def _nan_loss(model, params, batch):
+  value, metrics = muax.loss.default_loss_fn(model, params, batch)
+  return value * jnp.nan, metrics
+
+
+def test_non_finite_updates_stop_fit_and_keep_the_last_good_state(tmp_path):
+  model = make_mlp_model(init=False, loss_fn=_nan_loss)
+  with pytest.raises(muax.train.TrainingDiverged, match="max_consecutive_skipped=7"):
+    muax.train.run(model, env_id="CartPole-v1", name="nan",
+                   tensorboard_dir=str(tmp_path / "tb"),
+                   model_save_path=str(tmp_path / "nan"),
+                   **dict(TINY, max_episodes=10, max_consecutive_skipped=7))
+  files = _state_files(tmp_path / "nan")
+  assert files, "the states before the failure are kept"
+  params, _, _ = checkpoint.load(tmp_path / "nan" / run_state.RUN_DIR / files[-1])
+  assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(params))
+  # 3 updates per episode: the third episode brings the count to 9 >= 7.
+  assert files[-1] == "state_0000004.npz"
+
+
+class _FlakyCartPole(gym.Wrapper):
+  """Raises in the middle of its `fail_episode`-th episode."""
+
+  def __init__(self, fail_episode):
+    super().__init__(gym.make("CartPole-v1"))
+    self.fail_episode, self.episodes, self.steps = fail_episode, 0, 0
+
+  def reset(self, **kwargs):
+    self.episodes += 1
+    self.steps = 0
+    return self.env.reset(**kwargs)
+
+  def step(self, action):
+    self.steps += 1
+    if self.episodes == self.fail_episode and self.steps == 5:
+      raise RuntimeError("simulator crashed")
+    return self.env.step(action)
+
+
+def test_an_environment_that_raises_leaves_a_resumable_run(tmp_path):
+  common = dict(TINY, max_episodes=5, checkpoint_interval=1e9)
+  with pytest.raises(RuntimeError, match="simulator crashed") as info:
+    muax.fit(make_mlp_model(init=False), env=_FlakyCartPole(5),
+             test_env=gym.make("CartPole-v1"), name="flaky",
+             tensorboard_dir=str(tmp_path / "tb"),
+             model_save_path=str(tmp_path / "flaky"), **common)
+  assert any("resume=True" in note for note in info.value.__notes__)
+  # The first reset initialised the model: 2 warm-up episodes and 1 training
+  # episode were complete when the 5th reset's episode failed.
+  assert _state_files(tmp_path / "flaky") == ["state_0000003.npz"]
+  result = muax.train.run(make_mlp_model(init=False), env=gym.make("CartPole-v1"),
+                          test_env=gym.make("CartPole-v1"), name="flaky",
+                          tensorboard_dir=str(tmp_path / "tb"),
+                          model_save_path=str(tmp_path / "flaky"), resume=True, **common)
+  assert result.episodes == 5 and result.training_steps == 5 * 3
+
+
+def test_non_finite_reward_from_the_environment_is_a_clear_error(tmp_path):
+  class NanReward(gym.Wrapper):
+    def step(self, action):
+      obs, r, terminated, truncated, info = self.env.step(action)
+      return obs, float("nan"), terminated, truncated, info
+
+  with pytest.raises(ValueError, match="non-finite reward"):
+    muax.fit(make_mlp_model(init=False), env=NanReward(gym.make("CartPole-v1")),
+             test_env=gym.make("CartPole-v1"), tensorboard_dir=str(tmp_path / "tb"),
+             model_save_path=str(tmp_path / "m"), **dict(TINY, max_episodes=1))
+
+
+# -- subprocess faults ------------------------------------------------------
+
+
+def _start(save_dir, *extra):
+  return subprocess.Popen([sys.executable, FAULT_RUN, str(save_dir), *extra],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_states(proc, save_dir, count, timeout=120.):
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if proc.poll() is not None:
+      return False
+    if len(_state_files(save_dir)) >= count or (
+        _state_files(save_dir) and int(_state_files(save_dir)[-1][6:13]) >= count):
+      return True
+    time.sleep(0.02)
+  raise AssertionError("the run wrote no run state in time")
+
+
+def _newest_state(save_dir):
+  files = _state_files(save_dir)
+  return int(files[-1][6:13]) if files else 0
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+  """The uninterrupted run's final parameters."""
+  folder = tmp_path_factory.mktemp("reference")
+  out = subprocess.run([sys.executable, FAULT_RUN, str(folder)], capture_output=True,
+                       text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  params, opt_leaves, _ = checkpoint.load(folder / "final")
+  return params, opt_leaves
+
+
+def test_sigkill_at_random_moments_then_resume_loses_nothing(tmp_path, reference_run):
+  rng = random.Random(7)
+  save_dir = tmp_path / "run"
+  models = save_dir / "models"
+  saved = 0
+  for trial in range(3):
+    proc = _start(save_dir, *(["--resume"] if trial else []))
+    target = saved + rng.randint(2, 6)  # states counted in collected episodes
+    if _wait_for_states(proc, models, target):
+      time.sleep(rng.uniform(0., 0.3))
+      proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    # Whatever was on disk is complete and readable, and no progress was lost.
+    files = _state_files(models)
+    assert files
+    for name in files:
+      checkpoint.read(models / run_state.RUN_DIR / name, run_arrays=True)
+    assert _newest_state(models) >= saved
+    saved = _newest_state(models)
+  out = subprocess.run([sys.executable, FAULT_RUN, str(save_dir), "--resume"],
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0 and "DONE" in out.stdout, out.stderr[-3000:]
+  assert "resuming from" in out.stderr
+  params, opt_leaves, _ = checkpoint.load(save_dir / "final")
+  _assert_same_params(params, reference_run[0])
+  _assert_same_params(opt_leaves, reference_run[1])
+
+
+def test_sigint_saves_and_exits_cleanly_then_resume_finishes(tmp_path, reference_run):
+  save_dir = tmp_path / "run"
+  proc = _start(save_dir)
+  assert _wait_for_states(proc, save_dir / "models", 6)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode in (0, 130), err[-3000:]
+  assert "resume=True" in err and "Traceback" not in err
+  stopped_at = _newest_state(save_dir / "models")
+  assert stopped_at >= 6
+  out = subprocess.run([sys.executable, FAULT_RUN, str(save_dir), "--resume"],
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0 and "DONE" in out.stdout, out.stderr[-3000:]
+  params, _, _ = checkpoint.load(save_dir / "final")
+  _assert_same_params(params, reference_run[0])
+
+
+def test_sigterm_saves_the_run_and_exits_with_143(tmp_path):
+  save_dir = tmp_path / "run"
+  proc = _start(save_dir)
+  assert _wait_for_states(proc, save_dir / "models", 5)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 143, err[-3000:]
+  assert "SIGTERM received" in err and "resume=True" in err
+  assert _newest_state(save_dir / "models") >= 5
