@@ -594,7 +594,7 @@ class _Loop:
         raise acting.Stopped()
       self.pending_episodes.extend(
           self.collector.step(self.temperature(), params=self.actor_params))
-      self.env_steps = self.collector.env_steps
+      self.env_steps += self.collector.num_envs  # the collector restarts on resume
     return self.pending_episodes.popleft()
 
   def learn(self, num_updates, num_trajectory, sample_per_trajectory, k_steps) -> dict:

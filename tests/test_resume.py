@@ -298,3 +298,12 @@ def test_sigterm_saves_the_run_and_exits_with_143(tmp_path):
   assert proc.returncode == 143, err[-3000:]
   assert "SIGTERM received" in err and "resume=True" in err
   assert _newest_state(save_dir / "models") >= 5
+
+
+def test_vectorized_run_resumes_and_finishes(tmp_path):
+  _, first = _fit(tmp_path, "vec", max_episodes=3, num_envs=2, vectorization="sync")
+  model, resumed = _fit(tmp_path, "vec", max_episodes=6, num_envs=2, vectorization="sync",
+                        resume=True)
+  assert resumed.episodes == 6 and resumed.training_steps == 6 * 3
+  assert resumed.env_steps > first.env_steps
+  assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(model.params))
