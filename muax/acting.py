@@ -6,7 +6,10 @@ collectors unchanged in meaning.
 """
 import copy
 import dataclasses
+import functools
+import multiprocessing
 import os
+import signal
 import time
 from typing import Callable, List, Optional, Sequence
 
@@ -40,22 +43,25 @@ class KeyStream:
     return self._keys.pop()
 
   def state(self):
-    """`(key [2], spare keys [n, 2])` as uint32 numpy arrays: enough to continue."""
+    """`(key, spare keys [n, *key.shape])` as uint32 arrays: enough to continue."""
     key = self._key
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
       key = jax.random.key_data(key)
-    spare = np.asarray(self._keys, np.uint32).reshape(-1, 2) if self._keys else (
-        np.zeros((0, 2), np.uint32))
-    return np.asarray(key, np.uint32), spare
+    key = np.asarray(key, np.uint32)
+    spare = (np.stack(self._keys).astype(np.uint32) if self._keys
+             else np.zeros((0,) + key.shape, np.uint32))
+    return key, spare
 
   def set_state(self, key, spare):
-    """Continues the stream saved by `state`."""
-    key, spare = np.asarray(key), np.asarray(spare)
-    if key.shape != (2,) or spare.ndim != 2 or spare.shape[1:] != (2,):
-      raise ValueError(f"a key stream state is a key [2] and spare keys [n, 2], got "
+    """Continues the stream saved by `state` (raw keys of this JAX's PRNG)."""
+    key, spare = np.asarray(key, np.uint32), np.asarray(spare, np.uint32)
+    expected = tuple(jax.random.key_data(jax.random.key(0)).shape)
+    if key.shape != expected or spare.shape[1:] != expected:
+      raise ValueError(f"a key stream state is a key {list(expected)} and spare keys "
+                       f"[n, {', '.join(map(str, expected))}] for this JAX's PRNG, got "
                        f"shapes {key.shape} and {spare.shape}")
-    self._key = jax.numpy.asarray(key, jax.numpy.uint32)
-    self._keys = [k.astype(np.uint32) for k in spare]
+    self._key = jax.numpy.asarray(key)
+    self._keys = list(spare)
 
 
 class Stopped(Exception):
@@ -177,9 +183,20 @@ def make_vector_env(env_fn: Callable, num_envs: int, *, mode: str = "auto",
   autoreset = gym.vector.AutoresetMode.SAME_STEP
   if mode == "async":
     # Spawned, not forked: forking a process that runs JAX's threads can deadlock.
-    return gym.vector.AsyncVectorEnv([make] * num_envs, autoreset_mode=autoreset,
+    # Workers ignore Ctrl+C (sent to the whole process group): the main process
+    # decides when to stop and closes them.
+    worker = functools.partial(_without_interrupts, make)
+    return gym.vector.AsyncVectorEnv([worker] * num_envs, autoreset_mode=autoreset,
                                      context="spawn")
   return gym.vector.SyncVectorEnv([make] * num_envs, autoreset_mode=autoreset)
+
+
+def _without_interrupts(make):
+  # gymnasium also calls the factory once in this process (for the spaces):
+  # only worker processes ignore Ctrl+C.
+  if multiprocessing.parent_process() is not None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+  return make()
 
 
 def _step_seconds(env, steps: int = 20) -> float:
@@ -315,6 +332,7 @@ def run_vector_episodes(model, envs, keys: KeyStream, num_episodes: int, *,
       actions = model.act(keys(), np.asarray(obs), obs_from_batch=True,
                           num_simulations=num_simulations, temperature=temperature)
       obs, rewards, terminated, truncated, _ = envs.step(actions)
+      _check_rewards(np.where(running, rewards, 0.), "(vector test)")
       total += np.where(running, rewards, 0.)
       running &= ~(np.asarray(terminated) | np.asarray(truncated))
     returns.extend(total.tolist())

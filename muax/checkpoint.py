@@ -29,6 +29,10 @@ class CheckpointError(ValueError):
   """A checkpoint file is missing, corrupted, foreign or does not fit the model."""
 
 
+class NewerVersionError(CheckpointError):
+  """A checkpoint written by a newer muax, with a format this one cannot read."""
+
+
 def file_for(path) -> Path:
   """The file `save(path)` writes: `path` itself if it ends in .npz."""
   path = Path(path)
@@ -119,7 +123,10 @@ def read(path, *, run_arrays: bool = False):
     raise CheckpointError(
         f"{file} is not a readable muax checkpoint (corrupted, truncated or "
         f"foreign file): {type(e).__name__}: {e}") from e
-  params = _unflatten_params(manifest["param_paths"], param_leaves)
+  try:
+    params = _unflatten_params(manifest["param_paths"], param_leaves)
+  except (TypeError, KeyError, IndexError, AttributeError) as e:
+    raise CheckpointError(f"{file} has a malformed manifest: {e}") from e
   return params, opt_leaves, manifest.get("metadata", {}), manifest.get("run"), arrays
 
 
@@ -148,8 +155,11 @@ def _write_atomic(target: Path, manifest: dict, entries: dict) -> Path:
 def _check_manifest(manifest, file):
   if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
     raise CheckpointError(f"{file} is not a muax checkpoint (foreign manifest)")
+  if not isinstance(manifest.get("version", 0), int):
+    raise CheckpointError(f"{file} has a malformed manifest (version "
+                          f"{manifest.get('version')!r})")
   if manifest.get("version", 0) > VERSION:
-    raise CheckpointError(
+    raise NewerVersionError(
         f"{file} was written by a newer muax (checkpoint version "
         f"{manifest['version']}, this muax reads up to {VERSION}); upgrade muax")
 

@@ -57,6 +57,10 @@ class TrainConfig:
               "newest run state; starts a new run if there is none"})
   checkpoint_interval: float = dataclasses.field(default=60., metadata={
       "help": "seconds between saved run states (0: after every episode)"})
+  keep_checkpoints: int = dataclasses.field(default=3, metadata={
+      "help": "newest run states and best-so-far checkpoints kept"})
+  max_consecutive_skipped: int = dataclasses.field(default=200, metadata={
+      "help": "stop after this many updates in a row with a non-finite loss or gradient"})
 
 
 def default_num_envs() -> int:
@@ -121,7 +125,9 @@ def train(config: TrainConfig):
       random_seed=config.seed, log_all_metrics=True,
       num_update_per_episode=config.num_update_per_episode, target_return=target,
       progress=config.progress, resume=config.resume,
-      checkpoint_interval=config.checkpoint_interval)
+      checkpoint_interval=config.checkpoint_interval,
+      keep_checkpoints=config.keep_checkpoints,
+      max_consecutive_skipped=config.max_consecutive_skipped)
 
 
 def _parser():

@@ -12,6 +12,7 @@ the newest `keep` are kept, and `latest` skips unreadable ones, so a crash
 while writing never loses the previous good state.
 """
 import dataclasses
+import datetime
 import os
 import re
 import sys
@@ -22,7 +23,8 @@ import numpy as np
 
 from muax import checkpoint
 
-__all__ = ["Boundary", "RUN_DIR", "find_run_dir", "latest", "write"]
+__all__ = ["Boundary", "RUN_DIR", "archive", "find_run_dir", "latest", "locate", "read_state",
+           "write"]
 
 RUN_DIR = "run"
 _PATTERN = re.compile(r"^state_(\d+)\.npz$")
@@ -75,28 +77,73 @@ def latest(save_dir):
   """`(file, run, arrays)` of the newest readable run state, or None.
 
   Unreadable files (a crash while the disk was failing, a truncated copy) are
-  skipped with a warning on stderr; older good states are used instead.
+  renamed to `*.bad` with a warning on stderr, and older good states are used
+  instead. A state written by a newer muax is an error, not skipped.
   """
   for file in reversed(_state_files(Path(save_dir) / RUN_DIR)):
     try:
-      _, _, _, run, arrays = checkpoint.read(file, run_arrays=True)
+      found = read_state(file)
+    except checkpoint.NewerVersionError:
+      raise
     except checkpoint.CheckpointError as e:
-      print(f"muax: skipping unreadable run state {file}: {e}", file=sys.stderr)
+      bad = file.with_name(file.name + ".bad")
+      os.replace(file, bad)
+      print(f"muax: skipping unreadable run state {file} (renamed to {bad.name}): {e}",
+            file=sys.stderr)
       continue
-    if run is None:
-      continue
-    return file, run, arrays
+    return found
   return None
 
 
-def find_run_dir(root, prefix: str) -> Optional[Path]:
-  """The most recently written run folder `root/<prefix>*` holding run states."""
+def read_state(file):
+  """`(file, run, arrays)` of one run state file; CheckpointError if it is none."""
+  _, _, _, run, arrays = checkpoint.read(file, run_arrays=True)
+  if not isinstance(run, dict):
+    raise checkpoint.CheckpointError(f"{file} is a model checkpoint, not a run state")
+  return Path(file), run, arrays
+
+
+def locate(path):
+  """`(save_dir, state file or None)` for `resume=path`: a run folder, its `run/`
+  folder, or one state file in it."""
+  path = Path(path)
+  if path.is_file():
+    if path.parent.name != RUN_DIR:
+      raise ValueError(f"resume={str(path)!r} is not a run state (those are "
+                       f"<save dir>/{RUN_DIR}/state_*.npz)")
+    return str(path.parent.parent), path
+  if path.is_dir() and path.name == RUN_DIR and _state_files(path):
+    return str(path.parent), None
+  if path.is_dir() and _state_files(path / RUN_DIR):
+    return str(path), None
+  raise ValueError(f"resume={str(path)!r}: no muax run state there (expected a run "
+                   f"folder holding {RUN_DIR}/state_*.npz)")
+
+
+def archive(save_dir) -> Optional[Path]:
+  """Moves an earlier run's states aside before a new run; returns where, or None."""
+  folder = Path(save_dir) / RUN_DIR
+  if not folder.is_dir() or not any(folder.iterdir()):
+    return None
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  target = folder.with_name(f"{RUN_DIR}-{stamp}")
+  suffix = 1
+  while target.exists():
+    target = folder.with_name(f"{RUN_DIR}-{stamp}-{suffix}")
+    suffix += 1
+  os.replace(folder, target)
+  return target
+
+
+def find_run_dir(root, env_name: str) -> Optional[Path]:
+  """The most recently written `root/<env_name>_<timestamp>` run holding run states."""
   root = Path(root)
   if not root.is_dir():
     return None
+  pattern = re.compile(rf"^{re.escape(env_name)}_\d{{8}}-\d{{6}}$")
   candidates = []
   for child in root.iterdir():
-    if child.is_dir() and child.name.startswith(prefix):
+    if child.is_dir() and pattern.match(child.name):
       files = _state_files(child / RUN_DIR)
       if files:
         candidates.append((files[-1].stat().st_mtime, child))
@@ -107,7 +154,8 @@ def restore_loop_record(run: dict) -> dict:
   """The loop counters and history saved by `write`, checked."""
   loop = run.get("loop")
   needed = ("warmup_done", "episode", "env_steps", "training_steps", "seconds",
-            "seeds_state", "best_return", "best_history", "tests")
+            "skipped_in_a_row", "seeds_state", "best_return", "best_path",
+            "best_history", "tests")
   if not isinstance(loop, dict) or any(k not in loop for k in needed):
     raise checkpoint.CheckpointError("run state has no complete loop record")
   return loop
@@ -130,8 +178,12 @@ def _state_files(folder: Path) -> List[Path]:
 
 
 def _prune(folder: Path, keep: int):
-  for stale in _state_files(folder)[:-keep]:
+  stale = _state_files(folder)[:-keep]
+  # Temporary files of writes that a crash cut short (one writer at a time).
+  stale += [f for f in folder.iterdir() if f.name.startswith(".state_")
+            and f.name.endswith(".tmp")]
+  for file in stale:
     try:
-      os.unlink(stale)
+      os.unlink(file)
     except OSError:
       pass

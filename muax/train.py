@@ -210,10 +210,14 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
   tracer = PNStep(50, 0.997, 0.5) if tracer is None else tracer
   buffer = TrajectoryReplayBuffer(500, random_seed=random_seed) if buffer is None else buffer
   temperature_fn = default_temperature_fn if temperature_fn is None else temperature_fn
-  name, save_dir = _run_folder(resume, name, model_save_path, env_name)
-  logdir = os.path.join(tensorboard_dir or "tensorboard", name)
   loop = _Loop(model, env, test_env, tracer, buffer, random_seed, num_simulations,
                max_episode_steps, temperature_fn, max_training_steps)
+  try:
+    name, save_dir = _start_or_resume(loop, resume, name, model_save_path, env_name)
+  except BaseException:
+    loop.close()
+    raise
+  logdir = os.path.join(tensorboard_dir or "tensorboard", name)
   settings = _Settings(
       buffer_warm_up=buffer_warm_up, max_episodes=max_episodes,
       test_interval=test_interval, num_test_episodes=num_test_episodes,
@@ -225,14 +229,13 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
       max_consecutive_skipped=max_consecutive_skipped,
       config={"name": name, "env": env_name, "num_envs": num_envs,
               "random_seed": random_seed})
-  resumed_from = _resume(loop, save_dir, settings.config) if resume else None
-  if resumed_from is None:
-    loop.ensure_initialised()
   from tensorboardX import SummaryWriter
-  writer = SummaryWriter(logdir, purge_step=loop.episode + 1 if resumed_from else None)
+  resumed = loop.last_state_path is not None
+  writer = SummaryWriter(logdir, purge_step=loop.episode + 1 if resumed else None)
   bar = _progress_bar(progress, max_training_steps, initial=loop.training_steps)
+  signals = _StopSignals()
   try:
-    with _StopSignals() as signals:
+    with signals:
       loop.stop = signals.requested
       _train(loop, settings, writer, bar)
       if signals.signum is not None and not _finished(loop, settings):
@@ -240,10 +243,12 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
   except (TrainingInterrupted, TrainingDiverged):
     raise
   except BaseException as e:
-    _save_before_raising(loop, settings, e)
+    # A second Ctrl+C means "stop at once": no more writing.
+    at_once = isinstance(e, KeyboardInterrupt) and signals.signum is not None
+    _save_before_raising(loop, settings, e, write=not at_once)
     raise
   finally:
-    loop.close()
+    _close_quietly(loop)
     writer.flush()
     writer.close()
     bar.close()
@@ -308,6 +313,9 @@ def _train_episode(loop, settings, writer, bar):
   test_return = None
   if episode % settings.test_interval == 0 or _finished(loop, settings, tested=False):
     test_return = loop.evaluate(settings.num_test_episodes)
+    if not np.isfinite(test_return):
+      raise ValueError(f"the greedy test return is {test_return}: the test environment "
+                       "returned non-finite rewards")
     loop.tests.append(dict(episode=episode, env_steps=loop.env_steps,
                            training_steps=loop.training_steps, seconds=loop.elapsed(),
                            test_return=test_return))
@@ -346,10 +354,11 @@ def _stop_on_signal(loop, settings, signum):
   raise TrainingInterrupted(signum, str(path), message)
 
 
-def _save_before_raising(loop, settings, error):
+def _save_before_raising(loop, settings, error, write=True):
   """Saves the last boundary when that state is consistent, and says so on `error`."""
   try:
-    path = loop.write_state(settings) if loop.can_write_state() else loop.last_state_path
+    path = (loop.write_state(settings) if write and loop.can_write_state()
+            else loop.last_state_path)
   except Exception as write_error:  # keep the original error in front
     error.add_note(f"muax: could not save the run state: {write_error}")
     return
@@ -369,36 +378,69 @@ def _diverged_message(loop, settings) -> str:
           "observations and loss, then resume with fit(..., resume=True).")
 
 
-def _run_folder(resume, name, model_save_path, env_name):
-  """`(name, save_dir)` of this run; with `resume=True`, an earlier run's."""
+def _start_or_resume(loop, resume, name, model_save_path, env_name):
+  """Restores a saved run or prepares a new one; returns `(name, save_dir)`.
+
+  A new run in a folder that holds an earlier run's states first moves them
+  aside (`run_state.archive`), so nothing saved is pruned or resumed by mistake.
+  """
+  safe_env = env_name.replace(os.sep, "_").replace("/", "_")
+  state_file = None
   if resume not in (True, False, None):
-    save_dir = os.fspath(resume)
-    return name or os.path.basename(os.path.normpath(save_dir)), save_dir
-  if resume and name is None and model_save_path is None:
-    found = run_state.find_run_dir("models", f"{env_name}_")
-    if found is not None:
-      return found.name, str(found)
-  name = name or f"{env_name}_{datetime.datetime.now():%Y%m%d-%H%M%S}"
-  return name, model_save_path or os.path.join("models", name)
-
-
-def _resume(loop, save_dir, config) -> Optional[str]:
-  """Restores the newest run state in `save_dir`; None (and a note) if none."""
-  found = run_state.latest(save_dir)
-  if found is None:
+    save_dir, state_file = run_state.locate(resume)
+  elif resume and name is None and model_save_path is None:
+    found = run_state.find_run_dir("models", safe_env)
+    save_dir = str(found) if found is not None else None
+  else:
+    save_dir = model_save_path or (os.path.join("models", name) if name else None)
+  if resume and save_dir is not None:
+    saved_name = _resume(loop, save_dir, env_name, state_file)
+    if saved_name is not None or loop.last_state_path is not None:
+      return name or saved_name or os.path.basename(os.path.normpath(save_dir)), save_dir
+  name = name or f"{safe_env}_{datetime.datetime.now():%Y%m%d-%H%M%S}"
+  save_dir = save_dir or model_save_path or os.path.join("models", name)
+  if resume:
     print(f"muax: resume=True but no run state in {save_dir}; starting a new run",
           file=sys.stderr)
+  moved = run_state.archive(save_dir)
+  if moved is not None:
+    print(f"muax: {save_dir} held an earlier run's states; they were moved to {moved} "
+          "(pass resume=True to continue a run instead)", file=sys.stderr)
+  loop.ensure_initialised()
+  return name, save_dir
+
+
+def _resume(loop, save_dir, env_name, state_file=None) -> Optional[str]:
+  """Restores the newest (or the given) run state; returns the run's saved name."""
+  found = (run_state.read_state(state_file) if state_file is not None
+           else run_state.latest(save_dir))
+  if found is None:
     return None
   file, run, arrays = found
-  saved_env = run.get("config", {}).get("env")
-  if saved_env not in (None, config["env"]):
-    raise ValueError(f"cannot resume: the run in {save_dir} trained on {saved_env!r}, "
-                     f"this call trains on {config['env']!r}")
+  saved = run.get("config", {}) if isinstance(run.get("config"), dict) else {}
+  if saved.get("env") not in (None, env_name):
+    raise ValueError(f"cannot resume: the run in {save_dir} trained on "
+                     f"{saved.get('env')!r}, this call trains on {env_name!r}")
+  bounds = loop.buffer_bounds()
   loop.restore(file, run, arrays)
+  if loop.buffer_bounds() != bounds:
+    print(f"muax: the replay buffer keeps the saved run's bounds "
+          f"(capacity, max_transitions, max_bytes) = {loop.buffer_bounds()}, not the "
+          f"given {bounds}", file=sys.stderr)
   print(f"muax: resuming from {file} (after {loop.warmup_done} warm-up and "
         f"{loop.episode} training episodes, {loop.training_steps} updates)",
         file=sys.stderr)
-  return str(file)
+  return saved.get("name")
+
+
+def _close_quietly(loop):
+  # Closing must never hide the exception in flight (a broken worker pipe
+  # after Ctrl+C, say).
+  try:
+    loop.close()
+  except Exception as e:  # pylint: disable=broad-except
+    print(f"muax: closing the environments failed: {type(e).__name__}: {e}",
+          file=sys.stderr)
 
 
 def _check_settings(vectorization, checkpoint_interval, target_return, resume):
@@ -435,20 +477,23 @@ class _StopSignals:
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
       for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is signal.SIG_IGN:
+          continue  # e.g. a background job: the signal stays ignored
         self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
   def __exit__(self, *exc):
     for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
+      signal.signal(signum, signal.SIG_DFL if handler is None else handler)
     return False
 
   def _handle(self, signum, frame):
     if self.signum is not None and signum == signal.SIGINT:
       raise KeyboardInterrupt
     self.signum = signum
-    print(f"\nmuax: {signal.Signals(signum).name} received: finishing the current step "
-          "and saving the run (Ctrl+C again stops at once)", file=sys.stderr, flush=True)
+    # os.write, not print: the handler may run in the middle of a print to stderr.
+    os.write(2, (f"\nmuax: {signal.Signals(signum).name} received: finishing the current "
+                 "step and saving the run (Ctrl+C again stops at once)\n").encode())
 
 
 class _Loop:
@@ -491,6 +536,7 @@ class _Loop:
     self.buffer_dirty = False  # replay changed since `boundary`
     self.last_state_path, self.saved_episode = None, None
     self._last_write, self._written = time.perf_counter(), None
+    self._stale_best = []  # best checkpoints to delete after the next write
 
   def ensure_initialised(self):
     if self.model.params is None:
@@ -528,6 +574,7 @@ class _Loop:
                            settings.config, keep=settings.keep)
     self.last_state_path, self.saved_episode = str(path), self.boundary.episode
     self._last_write, self._written = time.perf_counter(), self.boundary
+    self._delete_stale_best()
     return path
 
   def seconds_since_write(self) -> float:
@@ -535,8 +582,19 @@ class _Loop:
 
   def restore(self, file, run, arrays):
     """Continues from a run state read by `run_state.latest`."""
-    loop = run_state.restore_loop_record(run)
     self.model.load(file)
+    try:
+      self._restore_loop(run, arrays)
+    except (KeyError, ValueError, TypeError) as e:
+      raise checkpoint.CheckpointError(
+          f"run state {file} is incomplete or does not fit this run: "
+          f"{type(e).__name__}: {e}") from e
+    self.mark_boundary()
+    self.last_state_path, self.saved_episode = str(file), self.episode
+    self._written = self.boundary
+
+  def _restore_loop(self, run, arrays):
+    loop = run_state.restore_loop_record(run)
     buffer_arrays = {k[len("buffer."):]: v for k, v in arrays.items()
                      if k.startswith("buffer.")}
     self.buffer.restore(run["buffer"], buffer_arrays)
@@ -544,26 +602,37 @@ class _Loop:
     self.seeds.bit_generator.state = loop["seeds_state"]
     for name in ("warmup_done", "episode", "env_steps", "training_steps",
                  "skipped_in_a_row"):
-      setattr(self, name, int(loop.get(name, 0)))
+      setattr(self, name, int(loop[name]))
     self.start = time.perf_counter() - float(loop["seconds"])
     best = loop["best_return"]
     self.best_return = -np.inf if best is None else float(best)
     self.best_path, self.best_history = loop["best_path"], list(loop["best_history"])
     self.tests = list(loop["tests"])
-    self.mark_boundary()
-    self.last_state_path, self.saved_episode = str(file), self.episode
-    self._written = self.boundary
+
+  def buffer_bounds(self):
+    return tuple(getattr(self.buffer, name, None)
+                 for name in ("capacity", "max_transitions", "max_bytes"))
 
   def remember_best(self, keep: int):
-    """Records `best_path`; deletes best-so-far checkpoints beyond the newest `keep`."""
+    """Records `best_path`; older best checkpoints beyond `keep` go at the next write.
+
+    They are deleted only once a run state that no longer lists them is on
+    disk, so a resumed run never points at a deleted best checkpoint.
+    """
     self.best_history.append(self.best_path)
     while len(self.best_history) > keep:
-      stale = self.best_history.pop(0)
+      self._stale_best.append(self.best_history.pop(0))
+
+  def _delete_stale_best(self):
+    for stale in self._stale_best:
+      if stale == self.best_path:
+        continue
       try:
         os.unlink(os.fspath(checkpoint.resolve(stale)))
         os.rmdir(os.path.dirname(stale))
       except OSError:
         pass
+    self._stale_best = []
 
   def temperature(self) -> float:
     return float(self.temperature_fn(max_training_steps=self.max_training_steps,
@@ -600,6 +669,7 @@ class _Loop:
   def learn(self, num_updates, num_trajectory, sample_per_trajectory, k_steps) -> dict:
     """Runs up to `num_updates` updates; returns mean metrics (see class doc)."""
     num_updates = min(num_updates, self.max_training_steps - self.training_steps)
+    self.buffer_dirty = True  # sampling advances the buffer's generator
     if num_updates <= 0:
       return self.flush_metrics() if self.vectorized else {}
     batches = self.buffer.sample(num_trajectory=num_trajectory, k_steps=k_steps,

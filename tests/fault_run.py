@@ -1,6 +1,7 @@
 """A small `fit` run for the fault tests, run as a subprocess.
 
-python tests/fault_run.py SAVE_DIR [--resume] [--episodes N] [--vector]
+python tests/fault_run.py SAVE_DIR [--resume] [--episodes N] [--num-envs N]
+                          [--vectorization sync|async]
 
 Trains CartPole-v1 with a tiny model and a fixed seed, writing a run state
 after every episode; at the end saves the final parameters to
@@ -22,6 +23,7 @@ def main():
   parser.add_argument("--resume", action="store_true")
   parser.add_argument("--episodes", type=int, default=24)
   parser.add_argument("--num-envs", type=int, default=1)
+  parser.add_argument("--vectorization", default="sync")
   args = parser.parse_args()
   model = make_mlp_model(init=False)
   muax.fit(model, env_id="CartPole-v1", max_episodes=args.episodes, test_interval=8,
@@ -31,7 +33,7 @@ def main():
            tensorboard_dir=os.path.join(args.save_dir, "tb"),
            model_save_path=os.path.join(args.save_dir, "models"),
            checkpoint_interval=0, keep_checkpoints=3, resume=args.resume,
-           num_envs=args.num_envs, vectorization="sync",
+           num_envs=args.num_envs, vectorization=args.vectorization,
            buffer=muax.TrajectoryReplayBuffer(50, random_seed=3))
   model.save(os.path.join(args.save_dir, "final"))
   print("DONE", flush=True)

@@ -96,9 +96,13 @@ def test_unreadable_newest_state_falls_back_to_the_previous_one(tmp_path, capsys
   newest = folder / _state_files(tmp_path / "fallback")[-1]
   data = newest.read_bytes()
   newest.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
-  _, result = _fit(tmp_path, "fallback", max_episodes=3, resume=True)
+  _, result = _fit(tmp_path, "fallback", max_episodes=3, resume=True, keep_checkpoints=1)
   assert "skipping unreadable run state" in capsys.readouterr().err
   assert result.episodes == 3  # the lost episode was played again
+  # The bad file is set aside, never counted among the kept states.
+  assert (folder / (newest.name + ".bad")).exists()
+  assert _state_files(tmp_path / "fallback") == [newest.name]
+  checkpoint.read(newest, run_arrays=True)
 
 
 class _Evil:
@@ -211,9 +215,10 @@ def test_non_finite_reward_from_the_environment_is_a_clear_error(tmp_path):
 # -- subprocess faults ------------------------------------------------------
 
 
-def _start(save_dir, *extra):
+def _start(save_dir, *extra, new_session=False):
   return subprocess.Popen([sys.executable, FAULT_RUN, str(save_dir), *extra],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=new_session)
 
 
 def _wait_for_states(proc, save_dir, count, timeout=120.):
@@ -307,3 +312,41 @@ def test_vectorized_run_resumes_and_finishes(tmp_path):
   assert resumed.episodes == 6 and resumed.training_steps == 6 * 3
   assert resumed.env_steps > first.env_steps
   assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(model.params))
+
+
+def test_a_new_run_moves_an_earlier_runs_states_aside(tmp_path, capsys):
+  _fit(tmp_path, "same", max_episodes=4)
+  earlier = _state_files(tmp_path / "same")
+  _, second = _fit(tmp_path, "same", max_episodes=2)
+  assert "were moved to" in capsys.readouterr().err
+  archived = [d for d in os.listdir(tmp_path / "same") if d.startswith("run-")]
+  assert len(archived) == 1
+  assert sorted(os.listdir(tmp_path / "same" / archived[0])) == earlier
+  _, resumed = _fit(tmp_path, "same", max_episodes=2, resume=True)
+  assert resumed.training_steps == second.training_steps  # the newer run, finished
+
+
+def test_resume_from_a_given_state_file_or_folder(tmp_path):
+  _fit(tmp_path, "given", max_episodes=3)
+  file = tmp_path / "given" / run_state.RUN_DIR / _state_files(tmp_path / "given")[0]
+  model = make_mlp_model(init=False)
+  result = muax.train.run(model, env_id="CartPole-v1", tensorboard_dir=str(tmp_path / "tb"),
+                          resume=str(file), buffer=muax.TrajectoryReplayBuffer(30),
+                          **dict(TINY, max_episodes=3))
+  assert result.save_dir == str(tmp_path / "given") and result.episodes == 3
+  with pytest.raises(ValueError, match="no muax run state there"):
+    muax.fit(make_mlp_model(init=False), env_id="CartPole-v1", resume=str(tmp_path / "tb"),
+             tensorboard_dir=str(tmp_path / "tb"), **dict(TINY, max_episodes=1))
+
+
+def test_ctrl_c_to_the_process_group_stops_async_workers_cleanly(tmp_path):
+  # A terminal's Ctrl+C reaches the environment worker processes too; they
+  # must leave the stop to fit, which saves and closes them.
+  save_dir = tmp_path / "run"
+  proc = _start(save_dir, "--num-envs", "2", "--vectorization", "async",
+                "--episodes", "400", new_session=True)
+  assert _wait_for_states(proc, save_dir / "models", 4)
+  os.killpg(proc.pid, signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err[-3000:]
+  assert "Traceback" not in err and "resume=True" in err
