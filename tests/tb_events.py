@@ -7,9 +7,9 @@ import sys
 from tensorboardX.proto import event_pb2
 
 
-def read_scalars(logdir):
-  """Returns {tag: [(step, value), ...]} from every event file under logdir."""
-  scalars = {}
+def read_events(logdir):
+  """Every event of every event file under logdir, files in name order."""
+  events = []
   for path in sorted(glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"),
                                recursive=True)):
     with open(path, "rb") as f:
@@ -19,9 +19,16 @@ def read_scalars(logdir):
       (length,) = struct.unpack("<Q", data[pos:pos + 8])
       record = data[pos + 12:pos + 12 + length]
       pos += 12 + length + 4
-      event = event_pb2.Event.FromString(record)
-      for value in event.summary.value:
-        scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+      events.append(event_pb2.Event.FromString(record))
+  return events
+
+
+def read_scalars(logdir):
+  """Returns {tag: [(step, value), ...]} from every event file under logdir."""
+  scalars = {}
+  for event in read_events(logdir):
+    for value in event.summary.value:
+      scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
   return scalars
 
 

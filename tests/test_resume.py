@@ -17,6 +17,7 @@ import muax
 from muax import checkpoint
 from muax import run_state
 from conftest import make_mlp_model
+from tb_events import read_events, read_scalars
 
 HERE = os.path.dirname(__file__)
 FAULT_RUN = os.path.join(HERE, "fault_run.py")
@@ -64,6 +65,13 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
   assert resumed_result.episodes == 6
   assert os.path.basename(os.path.dirname(resumed_result.best_path)) == os.path.basename(
       os.path.dirname(whole_result.best_path))
+  # TensorBoard continues at the next episode; later steps of the old file are purged.
+  whole_tb = read_scalars(whole_result.logdir)["train/episode_return"]
+  split_tb = read_scalars(resumed_result.logdir)["train/episode_return"]
+  assert split_tb == whole_tb and [step for step, _ in split_tb] == list(range(1, 7))
+  starts = [e.step for e in read_events(resumed_result.logdir)
+            if e.HasField("session_log") and e.session_log.status == e.session_log.START]
+  assert starts == [4]
 
 
 def test_resume_of_a_finished_run_returns_its_result_without_training(tmp_path):
