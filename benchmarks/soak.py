@@ -8,7 +8,7 @@ sample (elapsed_s, rss_mb, episodes, transitions, buffer_nbytes, ...). After
 full, the largest RSS after it, their relative growth) and ends the process:
 `fit` has no stop signal, so the thread calls `os._exit`. Usage:
 
-  python benchmarks/soak.py                 # 25 minutes
+  python benchmarks/soak.py                 # 30 minutes, 300,000-step buffer
   python benchmarks/soak.py --minutes 1 --interval 5 --max-transitions 3000
 """
 import argparse
@@ -125,9 +125,9 @@ def rss_mb():
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--minutes", type=float, default=25.)
-  parser.add_argument("--interval", type=float, default=15., help="seconds between samples")
-  parser.add_argument("--max-transitions", type=int, default=20_000,
+  parser.add_argument("--minutes", type=float, default=30.)
+  parser.add_argument("--interval", type=float, default=30., help="seconds between samples")
+  parser.add_argument("--max-transitions", type=int, default=300_000,
                       help="the buffer's step bound")
   parser.add_argument("--num-simulations", type=int, default=10)
   parser.add_argument("--seed", type=int, default=0)
