@@ -64,6 +64,21 @@ class KeyStream:
     self._keys = list(spare)
 
 
+def invalid_actions(info, num_envs: Optional[int] = None):
+  """`act`'s `invalid_actions` (1 = invalid) from `info["action_mask"]` (1 = legal).
+
+  None when the environment gives no mask. For a vector environment's infos
+  (`num_envs` given), sub-environments without a mask allow every action.
+  """
+  if not isinstance(info, dict) or info.get("action_mask") is None:
+    return None
+  mask = np.asarray(info["action_mask"], np.float32)
+  invalid = 1. - mask
+  if num_envs is not None and "_action_mask" in info:
+    invalid = np.where(np.asarray(info["_action_mask"], bool)[:, None], invalid, 0.)
+  return invalid
+
+
 class Stopped(Exception):
   """Raised inside an episode when the caller asked to stop (Ctrl+C, SIGTERM)."""
 
@@ -99,9 +114,11 @@ def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
 
   Termination ends the n-step returns; truncation (a time limit, or the step
   cap) bootstraps them from the search value of the final observation.
-  `stop`, checked before every step, abandons the episode (raises `Stopped`).
+  Legal-action masks in `info["action_mask"]` (1 = legal, gymnasium's
+  convention) restrict every search. `stop`, checked before every step,
+  abandons the episode (raises `Stopped`).
   """
-  obs, _ = env.reset(seed=seed)
+  obs, info = env.reset(seed=seed)
   limit = step_limit(env, max_episode_steps)
   trajectory = None
   if tracer is not None:
@@ -111,12 +128,15 @@ def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
   while True:
     if stop is not None and stop():
       raise Stopped()
+    invalid = invalid_actions(info)
     if tracer is None:
-      a = model.act(keys(), obs, num_simulations=num_simulations, temperature=temperature)
+      a = model.act(keys(), obs, num_simulations=num_simulations, temperature=temperature,
+                    invalid_actions=invalid)
     else:
       a, pi, v = model.act(keys(), obs, with_pi=True, with_value=True,
-                           num_simulations=num_simulations, temperature=temperature)
-    next_obs, r, terminated, truncated, _ = env.step(a)
+                           num_simulations=num_simulations, temperature=temperature,
+                           invalid_actions=invalid)
+    next_obs, r, terminated, truncated, info = env.step(a)
     steps += 1
     _check_rewards(r, steps)
     total += float(r)
@@ -247,7 +267,8 @@ class VectorCollector:
     self._trajectories = [Trajectory() for _ in range(self.num_envs)]
     self._returns = np.zeros(self.num_envs)
     self._lengths = np.zeros(self.num_envs, np.int64)
-    self._obs, _ = envs.reset(seed=seed)
+    self._obs, infos = envs.reset(seed=seed)
+    self._invalid = invalid_actions(infos, self.num_envs)
     self._pending = None  # (observations, their search in flight)
     self.env_steps = 0
 
@@ -269,6 +290,7 @@ class VectorCollector:
     truncated = np.asarray(truncated, bool) & ~terminated
     bootstrap = self._bootstrap_values(truncated, infos, next_obs, params)
     self._obs = next_obs
+    self._invalid = invalid_actions(infos, self.num_envs)
     self._dispatch(temperature, params)
     self.env_steps += self.num_envs
     self._returns += rewards
@@ -295,7 +317,7 @@ class VectorCollector:
     obs = np.array(self._obs, copy=True)
     self._pending = (obs, self.model._act_batch_async(
         self.keys(), obs, num_simulations=self.num_simulations, temperature=temperature,
-        params=params))
+        params=params, invalid_actions=self._invalid))
 
   def _bootstrap_values(self, truncated, infos, next_obs, params):
     if not truncated.any():
@@ -325,13 +347,14 @@ def run_vector_episodes(model, envs, keys: KeyStream, num_episodes: int, *,
   n = envs.num_envs
   returns = []
   while len(returns) < num_episodes:
-    obs, _ = envs.reset(seed=None if seed is None else seed + len(returns))
+    obs, infos = envs.reset(seed=None if seed is None else seed + len(returns))
     total = np.zeros(n)
     running = np.ones(n, bool)
     while running.any():
       actions = model.act(keys(), np.asarray(obs), obs_from_batch=True,
-                          num_simulations=num_simulations, temperature=temperature)
-      obs, rewards, terminated, truncated, _ = envs.step(actions)
+                          num_simulations=num_simulations, temperature=temperature,
+                          invalid_actions=invalid_actions(infos, n))
+      obs, rewards, terminated, truncated, infos = envs.step(actions)
       _check_rewards(np.where(running, rewards, 0.), "(vector test)")
       total += np.where(running, rewards, 0.)
       running &= ~(np.asarray(terminated) | np.asarray(truncated))

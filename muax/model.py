@@ -259,8 +259,11 @@ class MuZero:
       return action, value
     return action
 
-  def _act_batch_async(self, rng_key, obs, *, num_simulations, temperature, params=None):
+  def _act_batch_async(self, rng_key, obs, *, num_simulations, temperature, params=None,
+                       invalid_actions=None):
     """Dispatches a search on `obs[B, ...]` with the default search settings.
+
+    `invalid_actions` `[B, num_actions]` (1 = invalid) as in `act`.
 
     Returns the packed `[B, 2 + A]` device array without waiting for it;
     `unpack_plan(np.asarray(packed))` gives `(action, value, pi)`. Used by
@@ -272,7 +275,8 @@ class MuZero:
     self._check_obs(obs, True)
     _check_count("num_simulations", num_simulations)
     hyper = _search_settings(temperature, *_act_search_defaults())
-    return self._dispatch_plan(params, rng_key, obs, self._mask(None, obs.shape[0]), hyper,
+    return self._dispatch_plan(params, rng_key, obs,
+                               self._mask(invalid_actions, obs.shape[0]), hyper,
                                num_simulations=int(num_simulations), max_depth=None,
                                loop_fn=jax.lax.fori_loop, qtransform=None,
                                max_num_considered_actions=16)
