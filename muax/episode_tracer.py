@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from muax import checks
 from muax.transition import Transition
 
 __all__ = ["NStep", "PNStep", "Transition"]
@@ -26,8 +27,7 @@ class NStep:
   """
 
   def __init__(self, n: int, gamma: float):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-      raise ValueError(f"n must be a positive integer, got n={n!r}")
+    checks.positive_int("n", n)
     if not 0. <= _real("gamma", gamma) <= 1.:
       raise ValueError(f"gamma must be in [0, 1], got gamma={gamma!r}")
     self.n = int(n)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from muax import checks
 from muax import checkpoint
 from muax import nn
 from muax import search
@@ -236,10 +237,10 @@ class MuZero:
     if not obs_from_batch:
       obs = obs[None]
     self._check_obs(obs, obs_from_batch)
-    _check_count("num_simulations", num_simulations)
+    checks.positive_int("num_simulations", num_simulations)
     if max_depth is not None:
-      _check_count("max_depth", max_depth)
-    _check_count("max_num_considered_actions", max_num_considered_actions)
+      checks.positive_int("max_depth", max_depth)
+    checks.positive_int("max_num_considered_actions", max_num_considered_actions)
     mask = self._mask(invalid_actions, obs.shape[0])
     hyper = _search_settings(temperature, dirichlet_fraction, dirichlet_alpha, pb_c_init,
                              pb_c_base, gumbel_scale)
@@ -273,7 +274,7 @@ class MuZero:
     _check_key(rng_key)
     obs = _as_array(obs, "batch of observations")
     self._check_obs(obs, True)
-    _check_count("num_simulations", num_simulations)
+    checks.positive_int("num_simulations", num_simulations)
     hyper = _search_settings(temperature, *_act_search_defaults())
     return self._dispatch_plan(params, rng_key, obs,
                                self._mask(invalid_actions, obs.shape[0]), hyper,
@@ -592,11 +593,6 @@ def _check_obs_values(obs: np.ndarray, what: str):
   if obs.dtype.kind == "f" and not np.isfinite(obs).all():
     raise ValueError(f"{what} contains NaN or inf")
 
-
-def _check_count(name, value):
-  """Raises ValueError unless `value` is a positive integer (bools refused)."""
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
 
 
 def _check_number(name, value, *, low=-np.inf, high=np.inf, strict=False, what):

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from muax import checks
+
 __all__ = [
     "Dynamic", "Prediction", "Representation",
     "ResNetDynamic", "ResNetPrediction", "ResNetRepresentation", "ResidualBlock",
@@ -78,7 +80,7 @@ class Representation(hk.Module):
 
   def __init__(self, embedding_dim, hidden=(64,), name="representation"):
     super().__init__(name=name)
-    self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
+    self.embedding_dim = checks.positive_int("embedding_dim", embedding_dim)
     self.hidden = tuple(hidden)
 
   def __call__(self, obs):
@@ -92,8 +94,8 @@ class Prediction(hk.Module):
 
   def __init__(self, num_actions, full_support_size, hidden=(64,), name="prediction"):
     super().__init__(name=name)
-    self.num_actions = _positive_int("num_actions", num_actions)
-    self.full_support_size = _positive_int("full_support_size", full_support_size)
+    self.num_actions = checks.positive_int("num_actions", num_actions)
+    self.full_support_size = checks.positive_int("full_support_size", full_support_size)
     self.hidden = tuple(hidden)
 
   def __call__(self, s):
@@ -109,9 +111,9 @@ class Dynamic(hk.Module):
   def __init__(self, embedding_dim, num_actions, full_support_size, hidden=(64,),
                name="dynamic"):
     super().__init__(name=name)
-    self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
-    self.num_actions = _positive_int("num_actions", num_actions)
-    self.full_support_size = _positive_int("full_support_size", full_support_size)
+    self.embedding_dim = checks.positive_int("embedding_dim", embedding_dim)
+    self.num_actions = checks.positive_int("num_actions", num_actions)
+    self.full_support_size = checks.positive_int("full_support_size", full_support_size)
     self.hidden = tuple(hidden)
 
   def __call__(self, s, a):
@@ -144,7 +146,7 @@ class ResNetRepresentation(hk.Module):
 
   def __init__(self, channels=32, num_blocks=2, downsample=2, name="representation"):
     super().__init__(name=name)
-    self.channels = _positive_int("channels", channels)
+    self.channels = checks.positive_int("channels", channels)
     self.num_blocks, self.downsample = num_blocks, downsample
 
   def __call__(self, obs):
@@ -163,8 +165,8 @@ class ResNetPrediction(hk.Module):
   def __init__(self, num_actions, full_support_size, channels=32, num_blocks=1,
                head_hidden=(64,), name="prediction"):
     super().__init__(name=name)
-    self.num_actions = _positive_int("num_actions", num_actions)
-    self.full_support_size = _positive_int("full_support_size", full_support_size)
+    self.num_actions = checks.positive_int("num_actions", num_actions)
+    self.full_support_size = checks.positive_int("full_support_size", full_support_size)
     self.channels, self.num_blocks, self.head_hidden = channels, num_blocks, head_hidden
 
   def __call__(self, s):
@@ -184,8 +186,8 @@ class ResNetDynamic(hk.Module):
   def __init__(self, num_actions, full_support_size, channels=32, num_blocks=1,
                head_hidden=(64,), name="dynamic"):
     super().__init__(name=name)
-    self.num_actions = _positive_int("num_actions", num_actions)
-    self.full_support_size = _positive_int("full_support_size", full_support_size)
+    self.num_actions = checks.positive_int("num_actions", num_actions)
+    self.full_support_size = checks.positive_int("full_support_size", full_support_size)
     self.channels, self.num_blocks, self.head_hidden = channels, num_blocks, head_hidden
 
   def __call__(self, s, a):
@@ -202,7 +204,7 @@ class ResNetDynamic(hk.Module):
 
 def _init_representation_func(representation_module, embedding_dim, **kwargs):
   """Returns `fn(obs) -> s` building `representation_module(embedding_dim)`."""
-  _positive_int("embedding_dim", embedding_dim)
+  checks.positive_int("embedding_dim", embedding_dim)
 
   def representation_func(obs):
     return representation_module(embedding_dim, **kwargs)(obs)
@@ -211,8 +213,8 @@ def _init_representation_func(representation_module, embedding_dim, **kwargs):
 
 def _init_prediction_func(prediction_module, num_actions, full_support_size, **kwargs):
   """Returns `fn(s) -> (value_logits, policy_logits)`."""
-  _positive_int("num_actions", num_actions)
-  _positive_int("full_support_size", full_support_size)
+  checks.positive_int("num_actions", num_actions)
+  checks.positive_int("full_support_size", full_support_size)
 
   def prediction_func(s):
     return prediction_module(num_actions, full_support_size, **kwargs)(s)
@@ -222,9 +224,9 @@ def _init_prediction_func(prediction_module, num_actions, full_support_size, **k
 def _init_dynamic_func(dynamic_module, embedding_dim, num_actions, full_support_size,
                        **kwargs):
   """Returns `fn(s, a) -> (reward_logits, next_s)`."""
-  _positive_int("embedding_dim", embedding_dim)
-  _positive_int("num_actions", num_actions)
-  _positive_int("full_support_size", full_support_size)
+  checks.positive_int("embedding_dim", embedding_dim)
+  checks.positive_int("num_actions", num_actions)
+  checks.positive_int("full_support_size", full_support_size)
 
   def dynamic_func(s, a):
     return dynamic_module(embedding_dim, num_actions, full_support_size, **kwargs)(s, a)
@@ -242,8 +244,8 @@ def _init_resnet_representation_func(representation_module=ResNetRepresentation,
 def _init_resnet_prediction_func(prediction_module=ResNetPrediction, num_actions=None,
                                  full_support_size=None, **kwargs):
   """Returns `fn(s) -> (value_logits, policy_logits)` for hidden planes."""
-  _positive_int("num_actions", num_actions)
-  _positive_int("full_support_size", full_support_size)
+  checks.positive_int("num_actions", num_actions)
+  checks.positive_int("full_support_size", full_support_size)
 
   def prediction_func(s):
     return prediction_module(num_actions, full_support_size, **kwargs)(s)
@@ -253,16 +255,9 @@ def _init_resnet_prediction_func(prediction_module=ResNetPrediction, num_actions
 def _init_resnet_dynamic_func(dynamic_module=ResNetDynamic, num_actions=None,
                               full_support_size=None, **kwargs):
   """Returns `fn(s, a) -> (reward_logits, next_s)` for hidden planes."""
-  _positive_int("num_actions", num_actions)
-  _positive_int("full_support_size", full_support_size)
+  checks.positive_int("num_actions", num_actions)
+  checks.positive_int("full_support_size", full_support_size)
 
   def dynamic_func(s, a):
     return dynamic_module(num_actions, full_support_size, **kwargs)(s, a)
   return dynamic_func
-
-
-def _positive_int(name, value):
-  """`value` if it is a positive integer, else ValueError naming `name`."""
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
-  return int(value)

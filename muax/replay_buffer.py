@@ -16,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from muax import checks
 from muax.transition import FIELDS, Transition
 
 __all__ = ["Trajectory", "TrajectoryReplayBuffer", "Transition"]
@@ -72,8 +73,8 @@ class Trajectory:
     Returns:
       a list of `num_samples` Transitions with fields `[1, k_steps, ...]`.
     """
-    _check_positive_int(k_steps, "k_steps")
-    _check_positive_int(num_samples, "num_samples")
+    checks.positive_int("k_steps", k_steps)
+    checks.positive_int("num_samples", num_samples)
     rng = np.random.default_rng() if rng is None else rng
     steps = _to_numpy(self.batched_transitions)
     length = np.array([len(self)])
@@ -182,15 +183,15 @@ class TrajectoryReplayBuffer:
       with `num_batches` (numpy arrays; observations in the stored dtype).
     """
     if num_batches is not None:
-      _check_positive_int(num_batches, "num_batches")
-    _check_positive_int(k_steps, "k_steps")
-    _check_positive_int(sample_per_trajectory, "sample_per_trajectory")
+      checks.positive_int("num_batches", num_batches)
+    checks.positive_int("k_steps", k_steps)
+    checks.positive_int("sample_per_trajectory", sample_per_trajectory)
     if num_trajectory is None:
-      _check_positive_int(batch_size, "batch_size")
+      checks.positive_int("batch_size", batch_size)
       batch = int(batch_size)
       num_trajectory = -(-batch // sample_per_trajectory)
     else:
-      _check_positive_int(num_trajectory, "num_trajectory")
+      checks.positive_int("num_trajectory", num_trajectory)
       batch = int(num_trajectory) * int(sample_per_trajectory)
     if not self._trajectories:
       raise ValueError("cannot sample from an empty replay buffer: add trajectories first")
@@ -490,7 +491,7 @@ def _check_bounds(capacity, max_transitions, max_bytes):
                      "max_transitions or max_bytes (all are None)")
   for name, value in bounds.items():
     if value is not None:
-      _check_positive_int(value, name)
+      checks.positive_int(name, value)
   return tuple(None if v is None else int(v) for v in bounds.values())
 
 
@@ -579,8 +580,3 @@ def _check_restored_bounds(bounds, lengths, steps):
         f"replay buffer state holds {len(lengths)} trajectories, {total} steps and "
         f"{size} bytes, beyond its bounds capacity={capacity}, "
         f"max_transitions={max_transitions}, max_bytes={max_bytes}")
-
-
-def _check_positive_int(value, name):
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")

@@ -23,6 +23,7 @@ import numpy as np
 
 from muax import acting
 from muax import checkpoint
+from muax import checks
 from muax import run_state
 from muax.episode_tracer import PNStep
 from muax.model import mean_metrics
@@ -778,11 +779,8 @@ def _custom_env(env, num_envs):
 
 
 def _check_counts(allow_zero=False, **values):
-  low = 0 if allow_zero else 1
   for name, value in values.items():
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-      kind = "a non-negative" if allow_zero else "a positive"
-      raise ValueError(f"{name} must be {kind} integer, got {name}={value!r}")
+    checks.positive_int(name, value, allow_zero=allow_zero)
 
 
 def _log_episode(writer, episode, episode_out, metrics, loop, log_all):
