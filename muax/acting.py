@@ -17,7 +17,6 @@ import gymnasium as gym
 import jax
 import numpy as np
 
-from muax.model import unpack_plan
 from muax.replay_buffer import Trajectory
 
 # Used only when an environment has no time limit of its own: an episode this
@@ -91,11 +90,25 @@ class Episode:
   trajectory: Optional[Trajectory] = None
 
 
-def check_env(env, what: str = "env"):
-  """Raises ValueError unless the environment has a discrete action space."""
-  if not isinstance(env.action_space, gym.spaces.Discrete):
-    raise ValueError(f"muax plans over discrete actions, but {what}.action_space is "
-                     f"{env.action_space}; wrap the environment to discretise it")
+def check_env(env, what: str = "env", model=None):
+  """Raises ValueError unless `model` can act in the environment's action space
+  (a discrete one, or what `model.check_action_space` accepts: a Box for
+  Sampled MuZero)."""
+  check_action_space(env.action_space, f"{what}.action_space", model)
+
+
+def check_action_space(space, what: str, model=None):
+  checker = getattr(model, "check_action_space", None)
+  if checker is not None:
+    checker(space, what)
+  elif not isinstance(space, gym.spaces.Discrete):
+    raise ValueError(f"muax plans over discrete actions, but {what} is {space}; wrap "
+                     "the environment to discretise it, or use policy='sampled'")
+
+
+def legal_mask(invalid: Optional[np.ndarray]):
+  """The `mask` stored in replay (1 = legal) from `act`'s invalid actions, or None."""
+  return None if invalid is None else invalid == 0.
 
 
 def step_limit(env, max_episode_steps: Optional[int] = None) -> int:
@@ -133,9 +146,13 @@ def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
       a = model.act(keys(), obs, num_simulations=num_simulations, temperature=temperature,
                     invalid_actions=invalid)
     else:
-      a, pi, v = model.act(keys(), obs, with_pi=True, with_value=True,
-                           num_simulations=num_simulations, temperature=temperature,
-                           invalid_actions=invalid)
+      packed = model._act_batch_async(
+          keys(), obs, num_simulations=num_simulations, temperature=temperature,
+          invalid_actions=invalid, obs_from_batch=False)
+      actions, values, pis, extras = model._unpack(np.asarray(packed))
+      a = actions[0].item() if actions.ndim == 1 else actions[0]
+      pi, v = pis[0], float(values[0])
+      extras = {name: x[0] for name, x in extras.items()}
     next_obs, r, terminated, truncated, info = env.step(a)
     steps += 1
     _check_rewards(r, steps)
@@ -148,7 +165,7 @@ def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
         _, bootstrap = model.act(keys(), next_obs, with_value=True,
                                  num_simulations=num_simulations, temperature=0.)
       tracer.add(np.array(obs), a, r, bool(terminated), v, pi, truncated=cut,
-                 bootstrap_value=bootstrap)
+                 bootstrap_value=bootstrap, mask=legal_mask(invalid), **extras)
       while tracer:
         trajectory.add(tracer.pop())
     if terminated or truncated:
@@ -170,7 +187,7 @@ ASYNC_STEP_SECONDS = 1e-3
 
 
 def make_vector_env(env_fn: Callable, num_envs: int, *, mode: str = "auto",
-                    max_episode_steps: Optional[int] = None):
+                    max_episode_steps: Optional[int] = None, model=None):
   """A gymnasium vector environment resetting finished episodes in the same step.
 
   Args:
@@ -179,6 +196,7 @@ def make_vector_env(env_fn: Callable, num_envs: int, *, mode: str = "auto",
     mode: 'sync' (one process), 'async' (a process per environment) or
       'auto' (async when a probe step takes >= ASYNC_STEP_SECONDS and the
       machine has more than one core).
+    model: the model that will act (its `check_action_space` is applied).
     max_episode_steps: wraps each sub-environment in a time limit; by
       default the environment's own limit, or DEFAULT_MAX_EPISODE_STEPS when
       it has none, so every episode ends.
@@ -186,7 +204,7 @@ def make_vector_env(env_fn: Callable, num_envs: int, *, mode: str = "auto",
   if mode not in VECTORIZATION_MODES:
     raise ValueError(f"vectorization must be one of {VECTORIZATION_MODES}, got {mode!r}")
   probe = env_fn()
-  check_env(probe, "env")
+  check_env(probe, "env", model)
   limit = None
   spec_limit = getattr(getattr(probe, "spec", None), "max_episode_steps", None)
   if max_episode_steps is not None or not spec_limit:
@@ -232,11 +250,10 @@ def _step_seconds(env, steps: int = 20) -> float:
   return float(np.median(times))
 
 
-def check_vector_env(envs):
+def check_vector_env(envs, model=None):
   """Raises ValueError unless `envs` suits `VectorCollector`."""
-  if not isinstance(envs.single_action_space, gym.spaces.Discrete):
-    raise ValueError("muax plans over discrete actions, but the vector environment's "
-                     f"single_action_space is {envs.single_action_space}")
+  check_action_space(envs.single_action_space,
+                     "the vector environment's single_action_space", model)
   mode = envs.metadata.get("autoreset_mode")
   if mode is not gym.vector.AutoresetMode.SAME_STEP:
     raise ValueError(
@@ -257,7 +274,7 @@ class VectorCollector:
 
   def __init__(self, model, envs, keys: KeyStream, *, num_simulations: int, tracer,
                seed: Optional[int] = None):
-    check_vector_env(envs)
+    check_vector_env(envs, model)
     self.model, self.envs, self.keys = model, envs, keys
     self.num_envs = envs.num_envs
     self.num_simulations = num_simulations
@@ -282,8 +299,8 @@ class VectorCollector:
     """
     if self._pending is None:
       self._dispatch(temperature, params)
-    obs, packed = self._pending
-    actions, values, pis = unpack_plan(np.asarray(packed))
+    obs, invalid, packed = self._pending
+    actions, values, pis, extras = self.model._unpack(np.asarray(packed))
     next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
     _check_rewards(rewards, self._lengths + 1)
     terminated = np.asarray(terminated, bool)
@@ -298,9 +315,12 @@ class VectorCollector:
     finished = []
     for i in range(self.num_envs):
       tracer = self._tracers[i]
-      tracer.add(obs[i], int(actions[i]), float(rewards[i]), bool(terminated[i]),
-                 float(values[i]), pis[i], truncated=bool(truncated[i]),
-                 bootstrap_value=None if bootstrap is None else float(bootstrap[i]))
+      tracer.add(obs[i], actions[i].item() if actions.ndim == 1 else actions[i],
+                 float(rewards[i]), bool(terminated[i]), float(values[i]), pis[i],
+                 truncated=bool(truncated[i]),
+                 bootstrap_value=None if bootstrap is None else float(bootstrap[i]),
+                 mask=None if invalid is None else legal_mask(invalid[i]),
+                 **{name: x[i] for name, x in extras.items()})
       while tracer:
         self._trajectories[i].add(tracer.pop())
       if terminated[i] or truncated[i]:
@@ -315,7 +335,7 @@ class VectorCollector:
 
   def _dispatch(self, temperature, params):
     obs = np.array(self._obs, copy=True)
-    self._pending = (obs, self.model._act_batch_async(
+    self._pending = (obs, self._invalid, self.model._act_batch_async(
         self.keys(), obs, num_simulations=self.num_simulations, temperature=temperature,
         params=params, invalid_actions=self._invalid))
 
@@ -343,7 +363,7 @@ def run_vector_episodes(model, envs, keys: KeyStream, num_episodes: int, *,
   favour short episodes: with N sub-environments, ceil(num_episodes / N)
   rounds of N episodes are played.
   """
-  check_vector_env(envs)
+  check_vector_env(envs, model)
   n = envs.num_envs
   returns = []
   while len(returns) < num_episodes:

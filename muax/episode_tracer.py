@@ -24,15 +24,29 @@ class NStep:
   """Caches the last `n` steps and emits transitions with n-step returns.
 
   Usage: `add` every step; `while tracer: trajectory.add(tracer.pop())`.
+
+  With `two_player=True` (alternating zero-sum games, one tracer for both
+  players) every reward and value is from the view of the player who acts at
+  that step, so the return of step t alternates signs:
+  `Rn_t = r_t - g r_{t+1} + g^2 r_{t+2} - ... +- g^n v_{t+n}`, the target from
+  the view of the player to move at t.
   """
 
-  def __init__(self, n: int, gamma: float):
+  def __init__(self, n: int, gamma: float, *, two_player: bool = False):
     checks.positive_int("n", n)
     if not 0. <= _real("gamma", gamma) <= 1.:
       raise ValueError(f"gamma must be in [0, 1], got gamma={gamma!r}")
+    if not isinstance(two_player, (bool, np.bool_)):
+      raise TypeError(f"two_player must be True or False, got two_player={two_player!r}")
     self.n = int(n)
     self.gamma = float(gamma)
+    self.two_player = bool(two_player)
     self.reset()
+
+  @property
+  def _step_discount(self) -> float:
+    # Two-player zero-sum: the next step's reward and value are the opponent's.
+    return -self.gamma if self.two_player else self.gamma
 
   def reset(self):
     """Forgets everything cached: call at the start of an episode."""
@@ -42,7 +56,7 @@ class NStep:
     self._pi_shape = None
 
   def add(self, obs, a, r, done, v=0., pi=0., w=1., *, truncated: bool = False,
-          bootstrap_value: Optional[float] = None):
+          bootstrap_value: Optional[float] = None, mask=None, candidates=None):
     """Records one step.
 
     After a step with `done` (or `truncated`) every cached step is flushed, so
@@ -60,6 +74,11 @@ class NStep:
         (and did not terminate): the remaining returns are bootstrapped.
       bootstrap_value: value of the observation after this step; required when
         `truncated` and not `done`.
+      mask: legal actions at `obs` (1 = legal), `[num_actions]`; stored on
+        the transition (replay keeps it to mask the policy target).
+      candidates: the sampled actions `[K, action_dim]` a Sampled MuZero
+        search chose among; `pi` is then over these K, and `a` the action
+        vector taken.
 
     Raises:
       ValueError: a non-finite reward, value, priority or policy, a negative
@@ -76,22 +95,23 @@ class NStep:
         raise ValueError("truncated=True needs bootstrap_value: the value of the "
                          "observation after this step")
       _real("bootstrap_value", bootstrap_value, "bootstrap_value")
-    self._check_step(obs, a, pi)
-    self._cache.append((obs, a, r, bool(done), v, pi, w))
+    extras = self._check_step(obs, a, pi, mask, candidates)
+    self._cache.append((obs, a, r, bool(done), v, pi, w, extras))
     # A step whose n-step window is complete bootstraps from v[t+n], even when
     # the episode ends right after: v[t+n] is a value of a real state.
     if len(self._cache) > self.n:
       rewards = [step[2] for step in self._cache]
       tail = self._cache[self.n][4]
-      self._emit(self._discounted(rewards[:self.n]) + self.gamma ** self.n * tail,
+      self._emit(self._discounted(rewards[:self.n]) + self._step_discount ** self.n * tail,
                  done=False)
     if done:
       self._flush(0.)
     elif truncated:
       self._flush(float(bootstrap_value), bootstrapped=True)
 
-  def _check_step(self, obs, a, pi):
-    """Action in range, policy finite, shapes as on the episode's first step."""
+  def _check_step(self, obs, a, pi, mask=None, candidates=None) -> dict:
+    """Action in range, policy finite, shapes as on the episode's first step;
+    returns the optional fields given."""
     obs_shape, pi_shape = np.shape(obs), np.shape(pi)
     if self._obs_shape is None:
       self._obs_shape, self._pi_shape = obs_shape, pi_shape
@@ -104,12 +124,31 @@ class NStep:
     pi_array = np.asarray(pi, np.float64)
     if not np.isfinite(pi_array).all():
       raise ValueError(f"pi must be finite, got pi={pi!r}")
+    extras = {}
     action = np.asarray(a)
-    if action.ndim != 0 or action.dtype.kind not in "iuf" or not action >= 0 or (
-        action.dtype.kind == "f" and action != np.floor(action)):
-      raise ValueError(f"a must be a non-negative integer action, got a={a!r}")
-    if pi_array.ndim == 1 and action >= len(pi_array):
-      raise ValueError(f"a={a!r} is out of range for pi with {len(pi_array)} actions")
+    if candidates is not None:
+      cands = np.asarray(candidates, np.float32)
+      if cands.ndim != 2 or pi_array.shape != (cands.shape[0],):
+        raise ValueError(f"candidates must be [K, action_dim] with K = len(pi), got shape "
+                         f"{cands.shape} for pi of shape {pi_array.shape}")
+      if action.shape != (cands.shape[1],) or action.dtype.kind not in "iuf" or \
+          not np.isfinite(action).all() or not np.isfinite(cands).all():
+        raise ValueError(f"with candidates the action must be a finite vector "
+                         f"[{cands.shape[1]}], got a={a!r}")
+      extras["candidates"] = cands
+    else:
+      if action.ndim != 0 or action.dtype.kind not in "iuf" or not action >= 0 or (
+          action.dtype.kind == "f" and action != np.floor(action)):
+        raise ValueError(f"a must be a non-negative integer action, got a={a!r}")
+      if pi_array.ndim == 1 and action >= len(pi_array):
+        raise ValueError(f"a={a!r} is out of range for pi with {len(pi_array)} actions")
+    if mask is not None:
+      legal = np.asarray(mask)
+      if legal.shape != pi_array.shape or not np.isin(legal, (0, 1)).all():
+        raise ValueError(f"mask must hold 0/1 (1 = legal) with the shape of pi "
+                         f"{pi_array.shape}, got {mask!r}")
+      extras["mask"] = legal.astype(bool)
+    return extras
 
   def pop(self) -> Transition:
     """Returns the oldest ready transition; raises IndexError when none is."""
@@ -126,16 +165,16 @@ class NStep:
   def _flush(self, tail_value: float, bootstrapped: bool = False):
     while self._cache:
       rewards = [step[2] for step in self._cache]
-      tail = self.gamma ** len(rewards) * tail_value
+      tail = self._step_discount ** len(rewards) * tail_value
       self._emit(self._discounted(rewards) + tail, done=not bootstrapped)
 
   def _discounted(self, rewards):
-    return sum(self.gamma ** i * r for i, r in enumerate(rewards))
+    return sum(self._step_discount ** i * r for i, r in enumerate(rewards))
 
   def _emit(self, rn: float, done: bool):
-    obs, a, r, _, v, pi, w = self._cache.popleft()
+    obs, a, r, _, v, pi, w, extras = self._cache.popleft()
     self._ready.append(Transition(obs=obs, a=a, r=r, done=done, Rn=rn, v=v,
-                                  pi=pi, w=self._priority(v, rn, w)))
+                                  pi=pi, w=self._priority(v, rn, w), **extras))
 
   def _priority(self, v, rn, w):
     del v, rn
@@ -145,8 +184,8 @@ class NStep:
 class PNStep(NStep):
   """`NStep` whose transitions carry priority `w = |v - Rn| ** alpha`."""
 
-  def __init__(self, n: int, gamma: float, alpha: float = 0.5):
-    super().__init__(n, gamma)
+  def __init__(self, n: int, gamma: float, alpha: float = 0.5, *, two_player: bool = False):
+    super().__init__(n, gamma, two_player=two_player)
     if _real("alpha", alpha) < 0.:
       raise ValueError(f"alpha must be >= 0, got alpha={alpha!r}")
     self.alpha = float(alpha)

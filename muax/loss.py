@@ -7,7 +7,8 @@ unrolls the dynamics along the actions actually taken:
 
 Each step is scored by cross-entropies: value against the two-hot n-step
 return `Rn_{t+k}`, reward against the two-hot `r_{t+k}`, policy against the
-search policy `pi_{t+k}`. The gradient entering each dynamics step is halved
+search policy `pi_{t+k}` (restricted to the legal actions when the batch
+carries legal-action masks). The gradient entering each dynamics step is halved
 so the total gradient to the dynamics stays constant with K, and the loss is
 averaged over the K steps.
 """
@@ -49,8 +50,7 @@ def muzero_loss(nets: Networks, params, batch, *, support_size: int,
 
   value_loss = _categorical_loss(value_logits, batch.Rn, support_size)
   reward_loss = _categorical_loss(reward_logits, batch.r, support_size)
-  policy_loss = optax.softmax_cross_entropy(
-      policy_logits, jax.lax.stop_gradient(jnp.asarray(batch.pi, jnp.float32)))
+  policy_loss = optax.softmax_cross_entropy(policy_logits, policy_target(batch))
   per_step = (value_weight * value_loss + reward_weight * reward_loss
               + policy_weight * policy_loss)  # [B, K]
   loss = jnp.mean(per_step)
@@ -62,6 +62,21 @@ def muzero_loss(nets: Networks, params, batch, *, support_size: int,
       "n_step_return": jnp.mean(jnp.asarray(batch.Rn, jnp.float32)[:, 0]),
   }
   return loss, metrics
+
+
+def policy_target(batch):
+  """The search policy `pi [B, K, A]`, restricted to the legal actions when the
+  batch carries legal-action masks (`batch.mask`, 1 = legal) and renormalised;
+  uniform over the legal actions where pi gives them no mass."""
+  pi = jnp.asarray(batch.pi, jnp.float32)
+  if batch.mask is None:
+    return jax.lax.stop_gradient(pi)
+  legal = jnp.asarray(batch.mask, jnp.float32)
+  masked = pi * legal
+  total = jnp.sum(masked, axis=-1, keepdims=True)
+  uniform = legal / jnp.maximum(jnp.sum(legal, axis=-1, keepdims=True), 1.)
+  return jax.lax.stop_gradient(
+      jnp.where(total > 0, masked / jnp.maximum(total, 1e-12), uniform))
 
 
 def default_loss_fn(model, params, batch):

@@ -6,9 +6,11 @@ one per `update`. Temperature, keys, noise settings and data are traced
 arguments, so changing them never recompiles.
 """
 import functools
+import importlib
 import inspect
 from typing import Callable, Optional
 
+import gymnasium as gym
 import haiku as hk
 import jax
 import jax.numpy as jnp
@@ -59,6 +61,14 @@ _STATIC_PLAN_ARGS = ("num_simulations", "max_depth", "loop_fn", "qtransform",
                      "max_num_considered_actions")
 
 
+class _InitSignature:
+  """The signature of a class's `__init__` without `self` (for `inspect`)."""
+
+  def __get__(self, obj, cls):
+    sig = inspect.signature(cls.__init__)
+    return sig.replace(parameters=list(sig.parameters.values())[1:])
+
+
 class MuZero:
   """A MuZero agent built from three Haiku functions.
 
@@ -66,13 +76,20 @@ class MuZero:
     representation_fn: `obs[B, ...] -> s[B, ...]`.
     prediction_fn: `s -> (value_logits[B, 2S+1], policy_logits[B, A])`.
     dynamic_fn: `(s, a[B]) -> (reward_logits[B, 2S+1], next_s)`.
-    policy: 'muzero' (`mctx.muzero_policy`) or 'gumbel'
-      (`mctx.gumbel_muzero_policy`).
+    policy: 'muzero' (`mctx.muzero_policy`), 'gumbel'
+      (`mctx.gumbel_muzero_policy`), 'stochastic' (Stochastic MuZero,
+      `muax.stochastic.StochasticMuZero`, which takes more networks) or
+      'sampled' (Sampled MuZero for continuous actions,
+      `muax.sampled.SampledMuZero`).
     optimizer: an optax transformation; None means `muax.model.optimizer()`.
     loss_fn: `loss_fn(model, params, batch)` returning a scalar or
       `(scalar, metrics)`; None means `muax.loss.default_loss_fn`.
     discount: the per-step discount used inside the search.
     support_size: S; value and reward are categorical over `-S..S`.
+    two_player: a two-player, alternating, zero-sum game: values are from
+      the view of the player to move, rewards from the view of the player who
+      moved, and the search flips the sign at every step (mctx's discount
+      `-discount`). Train it with a tracer built with `two_player=True`.
 
   Integer (e.g. uint8) and half-precision observations reach
   `representation_fn` as float32 with the same values, inside the jitted
@@ -86,13 +103,29 @@ class MuZero:
       `optimizer` that is not an optax transformation.
   """
 
+  # `inspect.signature(MuZero)` shows `__init__`'s arguments, not `__new__`'s.
+  __signature__ = _InitSignature()
+
+  def __new__(cls, *args, **kwargs):
+    # `MuZero(..., policy='stochastic')` and `policy='sampled'` build the
+    # subclass that implements that search (muax.stochastic, muax.sampled).
+    policy = kwargs.get("policy", args[3] if len(args) > 3 else "muzero")
+    if cls is MuZero and isinstance(policy, str) and policy in search.VARIANTS:
+      module, name = search.VARIANTS[policy]
+      cls = getattr(importlib.import_module(module), name)
+    return super().__new__(cls)
+
   def __init__(self, representation_fn: Callable, prediction_fn: Callable,
                dynamic_fn: Callable, policy: str = "muzero",
                optimizer: Optional[optax.GradientTransformation] = None,
                loss_fn: Optional[Callable] = None, discount: float = 0.99,
-               support_size: int = 10):
-    if policy not in search.POLICIES:
-      raise ValueError(f"unknown policy {policy!r}: choose one of {search.POLICIES}")
+               support_size: int = 10, *, two_player: bool = False):
+    known = search.POLICIES + tuple(search.VARIANTS)
+    if policy not in known or (policy in search.VARIANTS
+                               and not isinstance(self, self._variant_class(policy))):
+      raise ValueError(f"unknown policy {policy!r}: choose one of {known}")
+    if not isinstance(two_player, (bool, np.bool_)):
+      raise TypeError(f"two_player must be True or False, got two_player={two_player!r}")
     _check_number("discount", discount, low=0., high=1., what="a number in [0, 1]")
     if isinstance(support_size, bool) or not isinstance(support_size, (int, np.integer)) \
         or support_size < 1:
@@ -119,6 +152,7 @@ class MuZero:
     self._optimizer = _default_optimizer() if optimizer is None else optimizer
     self._loss_fn = default_loss_fn if loss_fn is None else loss_fn
     self._discount = float(discount)
+    self._two_player = bool(two_player)
     self._support_size = int(support_size)
     self._params = None
     self._opt_state = None
@@ -249,9 +283,10 @@ class MuZero:
         params, rng_key, obs, mask, hyper, num_simulations=int(num_simulations),
         max_depth=None if max_depth is None else int(max_depth), loop_fn=loop_fn,
         qtransform=qtransform, max_num_considered_actions=int(max_num_considered_actions)))
-    action, value, pi = unpack_plan(packed)
+    action, value, pi, _ = self._unpack(packed)
     if not obs_from_batch:
-      action, pi, value = int(action[0]), pi[0], float(value[0])
+      action = action[0].item() if action.ndim == 1 else action[0]
+      pi, value = pi[0], float(value[0])
     if with_pi and with_value:
       return action, pi, value
     if with_pi:
@@ -261,10 +296,11 @@ class MuZero:
     return action
 
   def _act_batch_async(self, rng_key, obs, *, num_simulations, temperature, params=None,
-                       invalid_actions=None):
+                       invalid_actions=None, obs_from_batch=True):
     """Dispatches a search on `obs[B, ...]` with the default search settings.
 
-    `invalid_actions` `[B, num_actions]` (1 = invalid) as in `act`.
+    `invalid_actions` `[B, num_actions]` (1 = invalid) as in `act`; with
+    `obs_from_batch=False`, `obs` is one observation searched as a batch of 1.
 
     Returns the packed `[B, 2 + A]` device array without waiting for it;
     `unpack_plan(np.asarray(packed))` gives `(action, value, pi)`. Used by
@@ -272,8 +308,10 @@ class MuZero:
     """
     self._require_params("act")
     _check_key(rng_key)
-    obs = _as_array(obs, "batch of observations")
-    self._check_obs(obs, True)
+    obs = _as_array(obs, "batch of observations" if obs_from_batch else "observation")
+    if not obs_from_batch:
+      obs = obs[None]
+    self._check_obs(obs, obs_from_batch)
     checks.positive_int("num_simulations", num_simulations)
     hyper = _search_settings(temperature, *_act_search_defaults())
     return self._dispatch_plan(params, rng_key, obs,
@@ -288,10 +326,23 @@ class MuZero:
                       hyper, **static)
 
   def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, **static):
+    """Traced: one search on `obs[B, ...]`, packed into one `[B, P]` array."""
     action, pi, value = search.plan(
         self.networks, params, rng_key, obs, invalid_actions, *hyper, policy=self._policy,
-        support_size=self._support_size, discount=self._discount, **static)
+        support_size=self._support_size, discount=self.search_discount, **static)
     return _pack_plan(action, pi, value)
+
+  def _unpack(self, packed: np.ndarray):
+    """`(action[B], value[B], pi[B, A], extras)` from `_plan_packed`'s output on
+    the host; `extras` maps optional Transition fields (e.g. `candidates`) to
+    `[B, ...]` arrays the acting code stores with each step."""
+    action, value, pi = unpack_plan(packed)
+    return action, value, pi, {}
+
+  @staticmethod
+  def _variant_class(policy):
+    module, name = search.VARIANTS[policy]
+    return getattr(importlib.import_module(module), name)
 
   def _check_obs(self, obs, from_batch):
     what = "batch of observations" if from_batch else "observation"
@@ -421,6 +472,9 @@ class MuZero:
         axes = f"[{dims}" + (", num_actions]" if name == "pi" else "]")
         raise ValueError(f"batch.{name} has shape {got}; {what} expects {axes} = {shape} "
                          f"to match batch.obs {obs_shape} (num_actions={self._num_actions})")
+    if batch.mask is not None and np.shape(batch.mask) != lead_shape + (self._num_actions,):
+      raise ValueError(f"batch.mask has shape {np.shape(batch.mask)}; {what} expects "
+                       f"[{dims}, num_actions] = {lead_shape + (self._num_actions,)}")
     for name in ("done", "v", "w"):  # unused by the default loss: scalars allowed
       got = np.shape(getattr(batch, name))
       if got not in ((), lead_shape):
@@ -429,6 +483,16 @@ class MuZero:
     if isinstance(batch.a, np.ndarray):  # device arrays: checked on device, step skipped
       _check_actions(batch.a, self._num_actions, what)
     return batch
+
+  def check_action_space(self, space, what: str = "action_space"):
+    """Raises ValueError unless this model can act in `space`: a Discrete
+    space (of `num_actions` actions once the model is initialised)."""
+    if not isinstance(space, gym.spaces.Discrete):
+      raise ValueError(f"muax plans over discrete actions, but {what} is {space}; wrap "
+                       "the environment to discretise it, or use policy='sampled'")
+    if self._num_actions is not None and int(space.n) != self._num_actions:
+      raise ValueError(f"{what} has {int(space.n)} actions, but the model's networks "
+                       f"have {self._num_actions}")
 
   # -- parameters -----------------------------------------------------------
 
@@ -442,7 +506,7 @@ class MuZero:
     """What a checkpoint records about this model (checked by `load`)."""
     return {"obs_shape": list(self._obs_shape), "num_actions": self._num_actions,
             "support_size": self._support_size, "policy": self._policy,
-            "discount": self._discount}
+            "discount": self._discount, "two_player": self._two_player}
 
   def load(self, file):
     """Restores params and optimizer state saved by `save` (no code is run).
@@ -505,6 +569,15 @@ class MuZero:
   @property
   def discount(self) -> float:
     return self._discount
+
+  @property
+  def two_player(self) -> bool:
+    return self._two_player
+
+  @property
+  def search_discount(self) -> float:
+    """The discount mctx applies per step: `-discount` in two-player games."""
+    return -self._discount if self._two_player else self._discount
 
   @property
   def policy(self) -> str:

@@ -66,6 +66,18 @@ def elu(x):
   return jnp.where(x > 0, x, jnp.exp(jnp.where(x > 0, 0., x)) - 1.)
 
 
+def encode_action(a, num_actions, dtype=jnp.float32):
+  """Integer actions `[B]` one-hot encoded; float vectors `[B, num_actions]`
+  (continuous actions, one-hot or soft codes) passed through."""
+  a = jnp.asarray(a)
+  if a.ndim >= 2:
+    if a.shape[-1] != num_actions:
+      raise ValueError(f"a float action must be a vector [B, {num_actions}], got shape "
+                       f"{a.shape}")
+    return a.astype(dtype)
+  return jax.nn.one_hot(a, num_actions, dtype=dtype)
+
+
 def _mlp(hidden, out, zero_out=False):
   layers = []
   for width in hidden:
@@ -106,7 +118,12 @@ class Prediction(hk.Module):
 
 class Dynamic(hk.Module):
   """Hidden state `[B, D]` and action `[B]` to reward logits
-  `[B, full_support_size]` and next hidden state `[B, D]`."""
+  `[B, full_support_size]` and next hidden state `[B, D]`.
+
+  The action may also be a float vector `[B, num_actions]` (a continuous
+  action, or a one-hot or soft code such as Stochastic MuZero's chance
+  outcome), used as given instead of one-hot encoded.
+  """
 
   def __init__(self, embedding_dim, num_actions, full_support_size, hidden=(64,),
                name="dynamic"):
@@ -117,7 +134,7 @@ class Dynamic(hk.Module):
     self.hidden = tuple(hidden)
 
   def __call__(self, s, a):
-    sa = jnp.concatenate([s, jax.nn.one_hot(a, self.num_actions)], axis=-1)
+    sa = jnp.concatenate([s, encode_action(a, self.num_actions, s.dtype)], axis=-1)
     r = _mlp(self.hidden, self.full_support_size, zero_out=True)(sa)
     ns = min_max_normalize(_mlp(self.hidden, self.embedding_dim)(sa))
     return r, ns
@@ -191,7 +208,7 @@ class ResNetDynamic(hk.Module):
     self.channels, self.num_blocks, self.head_hidden = channels, num_blocks, head_hidden
 
   def __call__(self, s, a):
-    planes = jnp.broadcast_to(jax.nn.one_hot(a, self.num_actions)[:, None, None, :],
+    planes = jnp.broadcast_to(encode_action(a, self.num_actions, s.dtype)[:, None, None, :],
                               s.shape[:3] + (self.num_actions,))
     x = jax.nn.relu(hk.Conv2D(self.channels, 3)(jnp.concatenate([s, planes], -1)))
     for _ in range(self.num_blocks):

@@ -17,18 +17,20 @@ from typing import Optional
 import numpy as np
 
 from muax import checks
-from muax.transition import FIELDS, Transition
+from muax.transition import ALL_FIELDS, FIELDS, Transition
 
 __all__ = ["Trajectory", "TrajectoryReplayBuffer", "Transition"]
 
 _DTYPES = {"a": np.int32, "r": np.float32, "done": np.bool_, "Rn": np.float32,
-           "v": np.float32, "pi": np.float32, "w": np.float32}
+           "v": np.float32, "pi": np.float32, "w": np.float32, "mask": np.bool_,
+           "candidates": np.float32}
 _STATE_FORMAT = "muax.TrajectoryReplayBuffer"
 _STATE_VERSION = 1
 _META_KEYS = ("format", "version", "capacity", "max_transitions", "max_bytes",
               "obs_dtype", "rng")
 _INDEX_KEYS = ("lengths", "terminated", "weights")
 _STEP_KEYS = tuple(f"step_{name}" for name in FIELDS)
+_OPTIONAL_STEP_KEYS = tuple(f"step_{name}" for name in ALL_FIELDS if name not in FIELDS)
 
 
 class Trajectory:
@@ -211,7 +213,7 @@ class TrajectoryReplayBuffer:
                               terminated[chosen], k_steps, self._rng)
     if num_batches is None:
       return windows
-    return Transition(*(x.reshape((rows, batch) + x.shape[1:]) for x in windows))
+    return _map(lambda x: x.reshape((rows, batch) + x.shape[1:]), windows)
 
   def clear(self):
     """Removes every trajectory and frees the storage."""
@@ -250,8 +252,8 @@ class TrajectoryReplayBuffer:
     arrays = {"lengths": lengths.copy(), "terminated": terminated.copy(),
               "weights": weights.copy()}
     if self._store is not None:
-      for key, field in zip(_STEP_KEYS, self._store):
-        arrays[key] = _read_ring(field, self._head, self._count)
+      for name, field in self._store.fields().items():
+        arrays[f"step_{name}"] = _read_ring(field, self._head, self._count)
     return meta, arrays
 
   def restore(self, meta: dict, arrays):
@@ -276,7 +278,7 @@ class TrajectoryReplayBuffer:
     self.clear()
     if steps is None:
       return
-    self._store = Transition(*(np.array(field) for field in steps))
+    self._store = _map(np.array, steps)
     self._count = int(lengths.sum())
     for start, n, t, w in zip(np.cumsum(lengths) - lengths, lengths, terminated, weights):
       self._trajectories.append(start, n, t, w)
@@ -310,10 +312,10 @@ class TrajectoryReplayBuffer:
     if self.max_bytes is not None:
       new_size = min(new_size, self.max_bytes // _step_bytes(steps))
     new_size = max(new_size, needed)
-    store = Transition(*(np.empty((new_size,) + x.shape[1:], x.dtype) for x in steps))
+    store = _map(lambda x: np.empty((new_size,) + x.shape[1:], x.dtype), steps)
     if old is not None:
-      for new, field in zip(store, old):
-        _copy_from_ring(new, field, self._head, self._count)
+      for name, field in old.fields().items():
+        _copy_from_ring(getattr(store, name), field, self._head, self._count)
       self._trajectories.rebase(self._head, size)
     self._store, self._head = store, 0
 
@@ -369,7 +371,7 @@ def _gather_windows(flat: Transition, offsets, lengths, terminated, k_steps, rng
   gather = offsets[:, None] + np.minimum(index, lengths[:, None] - 1)
   # `take` is much faster than fancy indexing for `[N, ...]` fields; "wrap"
   # reads a window that runs past the end of the ring from its start.
-  window = Transition(*(np.take(field, gather, axis=0, mode="wrap") for field in flat))
+  window = _map(lambda field: np.take(field, gather, axis=0, mode="wrap"), flat)
   if inside.all():
     return window
   return _absorb(window, inside, rng)
@@ -385,8 +387,15 @@ def _absorb(window: Transition, inside, rng) -> Transition:
     num_actions = window.pi.shape[-1]
     uniform = np.full_like(window.pi, 1. / num_actions)
     changes["pi"] = np.where(past[..., None], uniform, window.pi)
-    random_a = rng.integers(0, num_actions, size=window.a.shape, dtype=window.a.dtype)
-    changes["a"] = np.where(past, random_a, window.a)
+    random_a = rng.integers(0, num_actions, size=past.shape, dtype=np.int32)
+    if window.candidates is not None:
+      # Continuous actions: a random one of the (repeated) last candidates.
+      chosen = np.take_along_axis(window.candidates, random_a[..., None, None], axis=2)[:, :, 0]
+      changes["a"] = np.where(past[..., None], chosen, window.a)
+    else:
+      changes["a"] = np.where(past, random_a.astype(window.a.dtype), window.a)
+  if window.mask is not None:  # every action is legal in the absorbing state
+    changes["mask"] = np.where(past[..., None], True, window.mask)
   return window.replace(**changes)
 
 
@@ -397,12 +406,14 @@ def _can_sample(lengths, terminated, k_steps):
 def _to_numpy(batched: Transition, obs_dtype=None) -> Transition:
   """`[1, T, ...]` fields to `[T, ...]` numpy arrays with fixed dtypes."""
   fields = {}
-  for name, value in zip(FIELDS, batched):
+  for name, value in batched.fields().items():
     array = np.asarray(value)[0]
     if name == "obs" and obs_dtype is not None:
       fields[name] = _cast_obs(array, obs_dtype)
       continue
     dtype = _DTYPES.get(name, np.float32 if array.dtype.kind == "f" else array.dtype)
+    if name == "a" and array.dtype.kind == "f" and array.ndim > 1:
+      dtype = np.float32  # continuous action vectors `[T, D]`
     fields[name] = array.astype(dtype, copy=False)
   return Transition(**fields)
 
@@ -435,21 +446,33 @@ def _cast_obs(obs: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def _stack(transitions) -> Transition:
   """Stacks single-step transitions into fields shaped `[1, T, ...]`."""
-  columns = zip(*transitions)
-  return Transition(*(np.stack([np.asarray(x) for x in column])[None]
-                      for column in columns))
+  names = list(transitions[0].fields())
+  for i, t in enumerate(transitions):
+    if list(t.fields()) != names:
+      raise ValueError(f"transition {i} of the trajectory has fields {list(t.fields())}, "
+                       f"but the first has {names}: every step must carry the same "
+                       "optional fields (mask, candidates)")
+  return Transition(**{name: np.stack([np.asarray(getattr(t, name)) for t in transitions])[None]
+                       for name in names})
+
+
+def _map(fn, steps: Transition) -> Transition:
+  """A Transition of `fn(field)` for every present field."""
+  return Transition(**{name: fn(x) for name, x in steps.fields().items()})
 
 
 def _step_bytes(steps: Transition) -> int:
   """Bytes of one step over all fields of `[N, ...]` arrays."""
-  return sum(x.itemsize * int(np.prod(x.shape[1:], dtype=np.int64)) for x in steps)
+  return sum(x.itemsize * int(np.prod(x.shape[1:], dtype=np.int64))
+             for x in steps.fields().values())
 
 
 def _write_ring(store: Transition, start: int, steps: Transition):
   """Writes `[L, ...]` steps into the ring from `start`, wrapping at its end."""
   size = len(store.a)
   first = min(len(steps.a), size - start)
-  for field, new in zip(store, steps):
+  for name, new in steps.fields().items():
+    field = getattr(store, name)
     field[start:start + first] = new[:first]
     field[:len(new) - first] = new[first:]
 
@@ -475,11 +498,17 @@ def _moved(column: np.ndarray, lo: int, hi: int, size: int) -> np.ndarray:
 
 
 def _check_compatible(reference: Transition, steps: Transition):
-  for name, ref, new in zip(FIELDS, reference, steps):
-    if ref.shape[1:] != new.shape[1:]:
+  have, new_fields = reference.fields(), steps.fields()
+  if list(have) != list(new_fields):
+    extra = lambda names: [n for n in names if n not in FIELDS] or "none"  # noqa: E731
+    raise ValueError(f"trajectory has optional fields {extra(new_fields)}, but the buffer "
+                     f"holds {extra(have)}: every trajectory must carry the same ones")
+  for name, new in new_fields.items():
+    ref = have[name]
+    if ref.shape[1:] != new.shape[1:] or (name == "a" and ref.dtype.kind != new.dtype.kind):
       raise ValueError(
-          f"trajectory field {name!r} has per-step shape {new.shape[1:]}, but the "
-          f"buffer holds {ref.shape[1:]}")
+          f"trajectory field {name!r} has per-step shape {new.shape[1:]} ({new.dtype}), "
+          f"but the buffer holds {ref.shape[1:]} ({ref.dtype})")
 
 
 def _check_bounds(capacity, max_transitions, max_bytes):
@@ -550,16 +579,20 @@ def _parse_arrays(arrays, obs_dtype):
   if num and (lengths.min() < 1 or not np.isfinite(weights).all() or weights.min() < 0):
     raise ValueError("replay buffer arrays need lengths >= 1 and finite weights >= 0")
   step_keys = sorted(names - set(_INDEX_KEYS))
-  expected = sorted(_STEP_KEYS) if num else []
+  optional = sorted(set(step_keys) & set(_OPTIONAL_STEP_KEYS))
+  expected = sorted(_STEP_KEYS + tuple(optional)) if num else []
   if step_keys != expected:
     raise ValueError(f"replay buffer arrays hold step fields {step_keys} for {num} "
                      f"trajectories; expected {expected}")
   if not num:
     return lengths, terminated, weights, None
-  steps = Transition(*(np.asarray(arrays[key]) for key in _STEP_KEYS))
+  steps = Transition(**{key[5:]: np.asarray(arrays[key]) for key in step_keys})
   total = int(lengths.sum())
-  for key, x in zip(_STEP_KEYS, steps):
+  for key in step_keys:
+    x = getattr(steps, key[5:])
     dtype = obs_dtype if key == "step_obs" else _DTYPES.get(key[5:])
+    if key == "step_a" and x.dtype == np.float32 and x.ndim > 1:
+      dtype = np.float32
     if x.ndim < 1 or x.shape[0] != total:
       raise ValueError(f"replay buffer array {key!r} has shape {x.shape}; expected "
                        f"{total} steps (the sum of lengths) first")

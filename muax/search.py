@@ -14,6 +14,9 @@ import mctx
 from muax.support import logits_to_scalar
 
 POLICIES = ("muzero", "gumbel")
+# Policies implemented by subclasses of `MuZero` in their own modules.
+VARIANTS = {"stochastic": ("muax.stochastic", "StochasticMuZero"),
+            "sampled": ("muax.sampled", "SampledMuZero")}
 
 
 class Networks(NamedTuple):

@@ -21,7 +21,7 @@ def test(model, env, key, num_simulations, num_test_episodes=10, random_seed=Non
       every episode starts from a different state.
     max_episode_steps: cap for environments without a time limit.
   """
-  check_env(env)
+  check_env(env, model=model)
   if isinstance(num_test_episodes, bool) or not isinstance(
       num_test_episodes, (int, np.integer)) or num_test_episodes < 1:
     raise ValueError(f"num_test_episodes must be a positive integer, got {num_test_episodes!r}")

@@ -207,7 +207,8 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
   _check_settings(vectorization, checkpoint_interval, target_return, resume)
   env, test_env, env_name = _make_envs(env_id, env, test_env, num_envs, vectorization,
                                        max_episode_steps,
-                                       num_test_envs=min(num_envs, num_test_episodes))
+                                       num_test_envs=min(num_envs, num_test_episodes),
+                                       model=model)
   tracer = PNStep(50, 0.997, 0.5) if tracer is None else tracer
   buffer = TrajectoryReplayBuffer(500, random_seed=random_seed) if buffer is None else buffer
   temperature_fn = default_temperature_fn if temperature_fn is None else temperature_fn
@@ -719,7 +720,7 @@ class _Loop:
 
 
 def _make_envs(env_id, env, test_env, num_envs=1, vectorization="auto",
-               max_episode_steps=None, num_test_envs=1):
+               max_episode_steps=None, num_test_envs=1, model=None):
   """Training and test environments; vector ones when `num_envs > 1`.
 
   `env` may be an environment, a function making one, or a vector
@@ -738,19 +739,19 @@ def _make_envs(env_id, env, test_env, num_envs=1, vectorization="auto",
   try:
     if env_fn is not None:
       env = (acting.make_vector_env(env_fn, num_envs, mode=vectorization,
-                                    max_episode_steps=max_episode_steps)
+                                    max_episode_steps=max_episode_steps, model=model)
              if num_envs > 1 else env_fn())
     if test_env is None:
       test_env = (acting.make_vector_env(env_fn, num_test_envs, mode="sync",
-                                         max_episode_steps=max_episode_steps)
+                                         max_episode_steps=max_episode_steps, model=model)
                   if num_envs > 1 and num_test_envs > 1 else env_fn())
   except gym.error.Error as e:
     raise ValueError(f"cannot make environment env_id={env_id!r}: {e}") from e
   for what, e in (("env", env), ("test_env", test_env)):
     if isinstance(e, gym.vector.VectorEnv):
-      acting.check_vector_env(e)
+      acting.check_vector_env(e, model)
     else:
-      acting.check_env(e, what)
+      acting.check_env(e, what, model)
   if name is None:
     spec = getattr(env, "spec", None)
     name = getattr(spec, "id", None) or (

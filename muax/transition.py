@@ -5,6 +5,11 @@ from typing import Any
 import jax
 
 FIELDS = ("obs", "a", "r", "done", "Rn", "v", "pi", "w")
+# Optional fields after the classic eight: None when absent. Iterating a
+# Transition still yields the eight, so `obs, a, r, done, Rn, v, pi, w = t`
+# keeps working; pytree functions (`jax.tree_util.tree_map`) see all fields.
+EXTRA_FIELDS = ("mask", "candidates")
+ALL_FIELDS = FIELDS + EXTRA_FIELDS
 
 
 @jax.tree_util.register_pytree_node_class
@@ -23,6 +28,8 @@ class Transition:
   v: Any = 0.     # search value of `obs` when it was played, `[...]`
   pi: Any = 0.    # search policy at `obs`, `[..., num_actions]`
   w: Any = 1.     # priority, `[...]`
+  mask: Any = None  # legal actions (1 = legal) at `obs`, `[..., num_actions]`
+  candidates: Any = None  # sampled actions searched at `obs`, `[..., K, action_dim]`
 
   def __iter__(self):
     return iter(getattr(self, name) for name in FIELDS)
@@ -34,8 +41,14 @@ class Transition:
   def replace(self, **changes) -> "Transition":
     return dataclasses.replace(self, **changes)
 
+  def fields(self) -> dict:
+    """The fields that are present, by name: the classic eight and any
+    optional field that is not None."""
+    return {name: getattr(self, name) for name in ALL_FIELDS
+            if name in FIELDS or getattr(self, name) is not None}
+
   def tree_flatten(self):
-    return tuple(getattr(self, name) for name in FIELDS), None
+    return tuple(getattr(self, name) for name in ALL_FIELDS), None
 
   @classmethod
   def tree_unflatten(cls, aux, children):

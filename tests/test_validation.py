@@ -440,9 +440,17 @@ def test_test_rejects_zero_episodes():
 
 
 def test_test_rejects_env_with_other_observations():
+  env = gym.wrappers.TransformObservation(
+      gym.make("CartPole-v1"), lambda o: o[:3],
+      gym.spaces.Box(-np.inf, np.inf, (3,), np.float32))
+  _raises(lambda: muax.test.test(_model(), env, KEY, 2, num_test_episodes=1),
+          ValueError, r"observation has shape \(3,\), but the model was initialised for \(4,\)")
+
+
+def test_test_rejects_env_with_another_number_of_actions():
   _raises(lambda: muax.test.test(_model(), gym.make("Acrobot-v1"), KEY, 2,
                                  num_test_episodes=1),
-          ValueError, r"observation has shape \(6,\), but the model was initialised for \(4,\)")
+          ValueError, r"env.action_space has 3 actions, but the model's networks have 2")
 
 
 # -- networks, support, wrappers ----------------------------------------------
