@@ -29,8 +29,9 @@ setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["pytest>=8", "gymnasium[box2d]>=1.0"],
+        "test": ["pytest>=8", "gymnasium[box2d]>=1.0", "pettingzoo>=1.24"],
         "box2d": ["gymnasium[box2d]>=1.0"],
+        "games": ["pettingzoo>=1.24"],
     },
     entry_points={"console_scripts": ["muax=muax.cli:main"]},
     classifiers=[

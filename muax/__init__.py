@@ -2,6 +2,7 @@
 __version__ = "0.1.0"
 
 from muax import episode_tracer
+from muax import games
 from muax import loss
 from muax import model
 from muax import nn
@@ -30,6 +31,7 @@ __all__ = [
     "Transition",
     "episode_tracer",
     "fit",
+    "games",
     "loss",
     "model",
     "nn",

@@ -5,6 +5,7 @@ documents exactly what the code reads.
 """
 import argparse
 import dataclasses
+import functools
 import sys
 from typing import Optional
 
@@ -16,10 +17,19 @@ __all__ = ["TrainConfig", "build_model", "main", "train"]
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """Settings of `muax train`; the defaults solve CartPole-v1 in about a minute."""
-  env_id: str = dataclasses.field(metadata={"help": "gymnasium environment id, e.g. CartPole-v1"})
+  env_id: str = dataclasses.field(metadata={
+      "help": "gymnasium environment id, e.g. CartPole-v1, or a two-player PettingZoo "
+              "classic game as pettingzoo:<module>, e.g. pettingzoo:tictactoe_v3 "
+              "(self-play; tests against a random player)"})
   policy: str = dataclasses.field(default="muzero", metadata={
-      "help": "search: muzero (mctx.muzero_policy) or gumbel (mctx.gumbel_muzero_policy)",
-      "choices": ("muzero", "gumbel")})
+      "help": "search: muzero (mctx.muzero_policy), gumbel (mctx.gumbel_muzero_policy), "
+              "stochastic (Stochastic MuZero, chance outcomes learned) or sampled "
+              "(Sampled MuZero, for continuous Box actions)",
+      "choices": ("muzero", "gumbel", "stochastic", "sampled")})
+  num_chance_outcomes: int = dataclasses.field(default=32, metadata={
+      "help": "policy stochastic: size of the learned chance-outcome codebook"})
+  num_samples: int = dataclasses.field(default=16, metadata={
+      "help": "policy sampled: actions sampled per search node"})
   num_simulations: int = dataclasses.field(default=50, metadata={"help": "simulations per decision"})
   max_episodes: int = dataclasses.field(default=1000, metadata={"help": "training episodes at most"})
   max_training_steps: int = dataclasses.field(default=20000, metadata={"help": "updates at most"})
@@ -77,42 +87,72 @@ def default_num_envs() -> int:
   return 1 if jax.default_backend() == "cpu" else 16
 
 
-def build_model(config: TrainConfig, num_actions: int):
-  """The MLP MuZero the command line trains."""
+def build_model(config: TrainConfig, num_actions, *, two_player: bool = False):
+  """The MLP MuZero the command line trains.
+
+  `num_actions` is the number of discrete actions, or the action space (a
+  Box for `policy='sampled'`).
+  """
   import muax
   from muax import nn
+  space = num_actions if isinstance(num_actions, gym.spaces.Space) else None
+  if space is not None:
+    if config.policy == "sampled":
+      if not isinstance(space, gym.spaces.Box):
+        raise SystemExit(f"muax train: policy sampled needs a Box action space, got {space}")
+    elif not isinstance(space, gym.spaces.Discrete):
+      raise SystemExit(f"muax train: {config.env_id} has action space {space}; policy "
+                       f"{config.policy} plans over discrete actions (use --policy sampled "
+                       "for continuous ones)")
+    else:
+      num_actions = int(space.n)
   size = 2 * config.support_size + 1
   hidden = (config.hidden,)
   gradient_transform = muax.model.optimizer(
       init_value=config.learning_rate, peak_value=config.learning_rate,
       end_value=config.end_learning_rate, warmup_steps=5000, transition_steps=5000)
+  common = dict(embedding_dim=config.embedding_dim, hidden=hidden,
+                support_size=config.support_size, discount=config.discount,
+                optimizer=gradient_transform)
+  if config.policy == "stochastic":
+    from muax import stochastic
+    return stochastic.build_model(num_actions, num_chance_outcomes=config.num_chance_outcomes,
+                                  **common)
+  if config.policy == "sampled":
+    from muax import sampled
+    return sampled.build_model(space, num_samples=config.num_samples, **common)
   return muax.MuZero(
       nn._init_representation_func(nn.Representation, config.embedding_dim, hidden=hidden),
       nn._init_prediction_func(nn.Prediction, num_actions, size, hidden=hidden),
       nn._init_dynamic_func(nn.Dynamic, config.embedding_dim, num_actions, size, hidden=hidden),
       policy=config.policy, optimizer=gradient_transform, discount=config.discount,
-      support_size=config.support_size)
+      support_size=config.support_size, two_player=two_player)
 
 
 def train(config: TrainConfig):
   """Runs `muax.train.run` for a config; returns its `FitResult`."""
   import muax
-  env = gym.make(config.env_id)
-  if not isinstance(env.action_space, gym.spaces.Discrete):
-    raise SystemExit(f"muax train: {config.env_id} has action space {env.action_space}; "
-                     "muax plans over discrete actions")
+  from muax import games
+  two_player = games.is_game_id(config.env_id)
+  make = (functools.partial(games.make, config.env_id) if two_player
+          else functools.partial(gym.make, config.env_id))
+  try:
+    env = make()
+  except (gym.error.Error, ImportError, ValueError) as e:
+    raise SystemExit(f"muax train: cannot make {config.env_id}: {e}") from None
   target = config.target_return
-  if target is None:
+  if target is None and not two_player:
     target = getattr(env.spec, "reward_threshold", None)
-  name = config.name or f"{config.env_id}_{config.policy}_seed{config.seed}"
-  model = build_model(config, int(env.action_space.n))
+  name = (config.name or f"{config.env_id}_{config.policy}_seed{config.seed}").replace(":", "-")
+  model = build_model(config, env.action_space, two_player=two_player)
   num_envs = default_num_envs() if config.num_envs is None else config.num_envs
   if num_envs > 1:
     env.close()
-    env = lambda: gym.make(config.env_id)  # noqa: E731 (a factory for the vector env)
+    env = make  # a factory for the vector env
   return muax.train.run(
-      model, env=env, test_env=gym.make(config.env_id), num_envs=num_envs,
-      tracer=muax.PNStep(config.n_step, config.discount, 0.5),
+      model, env=env, test_env=make(), num_envs=num_envs,
+      opponent=games.RandomOpponent(config.seed) if two_player else None,
+      tracer=muax.PNStep(config.n_step, config.discount, 0.5, two_player=two_player),
       buffer=muax.TrajectoryReplayBuffer(config.buffer_capacity, random_seed=config.seed),
       max_episodes=config.max_episodes, test_interval=config.test_interval,
       num_test_episodes=config.num_test_episodes,

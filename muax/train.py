@@ -24,6 +24,7 @@ import numpy as np
 from muax import acting
 from muax import checkpoint
 from muax import checks
+from muax import games
 from muax import run_state
 from muax.episode_tracer import PNStep
 from muax.model import mean_metrics
@@ -88,7 +89,7 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
         num_update_per_episode=50, *, target_return=None, progress=True,
         max_episode_steps=None, num_envs=1, vectorization="auto", resume=False,
         checkpoint_interval=60., keep_checkpoints=3,
-        max_consecutive_skipped=200) -> str:
+        max_consecutive_skipped=200, opponent=None) -> str:
   """Trains `model` on an environment and returns the best checkpoint's path.
 
   Args:
@@ -138,6 +139,16 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
     keep_checkpoints: run states and best-so-far checkpoints kept (newest).
     max_consecutive_skipped: stop with `TrainingDiverged` after this many
       updates in a row with a non-finite loss or gradient (each is skipped).
+    opponent: for two-player games (`MuZero(..., two_player=True)` and an
+      env giving the self-play view, see `muax.games`): the greedy tests
+      play against this policy, `opponent(obs, action_mask) -> action`,
+      taking each side in turn (`muax.games.VersusOpponent`); the test return
+      is then the mean score (+1 win, 0 draw, -1 loss). Without it a
+      two-player model's tests play against itself.
+
+  A two-player model trains by self-play with a tracer built with
+  `two_player=True` (the default tracer is then `PNStep(50, model.discount,
+  0.5, two_player=True)`).
 
   Returns:
     the path of the best checkpoint by test return, for `model.load`.
@@ -160,7 +171,7 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
              progress=progress, max_episode_steps=max_episode_steps, num_envs=num_envs,
              vectorization=vectorization, resume=resume,
              checkpoint_interval=checkpoint_interval, keep_checkpoints=keep_checkpoints,
-             max_consecutive_skipped=max_consecutive_skipped).best_path
+             max_consecutive_skipped=max_consecutive_skipped, opponent=opponent).best_path
 
 
 class TrainingInterrupted(SystemExit):
@@ -191,7 +202,7 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
         num_update_per_episode=50, target_return=None, progress=True,
         max_episode_steps=None, num_envs=1, vectorization="auto", resume=False,
         checkpoint_interval=60., keep_checkpoints=3,
-        max_consecutive_skipped=200) -> FitResult:
+        max_consecutive_skipped=200, opponent=None) -> FitResult:
   """`fit` with the full record of the run (see `FitResult`)."""
   _check_counts(max_episodes=max_episodes, test_interval=test_interval,
                 num_test_episodes=num_test_episodes,
@@ -205,11 +216,13 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
   _check_counts(allow_zero=True, buffer_warm_up=buffer_warm_up,
                 num_update_per_episode=num_update_per_episode)
   _check_settings(vectorization, checkpoint_interval, target_return, resume)
-  env, test_env, env_name = _make_envs(env_id, env, test_env, num_envs, vectorization,
-                                       max_episode_steps,
-                                       num_test_envs=min(num_envs, num_test_episodes),
-                                       model=model)
-  tracer = PNStep(50, 0.997, 0.5) if tracer is None else tracer
+  tracer = _check_two_player(model, tracer, opponent)
+  env, test_env, env_name = _make_envs(
+      env_id, env, test_env, num_envs, vectorization, max_episode_steps,
+      num_test_envs=1 if opponent is not None else min(num_envs, num_test_episodes),
+      model=model)
+  if opponent is not None:
+    test_env = games.VersusOpponent(test_env, opponent)
   buffer = TrajectoryReplayBuffer(500, random_seed=random_seed) if buffer is None else buffer
   temperature_fn = default_temperature_fn if temperature_fn is None else temperature_fn
   loop = _Loop(model, env, test_env, tracer, buffer, random_seed, num_simulations,
@@ -717,6 +730,28 @@ class _Loop:
     for env in (self.env, self.test_env):
       if isinstance(env, gym.vector.VectorEnv):
         env.close()
+
+
+def _check_two_player(model, tracer, opponent):
+  """The tracer to use (a default one when None), checked against the model."""
+  two_player = bool(getattr(model, "two_player", False))
+  if opponent is not None and not two_player:
+    raise ValueError("opponent is for two-player games: build the model with "
+                     "MuZero(..., two_player=True)")
+  if opponent is not None and not callable(opponent):
+    raise TypeError("opponent must be a function opponent(obs, action_mask) -> action, "
+                    f"got {opponent!r}")
+  if tracer is None:
+    return (PNStep(50, model.discount, 0.5, two_player=True) if two_player
+            else PNStep(50, 0.997, 0.5))
+  if bool(getattr(tracer, "two_player", False)) != two_player:
+    if two_player:
+      raise ValueError("the model is two_player=True but the tracer is not: build it with "
+                       "two_player=True (e.g. muax.PNStep(n, gamma, two_player=True)) so "
+                       "that returns alternate sign between the players")
+    raise ValueError("the tracer is two_player=True but the model is not: build the "
+                     "model with MuZero(..., two_player=True)")
+  return tracer
 
 
 def _make_envs(env_id, env, test_env, num_envs=1, vectorization="auto",

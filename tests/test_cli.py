@@ -27,7 +27,7 @@ def test_train_small_budget_prints_summary(tmp_path, capsys):
 
 def test_rejects_continuous_actions():
   with pytest.raises(SystemExit, match="discrete actions"):
-    cli.main(["train", "Pendulum-v1", "--no-progress"])
+    cli.main(["train", "Pendulum-v1", "--no-progress"])  # policy muzero
 
 
 def test_bad_option_value_fails():
@@ -65,3 +65,31 @@ def test_resume_option_continues_the_saved_run(tmp_path, capsys):
   captured = capsys.readouterr()
   assert "resuming from" in captured.err and "after 2 warm-up and 2 training" in captured.err
   assert "Trained for 4 episodes" in captured.out and "8 updates" in captured.out
+
+
+def test_trains_a_pettingzoo_game_by_self_play(tmp_path, capsys, monkeypatch):
+  pytest.importorskip("pettingzoo")
+  import muax
+  runs = []
+  real_run = muax.train.run
+
+  def spy(model, **kwargs):
+    runs.append((model, kwargs))
+    return real_run(model, **kwargs)
+
+  monkeypatch.setattr(muax.train, "run", spy)
+  code = cli.main(["train", "pettingzoo:tictactoe_v3", "--max-episodes", "3",
+                   "--buffer-warm-up", "2", "--num-simulations", "4", "--k-steps", "3",
+                   "--test-interval", "3", "--num-test-episodes", "2",
+                   "--num-update-per-episode", "2", "--logdir", str(tmp_path / "tb"),
+                   "--save-dir", str(tmp_path / "models"), "--no-progress"])
+  assert code == 0 and "Best greedy test return" in capsys.readouterr().out
+  model, kwargs = runs[0]
+  assert model.two_player and kwargs["tracer"].two_player
+  assert isinstance(kwargs["opponent"], muax.games.RandomOpponent)
+
+
+def test_rejects_an_unknown_game():
+  pytest.importorskip("pettingzoo")
+  with pytest.raises(SystemExit, match="no PettingZoo classic game"):
+    cli.main(["train", "pettingzoo:nogame_v0", "--no-progress"])
