@@ -18,7 +18,8 @@ import muax
 from muax import games, nn
 
 
-def make_model(support_size: int = 2, embedding_dim: int = 32, hidden=(128,)):
+def make_model(policy: str = "gumbel", support_size: int = 2, embedding_dim: int = 32,
+               hidden=(128,)):
   """A two-player MuZero with MLP networks for a 3x3x2 board."""
   size = 2 * support_size + 1
   num_actions = 9
@@ -26,16 +27,16 @@ def make_model(support_size: int = 2, embedding_dim: int = 32, hidden=(128,)):
       nn._init_representation_func(nn.Representation, embedding_dim, hidden=hidden),
       nn._init_prediction_func(nn.Prediction, num_actions, size, hidden=hidden),
       nn._init_dynamic_func(nn.Dynamic, embedding_dim, num_actions, size, hidden=hidden),
-      policy="muzero", discount=1., support_size=support_size, two_player=True,
+      policy=policy, discount=1., support_size=support_size, two_player=True,
       optimizer=muax.model.optimizer(init_value=3e-3, peak_value=3e-3, end_value=3e-4,
                                      warmup_steps=0, transition_steps=20_000))
 
 
 def train(episodes: int = 3000, seed: int = 0, num_simulations: int = 25,
           save_dir: str = "runs/models/tictactoe", logdir: str = "runs/tensorboard",
-          progress: bool = True, resume: bool = False):
+          progress: bool = True, resume: bool = False, policy: str = "gumbel"):
   """Self-play training; returns `(model, FitResult)`."""
-  model = make_model()
+  model = make_model(policy)
   result = muax.train.run(
       model, env=games.PettingZooEnv("tictactoe_v3"),
       test_env=games.PettingZooEnv("tictactoe_v3"),

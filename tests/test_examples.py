@@ -41,3 +41,13 @@ def test_notebook_cells_compile():
     source = "".join(line for line in cell["source"] if not line.lstrip().startswith(("%", "!")))
     compile(source, "<notebook cell>", "exec")
   assert any("muax.fit(" in "".join(c["source"]) for c in cells)
+
+
+def test_tictactoe_example(tmp_path):
+  pytest.importorskip("pettingzoo", reason="the games extra is not installed")
+  out = subprocess.run(
+      [sys.executable, os.path.abspath(os.path.join(EXAMPLES, "tictactoe.py")),
+       "--episodes", "2"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+  assert out.returncode == 0, out.stderr
+  assert "Best greedy test return" in out.stdout
+  assert "against a random player, 50 games as each side" in out.stdout

@@ -82,3 +82,20 @@ def _negamax(board) -> int:
     return 0
   player = to_move(board)
   return max(-_negamax(_play(board, a, player)) for a in moves)
+
+
+def board_from_observation(obs) -> tuple:
+  """The board of a PettingZoo tictactoe_v3 observation `[3, 3, 2]` (plane 0:
+  the pieces of the player to move, plane 1: the other's; cell (r, c) is
+  action 3 r + c)."""
+  obs = np.asarray(obs)
+  own, other = obs[..., 0].reshape(9), obs[..., 1].reshape(9)
+  player = 1 if own.sum() == other.sum() else -1  # X moves when the counts are equal
+  return tuple(int(x) for x in player * own - player * other)
+
+
+def perfect_opponent(seed: int = 0):
+  """A `muax.games` opponent `(obs, action_mask) -> action` playing perfectly
+  (uniformly among optimal moves)."""
+  policy = perfect_policy(np.random.default_rng(seed))
+  return lambda obs, action_mask: policy(board_from_observation(obs))
