@@ -93,3 +93,20 @@ def test_rejects_an_unknown_game():
   pytest.importorskip("pettingzoo")
   with pytest.raises(SystemExit, match="no PettingZoo classic game"):
     cli.main(["train", "pettingzoo:nogame_v0", "--no-progress"])
+
+
+def test_policy_stochastic_trains_a_stochastic_muzero(tmp_path, capsys, monkeypatch):
+  import muax
+  from muax import stochastic
+  runs = []
+  real_run = muax.train.run
+  monkeypatch.setattr(muax.train, "run",
+                      lambda model, **kw: runs.append(model) or real_run(model, **kw))
+  code = cli.main(["train", "CartPole-v1", "--policy", "stochastic", "--num-chance-outcomes",
+                   "4", "--max-episodes", "2", "--buffer-warm-up", "2", "--num-simulations",
+                   "4", "--k-steps", "3", "--test-interval", "2", "--num-test-episodes", "1",
+                   "--num-update-per-episode", "2", "--logdir", str(tmp_path / "tb"),
+                   "--save-dir", str(tmp_path / "models"), "--no-progress"])
+  assert code == 0 and "Best greedy test return" in capsys.readouterr().out
+  assert isinstance(runs[0], stochastic.StochasticMuZero)
+  assert runs[0].checkpoint_metadata()["num_chance_outcomes"] == 4

@@ -1,0 +1,611 @@
+"""Stochastic MuZero (Antonoglou et al., 2022): planning with chance nodes.
+
+"Planning in stochastic environments with a learned model" splits each model
+step into a decision and a chance transition:
+
+  s_0 = repr(o_t),                         v_k, p_k = pred(s_k),
+  as_k = afterstate_dyn(s_k, a_{t+k}),     Q_k, sigma_k = afterstate_pred(as_k),
+  r_k, s_{k+1} = dyn(as_k, c_{t+k}),       c_{t+k} = onehot(argmax e(o_{t+k}, o_{t+k+1})).
+
+The afterstate `as_k` is the state after the action and before the
+environment's randomness; `sigma_k` is the model's distribution over `C`
+discrete chance outcomes there. The encoder `e` sees the real next observation
+and picks the outcome that happened: a learned codebook of `C` one-hot codes,
+trained with a straight-through gradient through the dynamics. The search is
+`mctx.stochastic_muzero_policy`, which alternates decision nodes (actions,
+PUCT) and chance nodes (outcomes drawn in proportion to `sigma`).
+
+`muax.MuZero(..., policy='stochastic', afterstate_dynamic_fn=...,
+afterstate_prediction_fn=..., encoder_fn=...)` builds a `StochasticMuZero`;
+`mlp_networks` gives ready-made MLP networks for all six functions and
+`build_model` a model in one call. `GambleEnv` is a small environment with
+one chance event, for tests, the example and the benchmark.
+"""
+import functools
+from typing import Callable, NamedTuple, Optional
+
+import gymnasium as gym
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import mctx
+import numpy as np
+import optax
+
+from muax import checks
+from muax import model as model_lib
+from muax import nn
+from muax import search
+from muax.support import logits_to_scalar, scalar_to_support
+
+__all__ = [
+    "AfterstateDynamic", "AfterstatePrediction", "Encoder", "GambleEnv",
+    "StochasticMuZero", "StochasticNetworks", "build_model", "mlp_networks", "plan",
+    "stochastic_muzero_loss",
+]
+
+
+class StochasticNetworks(NamedTuple):
+  """Haiku `apply` functions of the six Stochastic MuZero networks."""
+  representation: Callable         # (params, obs[B, ...]) -> s[B, ...]
+  prediction: Callable             # (params, s) -> (value_logits[B, V], policy_logits[B, A])
+  afterstate_dynamic: Callable     # (params, s, a[B]) -> as[B, ...]
+  afterstate_prediction: Callable  # (params, as) -> (q_logits[B, V], chance_logits[B, C])
+  dynamic: Callable                # (params, as, code[B, C]) -> (reward_logits[B, V], next_s)
+  encoder: Callable                # (params, obs, next_obs) -> code_logits[B, C]
+
+
+class StochasticMuZero(model_lib.MuZero):
+  """A Stochastic MuZero agent: `muax.MuZero` with afterstates and chance codes.
+
+  Built by `muax.MuZero(..., policy='stochastic', ...)` (or directly). Acting,
+  `fit`, `save`/`load` and `update` work as for `MuZero`; the search is
+  `mctx.stochastic_muzero_policy` and the default loss
+  `stochastic_muzero_loss`.
+
+  Args:
+    representation_fn: `obs[B, ...] -> s[B, ...]`.
+    prediction_fn: `s -> (value_logits[B, 2S+1], policy_logits[B, A])`.
+    dynamic_fn: the chance dynamics, `(as, code[B, C]) -> (reward_logits[B,
+      2S+1], next_s)`; `code` is a float one-hot (straight-through while
+      learning) vector, as `nn.Dynamic(embedding_dim, num_chance_outcomes,
+      2S+1)` accepts. `next_s` must have the shape of `s`.
+    policy: 'stochastic'.
+    optimizer, loss_fn, discount, support_size: as for `muax.MuZero`; the
+      default loss is `stochastic_muzero_loss`.
+    afterstate_dynamic_fn: `(s, a[B]) -> as[B, ...]`.
+    afterstate_prediction_fn: `as -> (q_logits[B, 2S+1], chance_logits[B, C])`.
+    encoder_fn: `(obs[B, ...], next_obs[B, ...]) -> code_logits[B, C]`: which
+      chance outcome led from `obs` to `next_obs`.
+    num_chance_outcomes: C, the size of the codebook.
+    two_player: must be False (not supported).
+
+  `num_simulations` counts decision and chance expansions alike, and
+  `max_depth` counts both kinds of node (mctx's convention): one environment
+  step is two levels of the tree. `gumbel_scale` and
+  `max_num_considered_actions` are ignored.
+
+  Raises:
+    ValueError: a missing extra network, `num_chance_outcomes` not a positive
+      integer, `two_player=True`, or any error of `muax.MuZero`.
+    TypeError: an extra network that is not callable.
+  """
+
+  def __init__(self, representation_fn: Callable, prediction_fn: Callable,
+               dynamic_fn: Callable, policy: str = "stochastic",
+               optimizer: Optional[optax.GradientTransformation] = None,
+               loss_fn: Optional[Callable] = None, discount: float = 0.99,
+               support_size: int = 10, *, afterstate_dynamic_fn: Optional[Callable] = None,
+               afterstate_prediction_fn: Optional[Callable] = None,
+               encoder_fn: Optional[Callable] = None, num_chance_outcomes: int = 32,
+               two_player: bool = False):
+    if policy != "stochastic":
+      raise ValueError(f"StochasticMuZero needs policy='stochastic', got policy={policy!r}")
+    if isinstance(two_player, (bool, np.bool_)) and two_player:
+      raise ValueError("policy='stochastic' does not support two_player=True")
+    extras = (("afterstate_dynamic_fn", afterstate_dynamic_fn),
+              ("afterstate_prediction_fn", afterstate_prediction_fn),
+              ("encoder_fn", encoder_fn))
+    for name, fn in extras:
+      if fn is None:
+        raise ValueError(f"policy='stochastic' needs {name} (see "
+                         "muax.stochastic.mlp_networks for ready-made networks)")
+      if not callable(fn):
+        raise TypeError(f"{name} must be a function building Haiku modules, got {fn!r}")
+    self._num_chance_outcomes = checks.positive_int("num_chance_outcomes",
+                                                    num_chance_outcomes)
+    super().__init__(representation_fn, prediction_fn, dynamic_fn, policy, optimizer,
+                     default_loss_fn if loss_fn is None else loss_fn, discount, support_size,
+                     two_player=two_player)
+    transform = lambda fn: hk.without_apply_rng(hk.transform(fn))  # noqa: E731
+    self.afterstate_dy_func = transform(afterstate_dynamic_fn)
+    self.afterstate_pred_func = transform(afterstate_prediction_fn)
+    self.encoder_func = transform(_float_observation_pair(encoder_fn))
+    self.stochastic_networks = StochasticNetworks(
+        self.repr_func.apply, self.pred_func.apply, self.afterstate_dy_func.apply,
+        self.afterstate_pred_func.apply, self.dy_func.apply, self.encoder_func.apply)
+
+  @property
+  def num_chance_outcomes(self) -> int:
+    return self._num_chance_outcomes
+
+  def _init_params(self, rng_key, sample):
+    """Pure: the six networks' params for `sample[B, ...]`, checked, and A."""
+    keys = jax.random.split(rng_key, 6)
+    batch, size, num_c = sample.shape[0], 2 * self._support_size + 1, self._num_chance_outcomes
+    params = {"representation": self.repr_func.init(keys[0], sample)}
+    s = self.repr_func.apply(params["representation"], sample)
+    params["prediction"] = self.pred_func.init(keys[1], s)
+    value_logits, policy_logits = self.pred_func.apply(params["prediction"], s)
+    _check_shape("prediction_fn", "value logits", value_logits, (batch, size))
+    if policy_logits.ndim != 2 or policy_logits.shape[0] != batch:
+      raise ValueError(f"prediction_fn returned policy logits of shape "
+                       f"{policy_logits.shape}; expected [B, num_actions] with B={batch}")
+    a = jnp.zeros((batch,), jnp.int32)
+    params["afterstate_dynamic"] = self.afterstate_dy_func.init(keys[2], s, a)
+    afterstate = self.afterstate_dy_func.apply(params["afterstate_dynamic"], s, a)
+    params["afterstate_prediction"] = self.afterstate_pred_func.init(keys[3], afterstate)
+    q_logits, chance_logits = self.afterstate_pred_func.apply(
+        params["afterstate_prediction"], afterstate)
+    _check_shape("afterstate_prediction_fn", "Q value logits", q_logits, (batch, size))
+    _check_shape("afterstate_prediction_fn", "chance logits", chance_logits, (batch, num_c))
+    code = jnp.zeros((batch, num_c), jnp.float32)
+    params["dynamic"] = self.dy_func.init(keys[4], afterstate, code)
+    reward_logits, next_s = self.dy_func.apply(params["dynamic"], afterstate, code)
+    _check_shape("dynamic_fn", "reward logits", reward_logits, (batch, size))
+    _check_shape("dynamic_fn", "next state", next_s, s.shape)
+    params["encoder"] = self.encoder_func.init(keys[5], sample, sample)
+    _check_shape("encoder_fn", "code logits",
+                 self.encoder_func.apply(params["encoder"], sample, sample), (batch, num_c))
+    return params, int(policy_logits.shape[1])
+
+  def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, *,
+                   num_simulations, max_depth, loop_fn, qtransform,
+                   max_num_considered_actions):
+    """Traced: one stochastic search on `obs[B, ...]`, packed `[B, 2 + A]`."""
+    del max_num_considered_actions  # a Gumbel setting
+    action, pi, value = plan(
+        self.stochastic_networks, params, rng_key, obs, invalid_actions, *hyper[:5],
+        support_size=self._support_size, discount=self.search_discount,
+        num_chance_outcomes=self._num_chance_outcomes, num_simulations=num_simulations,
+        max_depth=max_depth, loop_fn=loop_fn, qtransform=qtransform)
+    return model_lib._pack_plan(action, pi, value)
+
+  def _check_batch(self, batch, stacked=False):
+    batch = super()._check_batch(batch, stacked)
+    k_steps = np.shape(batch.obs)[2 if stacked else 1]
+    if k_steps < 2:
+      raise ValueError(f"policy='stochastic' learns a chance code from each window's next "
+                       f"observation: use k_steps >= 2, got windows of {k_steps} step(s)")
+    return batch
+
+  def checkpoint_metadata(self) -> dict:
+    return dict(super().checkpoint_metadata(), num_chance_outcomes=self._num_chance_outcomes)
+
+  def afterstate(self, s, a):
+    """Afterstate of hidden state `s` and actions `a[B]`."""
+    return self.afterstate_dy_func.apply(self._params["afterstate_dynamic"], s, a)
+
+  def afterstate_prediction(self, afterstate):
+    """`(q_logits[B, 2S+1], chance_logits[B, C])` of an afterstate."""
+    return self.afterstate_pred_func.apply(self._params["afterstate_prediction"], afterstate)
+
+  def encode(self, obs, next_obs):
+    """Chance code logits `[B, C]` of the transitions `obs -> next_obs`."""
+    return self.encoder_func.apply(self._params["encoder"], obs, next_obs)
+
+
+# -- search ------------------------------------------------------------------
+
+
+def make_recurrent_fns(nets: StochasticNetworks, *, support_size: int, discount: float,
+                       num_chance_outcomes: int):
+  """mctx's `(decision_recurrent_fn, chance_recurrent_fn)` over the networks.
+
+  A decision node expands an action into an afterstate (no reward, no
+  discount): its value is the afterstate Q, its children's prior `sigma`. A
+  chance node expands an outcome into a state with the reward and discount of
+  the environment step, and that state's value and policy prior.
+  """
+
+  def decision_recurrent_fn(params, rng_key, action, state):
+    del rng_key
+    afterstate = nets.afterstate_dynamic(params["afterstate_dynamic"], state, action)
+    q_logits, chance_logits = nets.afterstate_prediction(
+        params["afterstate_prediction"], afterstate)
+    output = mctx.DecisionRecurrentFnOutput(
+        chance_logits=chance_logits, afterstate_value=logits_to_scalar(q_logits, support_size))
+    return output, afterstate
+
+  def chance_recurrent_fn(params, rng_key, outcome, afterstate):
+    del rng_key
+    # mctx also calls this at decision nodes (outcome < 0) and discards the
+    # result; one_hot gives a zero code there.
+    code = jax.nn.one_hot(outcome, num_chance_outcomes)
+    reward_logits, s = nets.dynamic(params["dynamic"], afterstate, code)
+    value_logits, prior_logits = nets.prediction(params["prediction"], s)
+    reward = logits_to_scalar(reward_logits, support_size)
+    output = mctx.ChanceRecurrentFnOutput(
+        action_logits=prior_logits, value=logits_to_scalar(value_logits, support_size),
+        reward=reward, discount=jnp.full_like(reward, discount))
+    return output, s
+
+  return decision_recurrent_fn, chance_recurrent_fn
+
+
+def plan(nets: StochasticNetworks, params, rng_key, obs, invalid_actions, temperature,
+         dirichlet_fraction, dirichlet_alpha, pb_c_init, pb_c_base, *, support_size: int,
+         discount: float, num_chance_outcomes: int, num_simulations: int,
+         max_depth: Optional[int] = None,
+         loop_fn=jax.lax.fori_loop, qtransform=None):
+  """Stochastic MuZero search from a batch of observations; chooses actions.
+
+  `temperature == 0` is greedy and deterministic: no Dirichlet noise, a fixed
+  key for mctx's tie-breaking, and the most visited action.
+
+  Args:
+    obs: `[B, ...]` observations.
+    invalid_actions: `[B, A]`, 1 = invalid.
+    temperature: scalar; visit counts are sampled as `N^(1/temperature)`.
+
+  Returns:
+    `(action[B], pi[B, A], value[B])`: pi is the visit distribution over the
+    root's actions, value the search value of the root.
+  """
+  if jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
+    rng_key = jax.random.key_data(rng_key)
+  k_search, k_action = jax.random.split(rng_key)
+  explore = temperature > 0
+  k_search = jnp.where(explore, k_search, jax.random.PRNGKey(0))
+  s = nets.representation(params["representation"], obs)
+  value_logits, prior_logits = nets.prediction(params["prediction"], s)
+  root = mctx.RootFnOutput(prior_logits=prior_logits,
+                           value=logits_to_scalar(value_logits, support_size), embedding=s)
+  decision_fn, chance_fn = make_recurrent_fns(
+      nets, support_size=support_size, discount=discount,
+      num_chance_outcomes=num_chance_outcomes)
+  extra = {} if qtransform is None else {"qtransform": qtransform}
+  out = mctx.stochastic_muzero_policy(
+      params=params, rng_key=k_search, root=root, decision_recurrent_fn=decision_fn,
+      chance_recurrent_fn=chance_fn, num_simulations=num_simulations,
+      invalid_actions=invalid_actions, max_depth=max_depth, loop_fn=loop_fn,
+      dirichlet_fraction=dirichlet_fraction * explore.astype(jnp.float32),
+      dirichlet_alpha=dirichlet_alpha, pb_c_init=pb_c_init, pb_c_base=pb_c_base, **extra)
+  summary = out.search_tree.summary()
+  action = search._select_action(k_action, summary.visit_counts, invalid_actions,
+                                 temperature)
+  return action, out.action_weights, summary.value
+
+# -- loss --------------------------------------------------------------------
+
+
+def stochastic_muzero_loss(nets: StochasticNetworks, params, batch, *, support_size: int,
+                           value_weight: float = 1., reward_weight: float = 1.,
+                           policy_weight: float = 1., afterstate_value_weight: float = 1.,
+                           chance_weight: float = 1., commitment_weight: float = 0.1):
+  """Mean Stochastic MuZero loss over a batch of windows (paper, Section 4).
+
+  Unrolls the model along the taken actions `a_{t+k}` and the encoder's
+  codes `c_{t+k} = onehot(argmax e(o_{t+k}, o_{t+k+1}))`, which enter the
+  dynamics straight-through (`onehot + e - stop_gradient(e)`, the identity on
+  the encoder's logits `e`), so the reward and later predictions train the
+  encoder. Per step `k`:
+
+    value and afterstate Q against the two-hot n-step return `Rn_{t+k}`,
+    policy against the search policy `pi_{t+k}`,
+    reward against the two-hot `r_{t+k}`,
+    chance: cross-entropy of `sigma_k` against the code (no gradient into
+      the encoder), plus `commitment_weight * ||softmax(e) - code||^2`.
+
+  The last step of a window has no next observation: its reward, chance and
+  commitment terms are masked (so windows need K >= 2). The gradient entering
+  each next state is halved, as in `muax.loss`, and the terms are averaged
+  over the `B * K` steps.
+
+  Args:
+    nets: the Haiku apply functions.
+    params: the six networks' parameters.
+    batch: a Transition with fields `[B, K, ...]`, K >= 2.
+    support_size: S of the categorical support.
+
+  Returns:
+    `(loss, metrics)`: a scalar and a dict of scalar diagnostics.
+  """
+  obs = jnp.asarray(batch.obs)
+  k_steps = obs.shape[1]
+  code_logits = _encode_window(nets.encoder, params["encoder"], obs)  # [B, K-1, C]
+  soft = jax.nn.softmax(code_logits)
+  hard = jax.nn.one_hot(jnp.argmax(code_logits, -1), code_logits.shape[-1])
+  # Straight-through on the logits, not the softmax: the softmax Jacobian
+  # scales the gradient of an unused code by its probability (about 1/C), and
+  # outcomes that start on one code then take far longer to split.
+  code = hard + code_logits - jax.lax.stop_gradient(code_logits)
+  code = jnp.pad(code, ((0, 0), (0, 1), (0, 0)))
+  has_next = (jnp.arange(k_steps) < k_steps - 1).astype(jnp.float32)  # [K]
+
+  def unroll(s, x):
+    a, c = x
+    value_logits, policy_logits = nets.prediction(params["prediction"], s)
+    afterstate = nets.afterstate_dynamic(params["afterstate_dynamic"], s, a)
+    q_logits, chance_logits = nets.afterstate_prediction(params["afterstate_prediction"],
+                                                         afterstate)
+    reward_logits, next_s = nets.dynamic(params["dynamic"], afterstate, c)
+    return _scale_gradient(next_s, 0.5), (value_logits, policy_logits, q_logits,
+                                          chance_logits, reward_logits)
+
+  s = nets.representation(params["representation"], obs[:, 0])
+  actions = jnp.swapaxes(jnp.asarray(batch.a), 0, 1).astype(jnp.int32)  # [K, B]
+  _, outputs = jax.lax.scan(unroll, s, (actions, jnp.swapaxes(code, 0, 1)))
+  value_logits, policy_logits, q_logits, chance_logits, reward_logits = (
+      jnp.swapaxes(x, 0, 1) for x in outputs)  # back to [B, K, ...]
+
+  value_loss = _categorical_loss(value_logits, batch.Rn, support_size)
+  q_loss = _categorical_loss(q_logits, batch.Rn, support_size)
+  reward_loss = _categorical_loss(reward_logits, batch.r, support_size) * has_next
+  policy_loss = optax.softmax_cross_entropy(
+      policy_logits, jax.lax.stop_gradient(jnp.asarray(batch.pi, jnp.float32)))
+  chance_loss = optax.softmax_cross_entropy(chance_logits[:, :-1],
+                                            jax.lax.stop_gradient(hard))  # [B, K-1]
+  commitment_loss = jnp.sum(jnp.square(soft - hard), -1)  # [B, K-1]
+  chance_terms = jnp.pad(chance_weight * chance_loss + commitment_weight * commitment_loss,
+                         ((0, 0), (0, 1)))
+  loss = jnp.mean(value_weight * value_loss + reward_weight * reward_loss
+                  + policy_weight * policy_loss + afterstate_value_weight * q_loss
+                  + chance_terms)
+  masked_mean = lambda x: jnp.sum(x) / (x.shape[0] * (k_steps - 1))  # noqa: E731
+  metrics = {
+      "value_loss": jnp.mean(value_loss),
+      "reward_loss": masked_mean(reward_loss),
+      "policy_loss": jnp.mean(policy_loss),
+      "afterstate_value_loss": jnp.mean(q_loss),
+      "chance_loss": jnp.mean(chance_loss),
+      "commitment_loss": jnp.mean(commitment_loss),
+      "codes_used": jnp.sum(jnp.max(hard, axis=(0, 1))),
+      "value": jnp.mean(logits_to_scalar(value_logits[:, 0], support_size)),
+      "n_step_return": jnp.mean(jnp.asarray(batch.Rn, jnp.float32)[:, 0]),
+  }
+  return loss, metrics
+
+
+def default_loss_fn(model, params, batch):
+  """`stochastic_muzero_loss` with default weights, as `loss_fn(model, params, batch)`."""
+  return stochastic_muzero_loss(model.stochastic_networks, params, batch,
+                                support_size=model.support_size)
+
+
+# -- networks ----------------------------------------------------------------
+
+
+class AfterstateDynamic(hk.Module):
+  """Hidden state `[B, D]` and action `[B]` to afterstate `[B, embedding_dim]`."""
+
+  def __init__(self, embedding_dim, num_actions, hidden=(64,), name="afterstate_dynamic"):
+    super().__init__(name=name)
+    self.embedding_dim = checks.positive_int("embedding_dim", embedding_dim)
+    self.num_actions = checks.positive_int("num_actions", num_actions)
+    self.hidden = tuple(hidden)
+
+  def __call__(self, s, a):
+    sa = jnp.concatenate([s, nn.encode_action(a, self.num_actions, s.dtype)], axis=-1)
+    return nn.min_max_normalize(nn._mlp(self.hidden, self.embedding_dim)(sa))
+
+
+class AfterstatePrediction(hk.Module):
+  """Afterstate `[B, D]` to Q value logits `[B, full_support_size]` and chance
+  logits `[B, num_chance_outcomes]`; both start at zero (Q 0, uniform sigma)."""
+
+  def __init__(self, num_chance_outcomes, full_support_size, hidden=(64,),
+               name="afterstate_prediction"):
+    super().__init__(name=name)
+    self.num_chance_outcomes = checks.positive_int("num_chance_outcomes", num_chance_outcomes)
+    self.full_support_size = checks.positive_int("full_support_size", full_support_size)
+    self.hidden = tuple(hidden)
+
+  def __call__(self, afterstate):
+    q = nn._mlp(self.hidden, self.full_support_size, zero_out=True)(afterstate)
+    sigma = nn._mlp(self.hidden, self.num_chance_outcomes, zero_out=True)(afterstate)
+    return q, sigma
+
+
+class Encoder(hk.Module):
+  """Observations `obs`, `next_obs` `[B, ...]` to chance code logits `[B, C]`.
+
+  Randomly initialised (not zero): different outcomes should start on
+  different codes, or the argmax sends them all to one.
+  """
+
+  def __init__(self, num_chance_outcomes, hidden=(64,), name="encoder"):
+    super().__init__(name=name)
+    self.num_chance_outcomes = checks.positive_int("num_chance_outcomes", num_chance_outcomes)
+    self.hidden = tuple(hidden)
+
+  def __call__(self, obs, next_obs):
+    flat = lambda x: jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)  # noqa: E731
+    x = jnp.concatenate([flat(obs), flat(next_obs)], axis=-1)
+    return nn._mlp(self.hidden, self.num_chance_outcomes)(x)
+
+
+def _init_afterstate_dynamic_func(afterstate_dynamic_module, embedding_dim, num_actions,
+                                  **kwargs):
+  """Returns `fn(s, a) -> afterstate`."""
+  checks.positive_int("embedding_dim", embedding_dim)
+  checks.positive_int("num_actions", num_actions)
+
+  def afterstate_dynamic_func(s, a):
+    return afterstate_dynamic_module(embedding_dim, num_actions, **kwargs)(s, a)
+  return afterstate_dynamic_func
+
+
+def _init_afterstate_prediction_func(afterstate_prediction_module, num_chance_outcomes,
+                                     full_support_size, **kwargs):
+  """Returns `fn(afterstate) -> (q_logits, chance_logits)`."""
+  checks.positive_int("num_chance_outcomes", num_chance_outcomes)
+  checks.positive_int("full_support_size", full_support_size)
+
+  def afterstate_prediction_func(afterstate):
+    return afterstate_prediction_module(num_chance_outcomes, full_support_size,
+                                        **kwargs)(afterstate)
+  return afterstate_prediction_func
+
+
+def _init_encoder_func(encoder_module, num_chance_outcomes, **kwargs):
+  """Returns `fn(obs, next_obs) -> code_logits`."""
+  checks.positive_int("num_chance_outcomes", num_chance_outcomes)
+
+  def encoder_func(obs, next_obs):
+    return encoder_module(num_chance_outcomes, **kwargs)(obs, next_obs)
+  return encoder_func
+
+
+def mlp_networks(num_actions: int, num_chance_outcomes: int = 32, *,
+                 embedding_dim: int = 16, hidden=(64,), support_size: int = 10) -> dict:
+  """The six MLP networks of a Stochastic MuZero, as constructor arguments.
+
+  `muax.MuZero(**mlp_networks(2), policy='stochastic')` builds a model.
+
+  Args:
+    num_actions: A.
+    num_chance_outcomes: C, the codebook size.
+    embedding_dim: size of states and afterstates.
+    hidden: widths of the hidden layers (an int for one layer).
+    support_size: S of the value and reward support.
+
+  Returns:
+    a dict with `representation_fn`, `prediction_fn`, `dynamic_fn`,
+    `afterstate_dynamic_fn`, `afterstate_prediction_fn`, `encoder_fn`,
+    `num_chance_outcomes` and `support_size`.
+  """
+  hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+  size = 2 * checks.positive_int("support_size", support_size) + 1
+  return dict(
+      representation_fn=nn._init_representation_func(nn.Representation, embedding_dim,
+                                                     hidden=hidden),
+      prediction_fn=nn._init_prediction_func(nn.Prediction, num_actions, size, hidden=hidden),
+      dynamic_fn=nn._init_dynamic_func(nn.Dynamic, embedding_dim, num_chance_outcomes,
+                                       size, hidden=hidden),
+      afterstate_dynamic_fn=_init_afterstate_dynamic_func(
+          AfterstateDynamic, embedding_dim, num_actions, hidden=hidden),
+      afterstate_prediction_fn=_init_afterstate_prediction_func(
+          AfterstatePrediction, num_chance_outcomes, size, hidden=hidden),
+      encoder_fn=_init_encoder_func(Encoder, num_chance_outcomes, hidden=hidden),
+      num_chance_outcomes=num_chance_outcomes, support_size=support_size)
+
+
+def build_model(num_actions: int, *, embedding_dim: int = 16, hidden=64,
+                support_size: int = 10, discount: float = 0.99,
+                optimizer: Optional[optax.GradientTransformation] = None,
+                num_chance_outcomes: int = 32) -> StochasticMuZero:
+  """A Stochastic MuZero with the MLP networks of `mlp_networks`, not initialised."""
+  return StochasticMuZero(**mlp_networks(num_actions, num_chance_outcomes,
+                                         embedding_dim=embedding_dim, hidden=hidden,
+                                         support_size=support_size),
+                          policy="stochastic", optimizer=optimizer, discount=discount)
+
+
+# -- a stochastic environment ------------------------------------------------
+
+
+class GambleEnv(gym.Env):
+  """Rounds of "take the sure reward, or gamble and react to a coin".
+
+  Each round starts in the *choose* phase. Action 0 takes `safe_reward` and
+  ends the round. Action 1 gambles: reward 0, a fair coin `x` is tossed and
+  shown, and the next action `a` ends the round with reward `payoffs[x][a]`.
+  An episode is `num_rounds` rounds.
+
+  By default `payoffs` is "name the coin": `+win_reward` for `a == x`,
+  `-win_reward` otherwise, so gambling and reacting is worth `win_reward` a
+  round against the sure `safe_reward`. Both sides of the coin pay the same
+  there, and a deterministic model that averages them still values the gamble
+  right: plain MuZero learns it as well as Stochastic MuZero.
+
+  `payoffs=((0, -R), (0, R))` is "cash out or fold": cashing out (`a = 1`)
+  pays `R` on heads and `-R` on tails, folding pays 0. Gambling and reacting
+  is worth `R / 2` a round. A deterministic model unrolled along the actions
+  taken learns hindsight: once the agent cashes out only on heads, "gamble,
+  cash out" has always paid `R`, so its search values the gamble at `R` and
+  takes it even when `R / 2 < safe_reward`. A chance node keeps heads and
+  tails apart and weighs them by half (`benchmarks/stochastic.py`).
+
+  Observation `[4]` float32: the phase one-hot (choose, coin 0, coin 1) and
+  the fraction of rounds left.
+
+  Args:
+    num_rounds: rounds in an episode.
+    safe_reward: reward of action 0 in the choose phase.
+    win_reward: sets the default payoffs.
+    payoffs: `[2, 2]` rewards after a gamble, indexed `[coin, action]`.
+  """
+
+  def __init__(self, num_rounds: int = 5, safe_reward: float = 1., win_reward: float = 2.,
+               *, payoffs=None):
+    self.num_rounds = checks.positive_int("num_rounds", num_rounds)
+    self.safe_reward, self.win_reward = float(safe_reward), float(win_reward)
+    if payoffs is None:
+      payoffs = self.win_reward * (2. * np.eye(2) - 1.)
+    self.payoffs = np.asarray(payoffs, np.float64)
+    if self.payoffs.shape != (2, 2) or not np.all(np.isfinite(self.payoffs)):
+      raise ValueError(f"payoffs must be a finite [2, 2] table, got payoffs={payoffs!r}")
+    self.observation_space = gym.spaces.Box(0., 1., (4,), np.float32)
+    self.action_space = gym.spaces.Discrete(2)
+    self._round, self._coin = 0, None
+
+  def reset(self, seed=None, options=None):
+    super().reset(seed=seed)
+    self._round, self._coin = 0, None
+    return self._obs(), {}
+
+  def step(self, action):
+    if self._coin is None and int(action) == 1:
+      self._coin = int(self.np_random.integers(2))
+      return self._obs(), 0., False, False, {}
+    if self._coin is None:
+      reward = self.safe_reward
+    else:
+      reward = float(self.payoffs[self._coin, int(action)])
+    self._round, self._coin = self._round + 1, None
+    return self._obs(), reward, self._round >= self.num_rounds, False, {}
+
+  def _obs(self):
+    obs = np.zeros(4, np.float32)
+    obs[0 if self._coin is None else 1 + self._coin] = 1.
+    obs[3] = (self.num_rounds - self._round) / self.num_rounds
+    return obs
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def _encode_window(encoder, encoder_params, obs):
+  """Code logits `[B, K-1, C]` of the transitions `obs[:, k] -> obs[:, k+1]`."""
+  batch, k_steps = obs.shape[:2]
+  flat = lambda x: jnp.reshape(x, (batch * (k_steps - 1),) + obs.shape[2:])  # noqa: E731
+  logits = encoder(encoder_params, flat(obs[:, :-1]), flat(obs[:, 1:]))
+  return jnp.reshape(logits, (batch, k_steps - 1, -1))
+
+
+def _float_observation_pair(encoder_fn):
+  """Wraps `encoder_fn` to see integer or half-precision observations as float32."""
+
+  @functools.wraps(encoder_fn)
+  def fn(obs, next_obs):
+    cast = lambda x: jnp.asarray(x).astype(jnp.float32)  # noqa: E731
+    return encoder_fn(cast(obs), cast(next_obs))
+
+  return fn
+
+
+def _check_shape(fn_name, what, x, expected):
+  if tuple(x.shape) != tuple(expected):
+    raise ValueError(f"{fn_name} returned {what} of shape {tuple(x.shape)}; expected "
+                     f"{tuple(expected)}")
+
+
+def _categorical_loss(logits, scalar_targets, support_size):
+  targets = scalar_to_support(jax.lax.stop_gradient(scalar_targets), support_size)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def _scale_gradient(x, scale):
+  """Identity forward; multiplies the gradient by `scale` backward."""
+  return x * scale + jax.lax.stop_gradient(x) * (1. - scale)
