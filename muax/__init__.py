@@ -8,6 +8,8 @@ from muax import model
 from muax import nn
 from muax import replay_buffer
 from muax import runtime
+from muax import sampled
+from muax import stochastic
 from muax import test
 from muax import train
 from muax import utils
@@ -37,6 +39,8 @@ __all__ = [
     "nn",
     "replay_buffer",
     "runtime",
+    "sampled",
+    "stochastic",
     "test",
     "train",
     "utils",

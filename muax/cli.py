@@ -73,6 +73,27 @@ class TrainConfig:
       "help": "stop after this many updates in a row with a non-finite loss or gradient"})
 
 
+# Settings that suit a policy better than the CartPole-tuned defaults above;
+# `muax train` uses them for options not given on the command line.
+# Sampled MuZero on Pendulum-v1 (`benchmarks/pendulum.py`): returns down to
+# about -1600 need a wide support, and 200-step episodes a short warm-up.
+POLICY_DEFAULTS = {
+    "sampled": dict(support_size=30, embedding_dim=64, n_step=10, k_steps=5,
+                    num_simulations=16, num_update_per_episode=100, num_trajectory=16,
+                    sample_per_trajectory=8, buffer_capacity=200, buffer_warm_up=4,
+                    learning_rate=3e-3, end_learning_rate=3e-4, max_training_steps=30000),
+}
+
+
+def config_from_args(values: dict, given=()) -> TrainConfig:
+  """A TrainConfig of parsed option `values`; options not in `given` take the
+  policy's `POLICY_DEFAULTS` where it has one."""
+  defaults = POLICY_DEFAULTS.get(values.get("policy"), {})
+  merged = dict(values)
+  merged.update({k: v for k, v in defaults.items() if k not in given})
+  return TrainConfig(**merged)
+
+
 def default_num_envs() -> int:
   """Environments `muax train` plays at once when `--num-envs` is not given.
 
@@ -108,9 +129,14 @@ def build_model(config: TrainConfig, num_actions, *, two_player: bool = False):
       num_actions = int(space.n)
   size = 2 * config.support_size + 1
   hidden = (config.hidden,)
-  gradient_transform = muax.model.optimizer(
-      init_value=config.learning_rate, peak_value=config.learning_rate,
-      end_value=config.end_learning_rate, warmup_steps=5000, transition_steps=5000)
+  if config.policy == "sampled":  # measured on Pendulum-v1 (benchmarks/pendulum.py)
+    gradient_transform = muax.model.optimizer(
+        init_value=0., peak_value=config.learning_rate, end_value=config.end_learning_rate,
+        warmup_steps=100, transition_steps=2000)
+  else:
+    gradient_transform = muax.model.optimizer(
+        init_value=config.learning_rate, peak_value=config.learning_rate,
+        end_value=config.end_learning_rate, warmup_steps=5000, transition_steps=5000)
   common = dict(embedding_dim=config.embedding_dim, hidden=hidden,
                 support_size=config.support_size, discount=config.discount,
                 optimizer=gradient_transform)
@@ -170,14 +196,17 @@ def train(config: TrainConfig):
       max_consecutive_skipped=config.max_consecutive_skipped)
 
 
-def _parser():
+def _parser(suppress_defaults: bool = False):
   parser = argparse.ArgumentParser(prog="muax", description="MuZero with mctx for gymnasium.")
   commands = parser.add_subparsers(dest="command", required=True)
   train_parser = commands.add_parser(
       "train", help="train a MuZero agent on a gymnasium environment",
-      description="Train MuZero on a gymnasium environment with a discrete action space. "
-                  "Stops at the target return or the budget, keeps the best checkpoint, "
-                  "writes TensorBoard logs and prints a summary.",
+      description="Train MuZero on a gymnasium environment (discrete actions; continuous "
+                  "ones with --policy sampled) or a PettingZoo board game. Stops at the "
+                  "target return or the budget, keeps the best checkpoint, writes "
+                  "TensorBoard logs and prints a summary. With --policy sampled, options "
+                  "not given take muax.cli.POLICY_DEFAULTS['sampled'] (tuned on "
+                  "Pendulum-v1) instead of the defaults shown.",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   for field in dataclasses.fields(TrainConfig):
     meta = dict(field.metadata)
@@ -185,13 +214,14 @@ def _parser():
       train_parser.add_argument("env_id", help=meta["help"])
       continue
     flag = "--" + field.name.replace("_", "-")
+    default = argparse.SUPPRESS if suppress_defaults else field.default
     if field.type is bool:
       train_parser.add_argument(flag, action=argparse.BooleanOptionalAction,
-                                default=field.default, help=meta["help"])
+                                default=default, help=meta["help"])
       continue
     kind = {"int": int, "float": float, "str": str}.get(
         getattr(field.type, "__name__", ""), None) or _optional_type(field.type)
-    train_parser.add_argument(flag, type=kind, default=field.default,
+    train_parser.add_argument(flag, type=kind, default=default,
                               choices=meta.get("choices"), help=meta["help"])
   return parser
 
@@ -204,7 +234,8 @@ def _optional_type(annotation):
 def main(argv=None) -> int:
   args = _parser().parse_args(argv)
   values = {k: v for k, v in vars(args).items() if k != "command"}
-  config = TrainConfig(**values)
+  given = vars(_parser(suppress_defaults=True).parse_args(argv))
+  config = config_from_args(values, given)
   result = train(config)
   print()
   print(result.summary())

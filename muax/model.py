@@ -445,12 +445,16 @@ class MuZero:
     grad_norm = _global_norm(grads)
     # A non-finite target can still give a finite loss (the two-hot encoding
     # clips an infinite return to the edge of the support): check the data too.
-    finite = jnp.isfinite(value) & jnp.isfinite(grad_norm) & _batch_is_sane(
-        batch, self._num_actions)
+    finite = jnp.isfinite(value) & jnp.isfinite(grad_norm) & self._batch_is_sane(batch)
     keep = functools.partial(jax.tree_util.tree_map, lambda new, old: jnp.where(finite, new, old))
     metrics = dict(metrics, loss=value, grad_norm=grad_norm,
                    skipped=1. - finite.astype(jnp.float32))
     return keep(new_params, params), keep(new_opt_state, opt_state), metrics
+
+  def _batch_is_sane(self, batch):
+    """Traced: every float field finite and every action in `[0, num_actions)`
+    (an update on a batch that is not is skipped)."""
+    return _batch_is_sane(batch, self._num_actions)
 
   def _check_batch(self, batch, stacked=False):
     """Checks shapes (no device sync) and, on host arrays, the action range."""

@@ -110,3 +110,24 @@ def test_policy_stochastic_trains_a_stochastic_muzero(tmp_path, capsys, monkeypa
   assert code == 0 and "Best greedy test return" in capsys.readouterr().out
   assert isinstance(runs[0], stochastic.StochasticMuZero)
   assert runs[0].checkpoint_metadata()["num_chance_outcomes"] == 4
+
+
+def test_policy_sampled_trains_on_a_box_action_space(tmp_path, capsys, monkeypatch):
+  import muax
+  from muax import sampled
+  runs = []
+  real_run = muax.train.run
+  monkeypatch.setattr(muax.train, "run",
+                      lambda model, **kw: runs.append((model, kw)) or real_run(model, **kw))
+  code = cli.main(["train", "Pendulum-v1", "--policy", "sampled", "--num-samples", "4",
+                   "--max-episodes", "1", "--max-training-steps", "2", "--buffer-warm-up",
+                   "1", "--num-simulations", "2", "--test-interval", "1",
+                   "--num-test-episodes", "1", "--logdir", str(tmp_path / "tb"),
+                   "--save-dir", str(tmp_path / "models"), "--no-progress"])
+  assert code == 0 and "Best greedy test return" in capsys.readouterr().out
+  model, kwargs = runs[0]
+  assert isinstance(model, sampled.SampledMuZero) and model.num_samples == 4
+  # Options not given take the sampled policy's defaults; given ones are kept.
+  assert model.support_size == cli.POLICY_DEFAULTS["sampled"]["support_size"]
+  assert kwargs["k_steps"] == cli.POLICY_DEFAULTS["sampled"]["k_steps"]
+  assert kwargs["num_simulations"] == 2 and kwargs["buffer_warm_up"] == 1

@@ -51,3 +51,13 @@ def test_tictactoe_example(tmp_path):
   assert out.returncode == 0, out.stderr
   assert "Best greedy test return" in out.stdout
   assert "against a random player, 50 games as each side" in out.stdout
+
+
+def test_pendulum_example(tmp_path):
+  out = subprocess.run(
+      [sys.executable, os.path.abspath(os.path.join(EXAMPLES, "pendulum.py")),
+       "--max-episodes", "1", "--max-training-steps", "2", "--buffer-warm-up", "1",
+       "--num-simulations", "2", "--test-interval", "1", "--num-test-episodes", "1",
+       "--no-progress"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+  assert out.returncode == 0, out.stderr
+  assert "best checkpoint: mean greedy return" in out.stdout

@@ -1,0 +1,580 @@
+"""Sampled MuZero (Hubert et al., 2021) for continuous (gymnasium Box) actions.
+
+"Learning and Planning in Complex Action Spaces" searches over a small set of
+actions sampled from a proposal `beta` at every node instead of over the whole
+action space. mctx plans over a fixed number of discrete branches, so each node
+here carries K actions drawn from the learned policy (`beta = pi`) inside its
+embedding, `(s, candidates[B, K, D])`, and mctx searches over the K slots.
+
+The policy is a diagonal Gaussian squashed by `tanh`:
+
+  x ~ N(mean(s), exp(log_std(s))^2),  u = tanh(x) in (-1, 1)^D,
+  a = low + (u + 1) (high - low) / 2   (the Box's units).
+
+The prediction network returns `policy_params[B, 2D] = [mean, log_std]` of the
+Gaussian over `x`. The dynamics sees the normalised action `u` (inside the
+search and in the loss alike); the environment, the replay buffer and `act`
+see `a` in the Box's units.
+
+The prior over the K slots is `beta_hat / beta * pi` (Section 4 of the paper),
+which is the empirical distribution `beta_hat` of the samples when `beta = pi`:
+distinct continuous samples get equal prior, i.e. uniform prior logits (root
+exploration noise still comes from mctx's Dirichlet or Gumbel noise).
+
+The policy is trained towards the search's improved policy over the sampled
+actions (Section 4.3): `-sum_k pi_target[k] log pi_theta(a_k | s)`, with a
+small entropy bonus that keeps the Gaussian from collapsing onto its own
+samples (fitting a density to K of its own samples shrinks it on average).
+"""
+from typing import Optional
+
+import gymnasium as gym
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import mctx
+import numpy as np
+
+from muax import checkpoint
+from muax import checks
+from muax import nn
+from muax import search
+from muax.loss import _categorical_loss
+from muax.loss import _scale_gradient
+from muax.model import MuZero
+from muax.model import _check_number
+from muax.support import logits_to_scalar
+from muax.transition import Transition
+
+__all__ = [
+    "GaussianPrediction", "SampledMuZero", "build_model", "default_loss_fn", "from_env",
+    "log_prob", "make_recurrent_fn", "plan", "qtransform_completed_by_parent", "root_fn",
+    "sample_actions", "sampled_loss", "to_env",
+]
+
+LOG_STD_MIN = -5.
+LOG_STD_MAX = 2.
+# `u` is clipped this far inside (-1, 1) before `atanh`: actions on the Box's
+# edge (float32 round-trips of tanh(x) for |x| > ~9) stay finite in the loss.
+_EDGE = 1e-5
+SEARCH_POLICIES = ("muzero", "gumbel")
+
+
+class GaussianPrediction(hk.Module):
+  """Hidden state `[B, E]` to value logits `[B, full_support_size]` and the
+  Gaussian policy's `[mean, log_std]` `[B, 2 * action_dim]`.
+
+  The output layers start at zero: value 0, mean 0 and `log_std` 0 (a unit
+  Gaussian before `tanh`, spread over the whole Box). `log_std` is bounded
+  smoothly to `[LOG_STD_MIN, LOG_STD_MAX]` (a scaled sigmoid), so its gradient
+  never vanishes at a hard clip.
+  """
+
+  def __init__(self, action_dim, full_support_size, hidden=(64,), name="prediction"):
+    super().__init__(name=name)
+    self.action_dim = checks.positive_int("action_dim", action_dim)
+    self.full_support_size = checks.positive_int("full_support_size", full_support_size)
+    self.hidden = tuple(hidden)
+
+  def __call__(self, s):
+    v = nn._mlp(self.hidden, self.full_support_size, zero_out=True)(s)
+    out = nn._mlp(self.hidden, 2 * self.action_dim, zero_out=True)(s)
+    mean, raw = jnp.split(out, 2, axis=-1)
+    # raw = 0 gives log_std = 0: sigmoid(b) = -LOG_STD_MIN / (MAX - MIN).
+    bias = np.log(-LOG_STD_MIN / LOG_STD_MAX)
+    log_std = LOG_STD_MIN + (LOG_STD_MAX - LOG_STD_MIN) * jax.nn.sigmoid(raw + bias)
+    return v, jnp.concatenate([mean, log_std], axis=-1)
+
+
+def _init_gaussian_prediction_func(prediction_module=GaussianPrediction, action_dim=None,
+                                   full_support_size=None, **kwargs):
+  """Returns `fn(s) -> (value_logits, policy_params[B, 2 * action_dim])`."""
+  checks.positive_int("action_dim", action_dim)
+  checks.positive_int("full_support_size", full_support_size)
+
+  def prediction_func(s):
+    return prediction_module(action_dim, full_support_size, **kwargs)(s)
+  return prediction_func
+
+
+# -- the squashed Gaussian ----------------------------------------------------
+
+def _split(policy_params):
+  mean, log_std = jnp.split(jnp.asarray(policy_params, jnp.float32), 2, axis=-1)
+  return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+def sample_actions(rng_key, policy_params, num_samples: int):
+  """K normalised actions `u[B, K, D]` in (-1, 1) from `policy_params[B, 2D]`."""
+  mean, log_std = _split(policy_params)
+  noise = jax.random.normal(rng_key, (mean.shape[0], num_samples, mean.shape[-1]))
+  return jnp.tanh(mean[:, None] + jnp.exp(log_std)[:, None] * noise)
+
+
+def log_prob(policy_params, u):
+  """`log N(atanh(u); mean, std)` summed over D: `[B, K]` for `u[B, K, D]`.
+
+  The log-density of the squashed action differs from this by the Jacobian
+  `-sum log(1 - u^2)`, which does not depend on the parameters and is left
+  out of the loss.
+  """
+  mean, log_std = _split(policy_params)
+  x = jnp.arctanh(jnp.clip(u, -1. + _EDGE, 1. - _EDGE))
+  z = (x - mean[:, None]) * jnp.exp(-log_std)[:, None]
+  return jnp.sum(-0.5 * jnp.square(z) - log_std[:, None] - 0.5 * np.log(2. * np.pi), -1)
+
+
+def to_env(u, low, high):
+  """Normalised `u` in [-1, 1] to the Box's units."""
+  return low + (u + 1.) * (0.5 * (high - low))
+
+
+def from_env(a, low, high):
+  """The Box's units to normalised `u` in [-1, 1] (clipped)."""
+  return jnp.clip(2. * (a - low) / (high - low) - 1., -1., 1.)
+
+
+# -- search -------------------------------------------------------------------
+
+def root_fn(nets: search.Networks, params, rng_key, obs, *, num_samples: int,
+            support_size: int) -> mctx.RootFnOutput:
+  """Root of the search over `num_samples` actions sampled at `obs[B, ...]`."""
+  s = nets.representation(params["representation"], obs)
+  value_logits, policy_params = nets.prediction(params["prediction"], s)
+  candidates = sample_actions(rng_key, policy_params, num_samples)
+  return mctx.RootFnOutput(prior_logits=jnp.zeros(candidates.shape[:2]),
+                           value=logits_to_scalar(value_logits, support_size),
+                           embedding=(s, candidates))
+
+
+def make_recurrent_fn(nets: search.Networks, *, num_samples: int, support_size: int,
+                      discount: float):
+  """mctx's `recurrent_fn(params, rng_key, slot[B], (s, candidates))`.
+
+  Steps the dynamics with the chosen slot's action and samples the next
+  node's K actions from the policy at the new state with `rng_key`.
+  """
+
+  def recurrent_fn(params, rng_key, slot, embedding):
+    s, candidates = embedding
+    u = jnp.take_along_axis(candidates, slot[:, None, None], axis=1)[:, 0]
+    reward_logits, next_s = nets.dynamic(params["dynamic"], s, u)
+    value_logits, policy_params = nets.prediction(params["prediction"], next_s)
+    next_candidates = sample_actions(rng_key, policy_params, num_samples)
+    reward = logits_to_scalar(reward_logits, support_size)
+    output = mctx.RecurrentFnOutput(
+        reward=reward, discount=jnp.full_like(reward, discount),
+        prior_logits=jnp.zeros(next_candidates.shape[:2]),
+        value=logits_to_scalar(value_logits, support_size))
+    return output, (next_s, next_candidates)
+
+  return recurrent_fn
+
+
+def qtransform_completed_by_parent(tree, node_index, *, epsilon=1e-8):
+  """Q-values in [0, 1], unvisited children completed by the parent's value.
+
+  mctx's default for `muzero_policy` completes unvisited children with the
+  lowest sibling value. Over K samples with a uniform prior that makes pUCT
+  keep the first child better than the parent's value and never try the
+  others; completing by the parent's value (as EfficientZero does) keeps the
+  untried samples as good as the node's own estimate, so the search compares
+  them. Called by mctx per node (unbatched tree, scalar `node_index`).
+  """
+  qvalues = tree.qvalues(node_index)
+  visits = tree.children_visits[node_index]
+  parent = tree.node_values[node_index]
+  completed = jnp.where(visits > 0, qvalues, parent)
+  low = jnp.minimum(parent, jnp.min(completed, axis=-1))
+  high = jnp.maximum(parent, jnp.max(completed, axis=-1))
+  return (completed - low) / jnp.maximum(high - low, epsilon)
+
+
+def plan(nets: search.Networks, params, rng_key, obs, temperature, dirichlet_fraction,
+         dirichlet_alpha, pb_c_init, pb_c_base, gumbel_scale, *, num_samples: int,
+         search_policy: str, support_size: int, discount: float, num_simulations: int,
+         max_depth: Optional[int] = None, loop_fn=jax.lax.fori_loop, qtransform=None,
+         max_num_considered_actions: int = 16):
+  """Searches over K sampled actions per node and picks one at each root.
+
+  `temperature == 0` is greedy and deterministic: fixed keys for sampling
+  the candidates and for mctx, no exploration noise, and the most visited
+  slot (muzero) or the search's choice (gumbel). With 'muzero', T > 0
+  samples a slot from visit counts `N^(1/T)`; with 'gumbel', any T > 0 only
+  switches the Gumbel noise on (as in `muax.search.plan`).
+
+  Args:
+    nets: the Haiku apply functions.
+    params: `{'representation', 'prediction', 'dynamic'}` parameters.
+    rng_key: a PRNG key (ignored when `temperature == 0`).
+    obs: `[B, ...]` observations.
+    temperature, dirichlet_fraction, dirichlet_alpha, pb_c_init, pb_c_base,
+      gumbel_scale: traced scalars, as in `MuZero.act`.
+    num_samples: K, actions sampled per node.
+    search_policy: 'gumbel' or 'muzero'.
+    qtransform: None means `qtransform_completed_by_parent` (muzero) or
+      mctx's default (gumbel).
+
+  Returns:
+    `(slot[B], candidates u[B, K, D], pi[B, K], value[B])`.
+  """
+  if jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
+    rng_key = jax.random.key_data(rng_key)
+  explore = temperature > 0
+  keys = jax.random.split(rng_key, 3)
+  keys = jnp.where(explore, keys, jax.random.split(jax.random.PRNGKey(0), 3))
+  k_root, k_search, k_action = keys[0], keys[1], keys[2]
+  root = root_fn(nets, params, k_root, obs, num_samples=num_samples,
+                 support_size=support_size)
+  recurrent_fn = make_recurrent_fn(nets, num_samples=num_samples,
+                                   support_size=support_size, discount=discount)
+  explore = explore.astype(jnp.float32)
+  common = dict(params=params, rng_key=k_search, root=root, recurrent_fn=recurrent_fn,
+                num_simulations=num_simulations, max_depth=max_depth, loop_fn=loop_fn)
+  if qtransform is not None:
+    common["qtransform"] = qtransform
+  elif search_policy == "muzero":
+    common["qtransform"] = qtransform_completed_by_parent
+  if search_policy == "gumbel":
+    out = mctx.gumbel_muzero_policy(
+        max_num_considered_actions=max_num_considered_actions,
+        gumbel_scale=gumbel_scale * explore, **common)
+    slot = out.action
+  else:
+    out = mctx.muzero_policy(
+        dirichlet_fraction=dirichlet_fraction * explore, dirichlet_alpha=dirichlet_alpha,
+        pb_c_init=pb_c_init, pb_c_base=pb_c_base, **common)
+    counts = out.search_tree.summary().visit_counts
+    slot = search._select_action(k_action, counts, jnp.zeros_like(counts), temperature)
+  return slot, root.embedding[1], out.action_weights, out.search_tree.summary().value
+
+
+# -- loss ---------------------------------------------------------------------
+
+def sampled_loss(nets: search.Networks, params, batch, *, support_size: int, low, high,
+                 value_weight: float = 1., reward_weight: float = 1.,
+                 policy_weight: float = 1., entropy_weight: float = 1e-2):
+  """Mean Sampled MuZero loss over a batch of windows.
+
+  As `muax.loss.muzero_loss` (value and reward cross-entropies, dynamics
+  unrolled along the actions taken, its gradient halved per step), with the
+  sample-based policy loss `-sum_k pi[k] log pi_theta(candidates_k | s)` and
+  an entropy bonus `-entropy_weight * H(pi_theta)` (the Gaussian's entropy
+  before `tanh`).
+
+  Args:
+    nets: the Haiku apply functions.
+    params: `{'representation', 'prediction', 'dynamic'}` parameters.
+    batch: a Transition: `obs[B, K, ...]`, `a[B, K, D]` and
+      `candidates[B, K, N, D]` in the Box's units, `r`, `Rn` `[B, K]`,
+      `pi[B, K, N]` over the N candidates.
+    support_size: S of the categorical support.
+    low, high: the Box's bounds `[D]`.
+
+  Returns:
+    `(loss, metrics)`: a scalar and a dict of scalar diagnostics.
+  """
+  s = nets.representation(params["representation"], batch.obs[:, 0])
+  u = from_env(jnp.asarray(batch.a, jnp.float32), low, high)  # [B, K, D]
+
+  def unroll(s, u_t):
+    value_logits, policy_params = nets.prediction(params["prediction"], s)
+    reward_logits, next_s = nets.dynamic(params["dynamic"], s, u_t)
+    return _scale_gradient(next_s, 0.5), (value_logits, policy_params, reward_logits)
+
+  _, outs = jax.lax.scan(unroll, s, jnp.swapaxes(u, 0, 1))
+  value_logits, policy_params, reward_logits = (jnp.swapaxes(x, 0, 1) for x in outs)
+  value_loss = _categorical_loss(value_logits, batch.Rn, support_size)
+  reward_loss = _categorical_loss(reward_logits, batch.r, support_size)
+  candidates = from_env(jnp.asarray(batch.candidates, jnp.float32), low, high)
+  b, k = candidates.shape[:2]
+  logp = log_prob(policy_params.reshape(b * k, -1),
+                  candidates.reshape((b * k,) + candidates.shape[2:])).reshape(b, k, -1)
+  target = jax.lax.stop_gradient(jnp.asarray(batch.pi, jnp.float32))
+  policy_loss = -jnp.sum(target * logp, axis=-1)  # [B, K]
+  _, log_std = _split(policy_params)
+  entropy = jnp.sum(log_std + 0.5 * np.log(2. * np.pi * np.e), axis=-1)  # [B, K]
+  loss = jnp.mean(value_weight * value_loss + reward_weight * reward_loss
+                  + policy_weight * policy_loss - entropy_weight * entropy)
+  metrics = {
+      "value_loss": jnp.mean(value_loss),
+      "reward_loss": jnp.mean(reward_loss),
+      "policy_loss": jnp.mean(policy_loss),
+      "policy_entropy": jnp.mean(entropy),
+      "value": jnp.mean(logits_to_scalar(value_logits[:, 0], support_size)),
+      "n_step_return": jnp.mean(jnp.asarray(batch.Rn, jnp.float32)[:, 0]),
+  }
+  return loss, metrics
+
+
+def default_loss_fn(model, params, batch):
+  """`sampled_loss` with the model's support, bounds and entropy weight."""
+  return sampled_loss(model.networks, params, batch, support_size=model.support_size,
+                      low=model.action_low, high=model.action_high,
+                      entropy_weight=model.entropy_weight)
+
+
+# -- the model ----------------------------------------------------------------
+
+class SampledMuZero(MuZero):
+  """MuZero over a continuous Box action space, searching K sampled actions.
+
+  Built by `muax.MuZero(..., policy='sampled', action_space=box)`, or
+  directly. Takes `MuZero`'s arguments, with a prediction function returning
+  `(value_logits[B, 2S+1], policy_params[B, 2D])` (`GaussianPrediction`) and
+  a dynamics function taking normalised float actions `u[B, D]` in [-1, 1]
+  (`muax.nn.Dynamic(embedding_dim, D, 2S+1)`), plus:
+
+  Args:
+    action_space: a `gymnasium.spaces.Box` of shape `(D,)` with finite bounds.
+    num_samples: K, the actions sampled at every node (the search's branches;
+      `pi` has K entries and `num_actions == K`).
+    search_policy: 'gumbel' (`mctx.gumbel_muzero_policy`: sequential halving
+      tries every sample at the root when `num_simulations >= K`, and its
+      policy target weights them by their completed Q-values) or 'muzero'
+      (`mctx.muzero_policy`, pUCT with the uniform prior of the paper and
+      `qtransform_completed_by_parent`). On a one-step bandit over 16
+      samples, gumbel finds the best sample every time from 16 simulations;
+      pUCT with a uniform prior exploits the first good sample it meets
+      (`tests/test_sampled.py`).
+    entropy_weight: weight of the policy's entropy bonus in the default loss.
+
+  `act` returns an action vector `[D]` (`[B, D]` for a batch) in the Box's
+  units, within its bounds; `pi` is over the K sampled candidates, which the
+  acting code stores as `Transition.candidates` `[K, D]` (the policy loss
+  needs them).
+
+  Raises:
+    ValueError: no `action_space`, one that is not a bounded 1-D Box, a
+      `num_samples` below 2, an unknown `search_policy`, a negative
+      `entropy_weight`; and `MuZero`'s errors.
+  """
+
+  def __init__(self, representation_fn, prediction_fn, dynamic_fn, policy="sampled",
+               optimizer=None, loss_fn=None, discount=0.99, support_size=10, *,
+               action_space=None, num_samples=16, search_policy="gumbel",
+               entropy_weight=1e-2, two_player=False):
+    if policy != "sampled":
+      raise ValueError(f"SampledMuZero implements policy='sampled', got policy={policy!r}")
+    self._action_space = _check_box(action_space)
+    checks.positive_int("num_samples", num_samples)
+    if num_samples < 2:
+      raise ValueError("num_samples must be an integer >= 2 (the actions sampled at "
+                       f"every node), got num_samples={num_samples!r}")
+    if search_policy not in SEARCH_POLICIES:
+      raise ValueError(f"search_policy must be one of {SEARCH_POLICIES}, got "
+                       f"search_policy={search_policy!r}")
+    _check_number("entropy_weight", entropy_weight, low=0., what="a number >= 0")
+    super().__init__(representation_fn, prediction_fn, dynamic_fn, "sampled", optimizer,
+                     loss_fn, discount, support_size, two_player=two_player)
+    if loss_fn is None:
+      self._loss_fn = default_loss_fn
+    self._num_samples = int(num_samples)
+    self._search_policy = search_policy
+    self._entropy_weight = float(entropy_weight)
+    self._low = np.asarray(self._action_space.low, np.float32)
+    self._high = np.asarray(self._action_space.high, np.float32)
+
+  # -- set-up ---------------------------------------------------------------
+
+  def _init_params(self, rng_key, sample):
+    """Pure: initial params for `sample[B, ...]`, checked, and K."""
+    k_repr, k_pred, k_dyn = jax.random.split(rng_key, 3)
+    batch, dim = sample.shape[0], self.action_dim
+    repr_params = self.repr_func.init(k_repr, sample)
+    s = self.repr_func.apply(repr_params, sample)
+    pred_params = self.pred_func.init(k_pred, s)
+    u = jnp.zeros((batch, dim), jnp.float32)
+    dyn_params = self.dy_func.init(k_dyn, s, u)
+    size = 2 * self._support_size + 1
+    v, policy_params = self.pred_func.apply(pred_params, s)
+    r, next_s = self.dy_func.apply(dyn_params, s, u)
+    for what, got, want in (("prediction_fn value logits", v.shape, (batch, size)),
+                            ("prediction_fn policy params", policy_params.shape,
+                             (batch, 2 * dim)),
+                            ("dynamic_fn reward logits", r.shape, (batch, size)),
+                            ("dynamic_fn next state", next_s.shape, s.shape)):
+      if got != want:
+        raise ValueError(
+            f"{what} have shape {got}; expected {want} (support_size="
+            f"{self._support_size}, action dimension D={dim}: policy params are "
+            "[B, 2D] = mean and log_std, the next state has the representation's shape)")
+    params = {"representation": repr_params, "prediction": pred_params,
+              "dynamic": dyn_params}
+    return params, self._num_samples
+
+  def check_action_space(self, space, what="action_space"):
+    """Raises ValueError unless `space` is this model's Box (shape and bounds)."""
+    if not isinstance(space, gym.spaces.Box) or space.shape != self._action_space.shape \
+        or not np.array_equal(np.asarray(space.low, np.float32), self._low) \
+        or not np.array_equal(np.asarray(space.high, np.float32), self._high):
+      raise ValueError(f"{what} is {space}, but this Sampled MuZero model was built for "
+                       f"{self._action_space}")
+
+  # -- acting ---------------------------------------------------------------
+
+  def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, **static):
+    """Traced: `[B, 1 + K + D + K*D]` = value, pi, action, candidates (Box units)."""
+    del invalid_actions  # continuous actions have no masks
+    slot, candidates, pi, value = plan(
+        self.networks, params, rng_key, obs, *hyper, num_samples=self._num_samples,
+        search_policy=self._search_policy, support_size=self._support_size,
+        discount=self.search_discount, **static)
+    u = jnp.take_along_axis(candidates, slot[:, None, None], axis=1)[:, 0]
+    batch = obs.shape[0]
+    return jnp.concatenate([value[:, None], pi, to_env(u, self._low, self._high),
+                            to_env(candidates, self._low, self._high).reshape(batch, -1)],
+                           axis=-1).astype(jnp.float32)
+
+  def _unpack(self, packed):
+    """`(action[B, D], value[B], pi[B, K], {'candidates': [B, K, D]})`, actions in
+    the Box's units and bounds."""
+    k, d = self._num_samples, self.action_dim
+    value, pi = packed[:, 0], packed[:, 1:1 + k]
+    action = np.clip(packed[:, 1 + k:1 + k + d], self._low, self._high)
+    candidates = np.clip(packed[:, 1 + k + d:].reshape(-1, k, d), self._low, self._high)
+    return action, value, pi, {"candidates": candidates}
+
+  def _mask(self, invalid_actions, batch):
+    if invalid_actions is not None:
+      raise ValueError("invalid_actions has no meaning for continuous actions: "
+                       "SampledMuZero searches actions sampled from its policy")
+    return super()._mask(None, batch)
+
+  # -- learning -------------------------------------------------------------
+
+  def _check_batch(self, batch, stacked=False):
+    """Checks shapes (no device sync) and, on host arrays, the action bounds."""
+    what = "update_many" if stacked else "update"
+    if not isinstance(batch, Transition):
+      raise TypeError(f"{what} expects a muax.Transition batch, got {type(batch).__name__}")
+    lead = 3 if stacked else 2
+    dims = "U, B, K" if stacked else "B, K"
+    obs_shape = np.shape(batch.obs)
+    if len(obs_shape) < lead or tuple(obs_shape[lead:]) != self._obs_shape:
+      raise ValueError(f"batch.obs has shape {obs_shape}; {what} expects [{dims}, "
+                       f"{', '.join(map(str, self._obs_shape))}]")
+    if batch.candidates is None:
+      raise ValueError(f"batch.candidates is None; {what} of a Sampled MuZero model needs "
+                       "the sampled actions searched at each step, [..., num_samples, D]")
+    lead_shape, n, d = tuple(obs_shape[:lead]), self._num_samples, self.action_dim
+    expected = {"a": (lead_shape + (d,), "D"), "r": (lead_shape, ""),
+                "Rn": (lead_shape, ""), "pi": (lead_shape + (n,), "num_samples"),
+                "candidates": (lead_shape + (n, d), "num_samples, D")}
+    for name, (shape, tail) in expected.items():
+      got = np.shape(getattr(batch, name))
+      if got != shape:
+        raise ValueError(f"batch.{name} has shape {got}; {what} expects [{dims}"
+                         f"{', ' + tail if tail else ''}] = {shape} (num_samples={n}, "
+                         f"D={d})")
+    for name in ("done", "v", "w"):
+      got = np.shape(getattr(batch, name))
+      if got not in ((), lead_shape):
+        raise ValueError(f"batch.{name} has shape {got}; {what} expects [{dims}] = "
+                         f"{lead_shape}")
+    for name in ("a", "candidates"):
+      x = getattr(batch, name)
+      if isinstance(x, np.ndarray) and x.size and np.isfinite(x).all():
+        slack = 1e-5 * (self._high - self._low)
+        if (x < self._low - slack).any() or (x > self._high + slack).any():
+          raise ValueError(f"batch.{name} holds actions outside the action space "
+                           f"{self._action_space}")
+    return batch
+
+  def _batch_is_sane(self, batch):
+    # Every float field finite; float actions are not indices, so the base
+    # class's range check does not apply (the host check covers the bounds).
+    finite = jnp.array(True)
+    for x in jax.tree_util.tree_leaves(batch):
+      x = jnp.asarray(x)
+      if jnp.issubdtype(x.dtype, jnp.floating):
+        finite &= jnp.isfinite(x).all()
+    return finite
+
+  # -- parameters -----------------------------------------------------------
+
+  def checkpoint_metadata(self) -> dict:
+    return dict(super().checkpoint_metadata(), num_samples=self._num_samples,
+                action_low=self._low.tolist(), action_high=self._high.tolist(),
+                search_policy=self._search_policy)
+
+  def load(self, file):
+    """`MuZero.load`, also checking K and the action space of the checkpoint."""
+    _, _, meta = checkpoint.load(file)
+    saved = (meta.get("policy"), meta.get("num_samples"), meta.get("action_low"),
+             meta.get("action_high"))
+    mine = ("sampled", self._num_samples, self._low.tolist(), self._high.tolist())
+    if saved != mine:
+      raise checkpoint.CheckpointError(
+          f"checkpoint {file} has (policy, num_samples, action low, action high) = "
+          f"{saved}; this model has {mine}")
+    return super().load(file)
+
+  def dynamic(self, s, a):
+    """`(reward_logits, next_s)` of hidden state `s` and actions `a[B, D]` in the
+    Box's units (the dynamics network sees them normalised)."""
+    return self._apply_dyn(self._params["dynamic"], s, from_env(a, self._low, self._high))
+
+  @property
+  def action_space(self) -> gym.spaces.Box:
+    return self._action_space
+
+  @property
+  def action_dim(self) -> int:
+    return int(self._action_space.shape[0])
+
+  @property
+  def action_low(self) -> np.ndarray:
+    return self._low
+
+  @property
+  def action_high(self) -> np.ndarray:
+    return self._high
+
+  @property
+  def num_samples(self) -> int:
+    return self._num_samples
+
+  @property
+  def search_policy(self) -> str:
+    return self._search_policy
+
+  @property
+  def entropy_weight(self) -> float:
+    return self._entropy_weight
+
+
+def build_model(action_space, *, embedding_dim=64, hidden=(64,), support_size=20,
+                discount=0.99, optimizer=None, num_samples=16, search_policy="gumbel",
+                entropy_weight=1e-2) -> SampledMuZero:
+  """A ready Sampled MuZero of MLPs for a Box action space (not initialised).
+
+  Representation `muax.nn.Representation`, prediction `GaussianPrediction`,
+  dynamics `muax.nn.Dynamic` on the normalised action vector; `hidden` is
+  each network's hidden layer widths.
+  """
+  box = _check_box(action_space)
+  dim, size = int(box.shape[0]), 2 * checks.positive_int("support_size", support_size) + 1
+  return SampledMuZero(
+      nn._init_representation_func(nn.Representation, embedding_dim, hidden=hidden),
+      _init_gaussian_prediction_func(GaussianPrediction, dim, size, hidden=hidden),
+      nn._init_dynamic_func(nn.Dynamic, embedding_dim, dim, size, hidden=hidden),
+      optimizer=optimizer, discount=discount, support_size=support_size,
+      action_space=box, num_samples=num_samples, search_policy=search_policy,
+      entropy_weight=entropy_weight)
+
+
+def _check_box(space) -> gym.spaces.Box:
+  """`space` if it is a 1-D float Box with finite bounds, else ValueError."""
+  if not isinstance(space, gym.spaces.Box):
+    raise ValueError("policy='sampled' needs action_space=gymnasium.spaces.Box(low, high, "
+                     f"(D,)) of continuous actions, got action_space={space!r}"
+                     + (" (a Discrete space: use policy='muzero' or 'gumbel')"
+                        if isinstance(space, gym.spaces.Discrete) else ""))
+  if len(space.shape) != 1 or space.shape[0] < 1:
+    raise ValueError(f"action_space must be a Box of shape (D,), got shape {space.shape}")
+  low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
+  if not (np.isfinite(low).all() and np.isfinite(high).all() and (low < high).all()):
+    raise ValueError(f"action_space must have finite bounds with low < high, got "
+                     f"low={space.low}, high={space.high}")
+  return space
