@@ -29,16 +29,19 @@ def make_model(policy: str = "gumbel", support_size: int = 2, embedding_dim: int
       nn._init_dynamic_func(nn.Dynamic, embedding_dim, num_actions, size, hidden=hidden),
       policy=policy, discount=1., support_size=support_size, two_player=True,
       optimizer=muax.model.optimizer(init_value=3e-3, peak_value=3e-3, end_value=3e-4,
-                                     warmup_steps=0, transition_steps=20_000))
+                                     warmup_steps=0, transition_steps=5_000))
 
 
 def train(episodes: int = 3000, seed: int = 0, num_simulations: int = 25,
           save_dir: str = "runs/models/tictactoe", logdir: str = "runs/tensorboard",
-          progress: bool = True, resume: bool = False, policy: str = "gumbel"):
+          progress: bool = True, resume: bool = False, policy: str = "gumbel",
+          openings: int = 3):
   """Self-play training; returns `(model, FitResult)`."""
   model = make_model(policy)
   result = muax.train.run(
-      model, env=games.PettingZooEnv("tictactoe_v3"),
+      # Self-play games start after 0-3 random moves, for positions its own
+      # openings never reach.
+      model, env=games.RandomOpenings(games.PettingZooEnv("tictactoe_v3"), openings, seed),
       test_env=games.PettingZooEnv("tictactoe_v3"),
       opponent=games.RandomOpponent(seed),
       tracer=muax.PNStep(9, 1., 0.5, two_player=True),  # whole-game returns

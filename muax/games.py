@@ -23,8 +23,8 @@ import gymnasium as gym
 import jax
 import numpy as np
 
-__all__ = ["PettingZooEnv", "RandomOpponent", "VersusOpponent", "is_game_id", "make",
-           "model_opponent"]
+__all__ = ["PettingZooEnv", "RandomOpenings", "RandomOpponent", "VersusOpponent",
+           "is_game_id", "make", "model_opponent"]
 
 
 class PettingZooEnv(gym.Env):
@@ -162,6 +162,32 @@ class VersusOpponent(gym.Env):
 
   def close(self):
     self.env.close()
+
+
+class RandomOpenings(gym.Wrapper):
+  """Starts each game of a self-play view after 0..`max_plies` random legal
+  moves (uniformly many), so self-play also sees positions its own openings
+  never reach. The opening moves are not steps of the episode."""
+
+  def __init__(self, env: gym.Env, max_plies: int = 2, seed: Optional[int] = None):
+    super().__init__(env)
+    if isinstance(max_plies, bool) or not isinstance(max_plies, (int, np.integer)) \
+        or max_plies < 0:
+      raise ValueError(f"max_plies must be an integer >= 0, got max_plies={max_plies!r}")
+    self.max_plies = int(max_plies)
+    self.rng = np.random.default_rng(seed)
+
+  def reset(self, *, seed: Optional[int] = None, options=None):
+    if seed is not None:
+      self.rng = np.random.default_rng(seed)
+    obs, info = self.env.reset(seed=seed, options=options)
+    for _ in range(int(self.rng.integers(self.max_plies + 1))):
+      legal = np.flatnonzero(info["action_mask"])
+      next_obs, _, terminated, truncated, next_info = self.env.step(int(self.rng.choice(legal)))
+      if terminated or truncated:  # keep the position before a game-ending move
+        return self.reset(seed=None, options=options)
+      obs, info = next_obs, next_info
+    return obs, info
 
 
 class RandomOpponent:

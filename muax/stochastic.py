@@ -18,8 +18,10 @@ PUCT) and chance nodes (outcomes drawn in proportion to `sigma`).
 `muax.MuZero(..., policy='stochastic', afterstate_dynamic_fn=...,
 afterstate_prediction_fn=..., encoder_fn=...)` builds a `StochasticMuZero`;
 `mlp_networks` gives ready-made MLP networks for all six functions and
-`build_model` a model in one call. `GambleEnv` is a small environment with
-one chance event, for tests, the example and the benchmark.
+`build_model` a model in one call. `GambleEnv` and `CoinBetsEnv` are small
+environments with one chance event a round: the first for tests, the second
+(where plain MuZero's deterministic model is misled) for the example and the
+benchmark.
 """
 import functools
 from typing import Callable, NamedTuple, Optional
@@ -36,10 +38,13 @@ from muax import checks
 from muax import model as model_lib
 from muax import nn
 from muax import search
-from muax.support import logits_to_scalar, scalar_to_support
+from muax.loss import _categorical_loss
+from muax.loss import _scale_gradient
+from muax.loss import policy_target
+from muax.support import logits_to_scalar
 
 __all__ = [
-    "AfterstateDynamic", "AfterstatePrediction", "Encoder", "GambleEnv",
+    "AfterstateDynamic", "AfterstatePrediction", "CoinBetsEnv", "Encoder", "GambleEnv",
     "StochasticMuZero", "StochasticNetworks", "build_model", "mlp_networks", "plan",
     "stochastic_muzero_loss",
 ]
@@ -342,8 +347,7 @@ def stochastic_muzero_loss(nets: StochasticNetworks, params, batch, *, support_s
   value_loss = _categorical_loss(value_logits, batch.Rn, support_size)
   q_loss = _categorical_loss(q_logits, batch.Rn, support_size)
   reward_loss = _categorical_loss(reward_logits, batch.r, support_size) * has_next
-  policy_loss = optax.softmax_cross_entropy(
-      policy_logits, jax.lax.stop_gradient(jnp.asarray(batch.pi, jnp.float32)))
+  policy_loss = optax.softmax_cross_entropy(policy_logits, policy_target(batch))
   chance_loss = optax.softmax_cross_entropy(chance_logits[:, :-1],
                                             jax.lax.stop_gradient(hard))  # [B, K-1]
   commitment_loss = jnp.sum(jnp.square(soft - hard), -1)  # [B, K-1]
@@ -410,19 +414,27 @@ class AfterstatePrediction(hk.Module):
 class Encoder(hk.Module):
   """Observations `obs`, `next_obs` `[B, ...]` to chance code logits `[B, C]`.
 
-  Randomly initialised (not zero): different outcomes should start on
-  different codes, or the argmax sends them all to one.
+  The output layer starts small (weights scaled by `init_scale`): the codes
+  are `argmax` of the logits, and large random initial logits put outcomes
+  that differ in a single input (two sides of a coin) on one code about a
+  quarter of the time, to be pulled apart slowly by the straight-through
+  gradient. Small ones let the first updates pick the codes.
   """
 
-  def __init__(self, num_chance_outcomes, hidden=(64,), name="encoder"):
+  def __init__(self, num_chance_outcomes, hidden=(64,), init_scale: float = 0.01,
+               name="encoder"):
     super().__init__(name=name)
     self.num_chance_outcomes = checks.positive_int("num_chance_outcomes", num_chance_outcomes)
     self.hidden = tuple(hidden)
+    self.init_scale = float(init_scale)
 
   def __call__(self, obs, next_obs):
     flat = lambda x: jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)  # noqa: E731
     x = jnp.concatenate([flat(obs), flat(next_obs)], axis=-1)
-    return nn._mlp(self.hidden, self.num_chance_outcomes)(x)
+    for width in self.hidden:
+      x = nn.elu(hk.Linear(width)(x))
+    w_init = hk.initializers.VarianceScaling(self.init_scale ** 2)
+    return hk.Linear(self.num_chance_outcomes, w_init=w_init)(x)
 
 
 def _init_afterstate_dynamic_func(afterstate_dynamic_module, embedding_dim, num_actions,
@@ -510,42 +522,25 @@ class GambleEnv(gym.Env):
 
   Each round starts in the *choose* phase. Action 0 takes `safe_reward` and
   ends the round. Action 1 gambles: reward 0, a fair coin `x` is tossed and
-  shown, and the next action `a` ends the round with reward `payoffs[x][a]`.
-  An episode is `num_rounds` rounds.
+  shown, and the next action ends the round with `+win_reward` if it names
+  `x`, `-win_reward` otherwise. An episode is `num_rounds` rounds.
 
-  By default `payoffs` is "name the coin": `+win_reward` for `a == x`,
-  `-win_reward` otherwise, so gambling and reacting is worth `win_reward` a
-  round against the sure `safe_reward`. Both sides of the coin pay the same
-  there, and a deterministic model that averages them still values the gamble
-  right: plain MuZero learns it as well as Stochastic MuZero.
-
-  `payoffs=((0, -R), (0, R))` is "cash out or fold": cashing out (`a = 1`)
-  pays `R` on heads and `-R` on tails, folding pays 0. Gambling and reacting
-  is worth `R / 2` a round. A deterministic model unrolled along the actions
-  taken learns hindsight: once the agent cashes out only on heads, "gamble,
-  cash out" has always paid `R`, so its search values the gamble at `R` and
-  takes it even when `R / 2 < safe_reward`. A chance node keeps heads and
-  tails apart and weighs them by half (`benchmarks/stochastic.py`).
+  Gambling and reacting is worth `win_reward` a round, the sure reward
+  `safe_reward` (less, by default). The step after a gamble is a real chance
+  event: Stochastic MuZero should give it two codes with probability 1/2
+  each. Both sides of the coin pay the same, so a deterministic model that
+  cannot branch on the coin still values the gamble right (in hindsight,
+  each name pays `win_reward` when it is said): plain MuZero learns this game
+  as well as Stochastic MuZero. This environment tests the machinery;
+  `CoinBetsEnv` is one where the chance node matters.
 
   Observation `[4]` float32: the phase one-hot (choose, coin 0, coin 1) and
   the fraction of rounds left.
-
-  Args:
-    num_rounds: rounds in an episode.
-    safe_reward: reward of action 0 in the choose phase.
-    win_reward: sets the default payoffs.
-    payoffs: `[2, 2]` rewards after a gamble, indexed `[coin, action]`.
   """
 
-  def __init__(self, num_rounds: int = 5, safe_reward: float = 1., win_reward: float = 2.,
-               *, payoffs=None):
+  def __init__(self, num_rounds: int = 5, safe_reward: float = 1., win_reward: float = 2.):
     self.num_rounds = checks.positive_int("num_rounds", num_rounds)
     self.safe_reward, self.win_reward = float(safe_reward), float(win_reward)
-    if payoffs is None:
-      payoffs = self.win_reward * (2. * np.eye(2) - 1.)
-    self.payoffs = np.asarray(payoffs, np.float64)
-    if self.payoffs.shape != (2, 2) or not np.all(np.isfinite(self.payoffs)):
-      raise ValueError(f"payoffs must be a finite [2, 2] table, got payoffs={payoffs!r}")
     self.observation_space = gym.spaces.Box(0., 1., (4,), np.float32)
     self.action_space = gym.spaces.Discrete(2)
     self._round, self._coin = 0, None
@@ -562,7 +557,7 @@ class GambleEnv(gym.Env):
     if self._coin is None:
       reward = self.safe_reward
     else:
-      reward = float(self.payoffs[self._coin, int(action)])
+      reward = self.win_reward if int(action) == self._coin else -self.win_reward
     self._round, self._coin = self._round + 1, None
     return self._obs(), reward, self._round >= self.num_rounds, False, {}
 
@@ -570,6 +565,81 @@ class GambleEnv(gym.Env):
     obs = np.zeros(4, np.float32)
     obs[0 if self._coin is None else 1 + self._coin] = 1.
     obs[3] = (self.num_rounds - self._round) / self.num_rounds
+    return obs
+
+
+class CoinBetsEnv(gym.Env):
+  """Rounds of "pick one of two bets on a fair coin, see the coin, then act".
+
+  Each round starts in the *choose* phase: action `b` picks bet `b` (reward
+  0). A fair coin `x` is tossed and shown, and the next action `a` ends the
+  round with reward `payoffs[b][x][a]`. An episode is `num_rounds` rounds.
+
+  The default payoffs make a trap for a deterministic model:
+
+    bet 0, "name the coin":  +4 if `a == x`, else -12.  Worth 4 a round.
+    bet 1, "long shot":      heads (x = 1): cash out (a = 1) +8, fold 0;
+                             tails (x = 0): cash out -10, fold -6.
+                             Worth (8 - 6) / 2 = 1 a round.
+
+  Acting at random after the coin, the long shot is the better bet (-2
+  against -4 a round); reacting to the coin, naming it is (4 against 1).
+
+  Plain MuZero's model is unrolled along the actions taken and cannot branch
+  on the coin, so after "bet 1" it predicts what followed on average *given
+  the later actions*. Once the agent reacts to the coin it cashes out only on
+  heads, and "bet 1, cash out" has always paid 8: in hindsight the long shot
+  is worth 8 against 4 for naming the coin, and its search keeps betting on
+  it. (On bet 0 hindsight is harmless: each name pays 4 when it is said, as
+  it truly does.) Stochastic MuZero's chance node keeps heads and tails
+  apart, each with probability 1/2, and values the long shot at 1.
+
+  With `mid_round_starts = p`, a fraction `p` of the episodes start after a
+  random bet, with its coin shown: the agent then learns to react after both
+  bets whichever it prefers to make.
+
+  Observation `[6]` float32: the phase one-hot (choose; bet 0 with coin 0 or
+  1; bet 1 with coin 0 or 1) and the fraction of rounds left.
+
+  Args:
+    num_rounds: rounds in an episode.
+    payoffs: `[2, 2, 2]` rewards, indexed `[bet, coin, action]`.
+    mid_round_starts: the fraction of episodes that start mid-round.
+  """
+
+  PAYOFFS = (((4., -12.), (-12., 4.)), ((-6., -10.), (0., 8.)))
+
+  def __init__(self, num_rounds: int = 4, payoffs=PAYOFFS, *, mid_round_starts: float = 0.):
+    self.num_rounds = checks.positive_int("num_rounds", num_rounds)
+    if not 0. <= float(mid_round_starts) <= 1.:
+      raise ValueError(f"mid_round_starts must be in [0, 1], got {mid_round_starts!r}")
+    self.mid_round_starts = float(mid_round_starts)
+    self.payoffs = np.asarray(payoffs, np.float64)
+    if self.payoffs.shape != (2, 2, 2) or not np.all(np.isfinite(self.payoffs)):
+      raise ValueError(f"payoffs must be a finite [2, 2, 2] table, got payoffs={payoffs!r}")
+    self.observation_space = gym.spaces.Box(0., 1., (6,), np.float32)
+    self.action_space = gym.spaces.Discrete(2)
+    self._round, self._bet, self._coin = 0, None, None
+
+  def reset(self, seed=None, options=None):
+    super().reset(seed=seed)
+    self._round, self._bet, self._coin = 0, None, None
+    if self.np_random.random() < self.mid_round_starts:
+      self._bet, self._coin = (int(x) for x in self.np_random.integers(2, size=2))
+    return self._obs(), {}
+
+  def step(self, action):
+    if self._bet is None:
+      self._bet, self._coin = int(action), int(self.np_random.integers(2))
+      return self._obs(), 0., False, False, {}
+    reward = float(self.payoffs[self._bet, self._coin, int(action)])
+    self._round, self._bet, self._coin = self._round + 1, None, None
+    return self._obs(), reward, self._round >= self.num_rounds, False, {}
+
+  def _obs(self):
+    obs = np.zeros(6, np.float32)
+    obs[0 if self._bet is None else 1 + 2 * self._bet + self._coin] = 1.
+    obs[5] = (self.num_rounds - self._round) / self.num_rounds
     return obs
 
 
@@ -599,13 +669,3 @@ def _check_shape(fn_name, what, x, expected):
   if tuple(x.shape) != tuple(expected):
     raise ValueError(f"{fn_name} returned {what} of shape {tuple(x.shape)}; expected "
                      f"{tuple(expected)}")
-
-
-def _categorical_loss(logits, scalar_targets, support_size):
-  targets = scalar_to_support(jax.lax.stop_gradient(scalar_targets), support_size)
-  return optax.softmax_cross_entropy(logits, targets)
-
-
-def _scale_gradient(x, scale):
-  """Identity forward; multiplies the gradient by `scale` backward."""
-  return x * scale + jax.lax.stop_gradient(x) * (1. - scale)

@@ -133,3 +133,19 @@ def test_self_play_learns_to_beat_a_random_player(tmp_path):
                                                 games_per_side=50)
   assert wins + draws + losses == 100
   assert wins - losses >= 30, (wins, draws, losses)
+
+
+def test_random_openings_start_after_zero_to_max_random_moves():
+  env = games.RandomOpenings(games.PettingZooEnv("tictactoe_v3"), max_plies=2, seed=0)
+  counts = []
+  for _ in range(60):
+    obs, info = env.reset()
+    pieces = int(obs.sum())
+    counts.append(pieces)
+    assert info["to_play"] == pieces % 2  # the player to move after the opening
+    assert info["action_mask"].sum() == 9 - pieces
+  assert set(counts) == {0, 1, 2}
+  first = [int(env.reset(seed=5)[0].sum()) for _ in range(2)]
+  assert first[0] == first[1]  # a seeded reset repeats its opening
+  with pytest.raises(ValueError, match="max_plies must be an integer >= 0"):
+    games.RandomOpenings(games.PettingZooEnv("tictactoe_v3"), max_plies=-1)

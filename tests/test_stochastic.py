@@ -238,3 +238,35 @@ def test_gamble_env_pays_for_reacting_to_the_coin():
   assert reward == 2. and not done and obs[0] == 1. and obs[3] == 0.5
   _, reward, done, _, _ = env.step(0)
   assert reward == 1. and done
+
+
+def test_coin_bets_env_pays_by_bet_coin_and_action():
+  env = stochastic.CoinBetsEnv(num_rounds=2)
+  obs, _ = env.reset(seed=0)
+  np.testing.assert_array_equal(obs, [1., 0., 0., 0., 0., 1.])
+  obs, reward, done, _, _ = env.step(1)  # the long shot
+  coin = int(obs[4] == 1.)
+  assert reward == 0. and not done and obs[3] + obs[4] == 1.
+  obs, reward, done, _, _ = env.step(1)  # cash out: +8 on heads, -10 on tails
+  assert reward == (8. if coin else -10.) and not done and obs[0] == 1. and obs[5] == 0.5
+  obs, _, _, _, _ = env.step(0)  # name the coin
+  _, reward, done, _, _ = env.step(int(obs[2] == 1.))
+  assert reward == 4. and done
+
+
+def test_coin_bets_env_long_shot_is_worse_in_expectation_but_best_in_hindsight():
+  p = np.asarray(stochastic.CoinBetsEnv.PAYOFFS)
+  react = p.max(axis=2).mean(axis=1)  # best action on each side, coin averaged
+  assert react.tolist() == [4., 1.]
+  assert p[1, 1, 1] > react[0]  # "long shot, cash out" paid 8 whenever it was played
+
+
+def test_coin_bets_env_mid_round_starts_and_bad_arguments():
+  env = stochastic.CoinBetsEnv(mid_round_starts=1.)
+  for seed in range(5):
+    obs, _ = env.reset(seed=seed)
+    assert obs[0] == 0. and obs[1:5].sum() == 1.
+  with pytest.raises(ValueError, match="mid_round_starts"):
+    stochastic.CoinBetsEnv(mid_round_starts=1.5)
+  with pytest.raises(ValueError, match="payoffs"):
+    stochastic.CoinBetsEnv(payoffs=np.zeros((2, 2)))
