@@ -55,7 +55,7 @@ def main():
   with tempfile.TemporaryDirectory() as workdir:
     result = muax.train.run(
         model, env_id="Pendulum-v1", tracer=muax.PNStep(10, args.discount, 0.5),
-        buffer=muax.TrajectoryReplayBuffer(200), max_episodes=args.max_episodes,
+        buffer=muax.TrajectoryReplayBuffer(200, random_seed=args.seed), max_episodes=args.max_episodes,
         max_training_steps=args.max_episodes * args.updates_per_episode,
         num_simulations=args.num_simulations, k_steps=5, buffer_warm_up=2,
         num_trajectory=16, sample_per_trajectory=8,

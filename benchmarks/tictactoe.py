@@ -39,7 +39,7 @@ def record(model, opponent, seat: int, num_games: int, num_simulations: int, see
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--episodes", type=int, default=3000)
+  parser.add_argument("--episodes", type=int, default=15000)
   parser.add_argument("--seeds", type=int, nargs="+", default=[0])
   parser.add_argument("--games", type=int, default=100, help="games per seat and opponent")
   parser.add_argument("--num-simulations", type=int, default=25)

@@ -23,7 +23,7 @@ from muax.test import test
 
 num_rounds = 4
 discount = 0.97
-max_episodes = 1000
+max_episodes = 600
 
 optimizer = muax.model.optimizer(init_value=0.005, peak_value=0.005, end_value=0.001,
                                  warmup_steps=0, transition_steps=2000)
@@ -39,7 +39,7 @@ model = stochastic.build_model(2, embedding_dim=16, hidden=64, support_size=10,
 model_path = muax.fit(model, env=stochastic.CoinBetsEnv(num_rounds, mid_round_starts=0.5),
                       test_env=stochastic.CoinBetsEnv(num_rounds),
                       tracer=muax.PNStep(10, discount, 0.5),
-                      buffer=muax.TrajectoryReplayBuffer(400),
+                      buffer=muax.TrajectoryReplayBuffer(400, random_seed=0),
                       max_episodes=max_episodes, test_interval=200, num_test_episodes=10,
                       max_training_steps=10 * max_episodes, num_simulations=64, k_steps=5,
                       buffer_warm_up=16, num_trajectory=32, sample_per_trajectory=2,

@@ -67,7 +67,7 @@ def score_against(model, opponent, games_per_side: int = 50, num_simulations: in
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--episodes", type=int, default=3000)
+  parser.add_argument("--episodes", type=int, default=15000)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--resume", action="store_true")
   args = parser.parse_args()

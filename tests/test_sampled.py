@@ -306,7 +306,7 @@ def _pendulum_run(tmp_path, seed, **overrides):
                                      transition_steps=2000))
   settings = dict(
       env_id="Pendulum-v1", tracer=muax.PNStep(10, 0.99, 0.5),
-      buffer=muax.TrajectoryReplayBuffer(200), max_episodes=PENDULUM_EPISODES,
+      buffer=muax.TrajectoryReplayBuffer(200, random_seed=seed), max_episodes=PENDULUM_EPISODES,
       max_training_steps=100 * PENDULUM_EPISODES,
       test_interval=10, num_test_episodes=5, num_simulations=16, k_steps=5,
       buffer_warm_up=2, num_trajectory=16, sample_per_trajectory=8,
