@@ -46,6 +46,8 @@ def main():
   parser.add_argument("--test-interval", type=int, default=10)
   parser.add_argument("--num-test-episodes", type=int, default=10)
   parser.add_argument("--final-test-episodes", type=int, default=20)
+  parser.add_argument("--train-on", action="store_true",
+                      help="train for all --max-episodes instead of stopping at the goal")
   args = parser.parse_args()
 
   env = gym.make("Pendulum-v1")
@@ -55,13 +57,15 @@ def main():
   with tempfile.TemporaryDirectory() as workdir:
     result = muax.train.run(
         model, env_id="Pendulum-v1", tracer=muax.PNStep(10, args.discount, 0.5),
-        buffer=muax.TrajectoryReplayBuffer(200, random_seed=args.seed), max_episodes=args.max_episodes,
+        buffer=muax.TrajectoryReplayBuffer(200, random_seed=args.seed),
+        max_episodes=args.max_episodes,
         max_training_steps=args.max_episodes * args.updates_per_episode,
         num_simulations=args.num_simulations, k_steps=5, buffer_warm_up=2,
         num_trajectory=16, sample_per_trajectory=8,
         num_update_per_episode=args.updates_per_episode,
         test_interval=args.test_interval, num_test_episodes=args.num_test_episodes,
-        temperature_fn=lambda **_: 1., target_return=GOAL, random_seed=args.seed,
+        temperature_fn=lambda **_: 1., target_return=None if args.train_on else GOAL,
+        random_seed=args.seed,
         tensorboard_dir=f"{workdir}/tb", model_save_path=f"{workdir}/models",
         progress=False)
     for record in result.tests:

@@ -38,7 +38,8 @@ def main():
                                      warmup_steps=100, transition_steps=2000))
   result = muax.train.run(
       model, env_id="Pendulum-v1", tracer=muax.PNStep(10, discount, 0.5),
-      buffer=muax.TrajectoryReplayBuffer(200, random_seed=args.seed), max_episodes=args.max_episodes,
+      buffer=muax.TrajectoryReplayBuffer(200, random_seed=args.seed),
+      max_episodes=args.max_episodes,
       max_training_steps=args.max_training_steps, num_simulations=args.num_simulations,
       k_steps=5, buffer_warm_up=args.buffer_warm_up, num_trajectory=16,
       sample_per_trajectory=8, num_update_per_episode=100,

@@ -730,12 +730,15 @@ def _check_actions(a: np.ndarray, num_actions: int, what: str):
 
 
 def _batch_is_sane(batch, num_actions):
-  """Traced: every float field finite and every action in `[0, num_actions)`."""
+  """Traced: every float field finite and every action in `[0, num_actions)`
+  (no range check when `num_actions` is None: float action vectors)."""
   ok = jnp.array(True)
   for x in jax.tree_util.tree_leaves(batch):
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.floating):
       ok &= jnp.isfinite(x).all()
+  if num_actions is None:
+    return ok
   a = jnp.asarray(batch.a)
   return ok & jnp.all((a >= 0) & (a < num_actions))
 

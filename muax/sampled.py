@@ -41,6 +41,7 @@ from muax import nn
 from muax import search
 from muax.loss import _categorical_loss
 from muax.loss import _scale_gradient
+from muax import model as model_lib
 from muax.model import MuZero
 from muax.model import _check_number
 from muax.support import logits_to_scalar
@@ -482,14 +483,9 @@ class SampledMuZero(MuZero):
     return batch
 
   def _batch_is_sane(self, batch):
-    # Every float field finite; float actions are not indices, so the base
-    # class's range check does not apply (the host check covers the bounds).
-    finite = jnp.array(True)
-    for x in jax.tree_util.tree_leaves(batch):
-      x = jnp.asarray(x)
-      if jnp.issubdtype(x.dtype, jnp.floating):
-        finite &= jnp.isfinite(x).all()
-    return finite
+    # Float actions are not indices: no range check (the host check covers
+    # the bounds), only finiteness.
+    return model_lib._batch_is_sane(batch, None)
 
   # -- parameters -----------------------------------------------------------
 
