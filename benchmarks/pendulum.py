@@ -8,6 +8,12 @@ the first test above the goal. Then the best checkpoint is tested again on
 learning curve) and a summary line. Usage:
 
   python benchmarks/pendulum.py                      # seed 0
+  python benchmarks/pendulum.py --train-on --max-episodes 300   # no early stop
+
+Measured (2-core CPU): seed 0 reached -136.2 at 42,400 env steps (20 fresh
+episodes of that checkpoint: -268.0); seed 1 -185.5 at 22,400 (-282.1). With
+--train-on --max-episodes 300, seed 0: best test -119.1 at 52,400 env steps,
+-116.8 on 20 fresh episodes.
   python benchmarks/pendulum.py --seed 1 --max-episodes 400
 """
 import argparse
