@@ -17,6 +17,7 @@ import gymnasium as gym
 import jax
 import numpy as np
 
+from muax.model import require_discrete
 from muax.replay_buffer import Trajectory
 
 # Used only when an environment has no time limit of its own: an episode this
@@ -101,9 +102,8 @@ def check_action_space(space, what: str, model=None):
   checker = getattr(model, "check_action_space", None)
   if checker is not None:
     checker(space, what)
-  elif not isinstance(space, gym.spaces.Discrete):
-    raise ValueError(f"muax plans over discrete actions, but {what} is {space}; wrap "
-                     "the environment to discretise it, or use policy='sampled'")
+  else:
+    require_discrete(space, what)
 
 
 def legal_mask(invalid: Optional[np.ndarray]):

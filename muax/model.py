@@ -491,9 +491,7 @@ class MuZero:
   def check_action_space(self, space, what: str = "action_space"):
     """Raises ValueError unless this model can act in `space`: a Discrete
     space (of `num_actions` actions once the model is initialised)."""
-    if not isinstance(space, gym.spaces.Discrete):
-      raise ValueError(f"muax plans over discrete actions, but {what} is {space}; wrap "
-                       "the environment to discretise it, or use policy='sampled'")
+    require_discrete(space, what)
     if self._num_actions is not None and int(space.n) != self._num_actions:
       raise ValueError(f"{what} has {int(space.n)} actions, but the model's networks "
                        f"have {self._num_actions}")
@@ -741,6 +739,13 @@ def _batch_is_sane(batch, num_actions):
     return ok
   a = jnp.asarray(batch.a)
   return ok & jnp.all((a >= 0) & (a < num_actions))
+
+
+def require_discrete(space, what: str = "action_space"):
+  """Raises ValueError unless `space` is a gymnasium Discrete space."""
+  if not isinstance(space, gym.spaces.Discrete):
+    raise ValueError(f"muax plans over discrete actions, but {what} is {space}; wrap "
+                     "the environment to discretise it, or use policy='sampled'")
 
 
 def mean_metrics(metrics) -> dict:
