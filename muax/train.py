@@ -222,6 +222,9 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
       num_test_envs=1 if opponent is not None else min(num_envs, num_test_episodes),
       model=model)
   if opponent is not None:
+    if isinstance(test_env, gym.vector.VectorEnv):
+      raise ValueError("opponent needs a single test_env (the self-play view of the "
+                       "game), not a vector environment")
     test_env = games.VersusOpponent(test_env, opponent)
   buffer = TrajectoryReplayBuffer(500, random_seed=random_seed) if buffer is None else buffer
   temperature_fn = default_temperature_fn if temperature_fn is None else temperature_fn
