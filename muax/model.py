@@ -468,14 +468,13 @@ class MuZero:
       raise ValueError(f"batch.obs has shape {obs_shape}; {what} expects [{dims}, "
                        f"{', '.join(map(str, self._obs_shape))}]")
     lead_shape = tuple(obs_shape[:lead])
-    expected = {"a": lead_shape, "r": lead_shape, "Rn": lead_shape,
-                "pi": lead_shape + (self._num_actions,)}
-    for name, shape in expected.items():
+    expected, note = self._batch_field_shapes(lead_shape)
+    for name, (shape, tail) in expected.items():
       got = np.shape(getattr(batch, name))
       if got != shape:
-        axes = f"[{dims}" + (", num_actions]" if name == "pi" else "]")
-        raise ValueError(f"batch.{name} has shape {got}; {what} expects {axes} = {shape} "
-                         f"to match batch.obs {obs_shape} (num_actions={self._num_actions})")
+        raise ValueError(f"batch.{name} has shape {got}; {what} expects [{dims}"
+                         f"{', ' + tail if tail else ''}] = {shape} to match batch.obs "
+                         f"{obs_shape} ({note})")
     if batch.mask is not None and np.shape(batch.mask) != lead_shape + (self._num_actions,):
       raise ValueError(f"batch.mask has shape {np.shape(batch.mask)}; {what} expects "
                        f"[{dims}, num_actions] = {lead_shape + (self._num_actions,)}")
@@ -484,9 +483,21 @@ class MuZero:
       if got not in ((), lead_shape):
         raise ValueError(f"batch.{name} has shape {got}; {what} expects [{dims}] = "
                          f"{lead_shape}")
-    if isinstance(batch.a, np.ndarray):  # device arrays: checked on device, step skipped
-      _check_actions(batch.a, self._num_actions, what)
+    self._check_batch_values(batch, what)
     return batch
+
+  def _batch_field_shapes(self, lead_shape):
+    """`({field: (shape, trailing axes' names)}, note)`: the shapes `_check_batch`
+    requires of a batch whose leading axes are `lead_shape`."""
+    return ({"a": (lead_shape, ""), "r": (lead_shape, ""), "Rn": (lead_shape, ""),
+             "pi": (lead_shape + (self._num_actions,), "num_actions")},
+            f"num_actions={self._num_actions}")
+
+  def _check_batch_values(self, batch, what):
+    """Host checks of a batch's values: actions in range (device arrays are
+    checked on the device, where a bad batch is a skipped step)."""
+    if isinstance(batch.a, np.ndarray):
+      _check_actions(batch.a, self._num_actions, what)
 
   def check_action_space(self, space, what: str = "action_space"):
     """Raises ValueError unless this model can act in `space`: a Discrete

@@ -445,34 +445,22 @@ class SampledMuZero(MuZero):
   # -- learning -------------------------------------------------------------
 
   def _check_batch(self, batch, stacked=False):
-    """Checks shapes (no device sync) and, on host arrays, the action bounds."""
-    what = "update_many" if stacked else "update"
-    if not isinstance(batch, Transition):
-      raise TypeError(f"{what} expects a muax.Transition batch, got {type(batch).__name__}")
-    lead = 3 if stacked else 2
-    dims = "U, B, K" if stacked else "B, K"
-    obs_shape = np.shape(batch.obs)
-    if len(obs_shape) < lead or tuple(obs_shape[lead:]) != self._obs_shape:
-      raise ValueError(f"batch.obs has shape {obs_shape}; {what} expects [{dims}, "
-                       f"{', '.join(map(str, self._obs_shape))}]")
-    if batch.candidates is None:
+    if isinstance(batch, Transition) and batch.candidates is None:
+      what = "update_many" if stacked else "update"
       raise ValueError(f"batch.candidates is None; {what} of a Sampled MuZero model needs "
                        "the sampled actions searched at each step, [..., num_samples, D]")
-    lead_shape, n, d = tuple(obs_shape[:lead]), self._num_samples, self.action_dim
-    expected = {"a": (lead_shape + (d,), "D"), "r": (lead_shape, ""),
-                "Rn": (lead_shape, ""), "pi": (lead_shape + (n,), "num_samples"),
-                "candidates": (lead_shape + (n, d), "num_samples, D")}
-    for name, (shape, tail) in expected.items():
-      got = np.shape(getattr(batch, name))
-      if got != shape:
-        raise ValueError(f"batch.{name} has shape {got}; {what} expects [{dims}"
-                         f"{', ' + tail if tail else ''}] = {shape} (num_samples={n}, "
-                         f"D={d})")
-    for name in ("done", "v", "w"):
-      got = np.shape(getattr(batch, name))
-      if got not in ((), lead_shape):
-        raise ValueError(f"batch.{name} has shape {got}; {what} expects [{dims}] = "
-                         f"{lead_shape}")
+    return super()._check_batch(batch, stacked)
+
+  def _batch_field_shapes(self, lead_shape):
+    n, d = self._num_samples, self.action_dim
+    return ({"a": (lead_shape + (d,), "D"), "r": (lead_shape, ""), "Rn": (lead_shape, ""),
+             "pi": (lead_shape + (n,), "num_samples"),
+             "candidates": (lead_shape + (n, d), "num_samples, D")},
+            f"num_samples={n}, D={d}")
+
+  def _check_batch_values(self, batch, what):
+    """Host check that actions and candidates lie in the action space."""
+    del what
     for name in ("a", "candidates"):
       x = getattr(batch, name)
       if isinstance(x, np.ndarray) and x.size and np.isfinite(x).all():
@@ -480,7 +468,6 @@ class SampledMuZero(MuZero):
         if (x < self._low - slack).any() or (x > self._high + slack).any():
           raise ValueError(f"batch.{name} holds actions outside the action space "
                            f"{self._action_space}")
-    return batch
 
   def _batch_is_sane(self, batch):
     # Float actions are not indices: no range check (the host check covers
