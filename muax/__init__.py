@@ -6,6 +6,7 @@ from muax import games
 from muax import loss
 from muax import model
 from muax import nn
+from muax import reanalyze
 from muax import replay_buffer
 from muax import runtime
 from muax import sampled
@@ -17,6 +18,8 @@ from muax import wrappers
 from muax.episode_tracer import NStep
 from muax.episode_tracer import PNStep
 from muax.model import MuZero
+from muax.reanalyze import Reanalyze
+from muax.replay_buffer import PrioritizedReplayBuffer
 from muax.replay_buffer import Trajectory
 from muax.replay_buffer import TrajectoryReplayBuffer
 from muax.train import fit
@@ -28,6 +31,8 @@ __all__ = [
     "MuZero",
     "NStep",
     "PNStep",
+    "PrioritizedReplayBuffer",
+    "Reanalyze",
     "Trajectory",
     "TrajectoryReplayBuffer",
     "Transition",
@@ -37,6 +42,7 @@ __all__ = [
     "loss",
     "model",
     "nn",
+    "reanalyze",
     "replay_buffer",
     "runtime",
     "sampled",

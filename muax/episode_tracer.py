@@ -44,9 +44,12 @@ class NStep:
     self.reset()
 
   @property
-  def _step_discount(self) -> float:
-    # Two-player zero-sum: the next step's reward and value are the opponent's.
+  def step_discount(self) -> float:
+    """Discount from one step to the next in `Rn`: `gamma`, or `-gamma` for
+    two-player tracers (the next step's reward and value are the opponent's)."""
     return -self.gamma if self.two_player else self.gamma
+
+  _step_discount = step_discount
 
   def reset(self):
     """Forgets everything cached: call at the start of an episode."""

@@ -10,7 +10,13 @@ return `Rn_{t+k}`, reward against the two-hot `r_{t+k}`, policy against the
 search policy `pi_{t+k}` (restricted to the legal actions when the batch
 carries legal-action masks). The gradient entering each dynamics step is halved
 so the total gradient to the dynamics stays constant with K, and the loss is
-averaged over the K steps.
+averaged over the K steps, each step weighted by `batch.weight` when the batch
+has one (importance-sampling weights from prioritized replay).
+
+Optional, off by default (`make_loss_fn`): the self-supervised consistency
+loss of EfficientZero (Ye et al., 2021), the negative cosine similarity
+between the state the dynamics predicts for step k and the (gradient-stopped)
+representation of the observation actually seen at step k.
 """
 import jax
 import jax.numpy as jnp
@@ -22,7 +28,7 @@ from muax.support import logits_to_scalar, scalar_to_support
 
 def muzero_loss(nets: Networks, params, batch, *, support_size: int,
                 value_weight: float = 1., reward_weight: float = 1.,
-                policy_weight: float = 1.):
+                policy_weight: float = 1., consistency_weight: float = 0.):
   """Mean MuZero loss over a batch of windows.
 
   Args:
@@ -30,9 +36,12 @@ def muzero_loss(nets: Networks, params, batch, *, support_size: int,
     params: `{'representation', 'prediction', 'dynamic'}` parameters.
     batch: a Transition with fields `[B, K, ...]`.
     support_size: S of the categorical support.
+    consistency_weight: weight of the consistency loss (0: off).
 
   Returns:
-    `(loss, metrics)`: a scalar and a dict of scalar diagnostics.
+    `(loss, metrics)`: a scalar and a dict of diagnostics, scalars except
+    `'priority'` `[B]`, each window's value error `|v_0 - Rn_0|` for
+    prioritized replay.
   """
   s = nets.representation(params["representation"], batch.obs[:, 0])
   actions = jnp.swapaxes(jnp.asarray(batch.a), 0, 1).astype(jnp.int32)  # [K, B]
@@ -41,9 +50,10 @@ def muzero_loss(nets: Networks, params, batch, *, support_size: int,
     value_logits, policy_logits = nets.prediction(params["prediction"], s)
     reward_logits, next_s = nets.dynamic(params["dynamic"], s, a)
     next_s = _scale_gradient(next_s, 0.5)
-    return next_s, (value_logits, policy_logits, reward_logits)
+    return next_s, (value_logits, policy_logits, reward_logits, next_s)
 
-  _, (value_logits, policy_logits, reward_logits) = jax.lax.scan(unroll, s, actions)
+  _, (value_logits, policy_logits, reward_logits, next_states) = jax.lax.scan(
+      unroll, s, actions)
   # Back to batch-major [B, K, ...].
   value_logits, policy_logits, reward_logits = (
       jnp.swapaxes(x, 0, 1) for x in (value_logits, policy_logits, reward_logits))
@@ -53,15 +63,46 @@ def muzero_loss(nets: Networks, params, batch, *, support_size: int,
   policy_loss = optax.softmax_cross_entropy(policy_logits, policy_target(batch))
   per_step = (value_weight * value_loss + reward_weight * reward_loss
               + policy_weight * policy_loss)  # [B, K]
-  loss = jnp.mean(per_step)
+  value = logits_to_scalar(value_logits[:, 0], support_size)
   metrics = {
       "value_loss": jnp.mean(value_loss),
       "reward_loss": jnp.mean(reward_loss),
       "policy_loss": jnp.mean(policy_loss),
-      "value": jnp.mean(logits_to_scalar(value_logits[:, 0], support_size)),
+      "value": jnp.mean(value),
       "n_step_return": jnp.mean(jnp.asarray(batch.Rn, jnp.float32)[:, 0]),
+      "priority": value_error(value, batch),
   }
-  return loss, metrics
+  if consistency_weight and batch.obs.shape[1] > 1:
+    consistency = consistency_loss(nets, params, batch, next_states)  # [B, K-1]
+    per_step = per_step.at[:, 1:].add(consistency_weight * consistency)
+    metrics["consistency_loss"] = jnp.mean(consistency)
+  return weighted_mean(per_step, batch), metrics
+
+
+def consistency_loss(nets: Networks, params, batch, next_states):
+  """`[B, K-1]` negative cosine similarity between the dynamics' state for
+  step k (`next_states[k-1]`, `[K, B, ...]` from the unroll) and the
+  representation of `obs[:, k]`, its gradient stopped (SimSiam-style)."""
+  obs = batch.obs[:, 1:]
+  b, k1 = obs.shape[:2]
+  target = nets.representation(params["representation"],
+                               obs.reshape((b * k1,) + obs.shape[2:]))
+  target = jax.lax.stop_gradient(target).reshape(b, k1, -1)
+  predicted = jnp.swapaxes(next_states[:-1], 0, 1).reshape(b, k1, -1)
+  unit = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-8)  # noqa: E731
+  return -jnp.sum(unit(predicted) * unit(target), axis=-1)
+
+
+def weighted_mean(per_step, batch):
+  """Mean of a `[B, K]` loss, each step weighted by `batch.weight` if given."""
+  if batch.weight is None:
+    return jnp.mean(per_step)
+  return jnp.mean(per_step * jax.lax.stop_gradient(jnp.asarray(batch.weight, jnp.float32)))
+
+
+def value_error(value, batch):
+  """`[B]` `|value - Rn_0|`: the priority of each window's first step."""
+  return jax.lax.stop_gradient(jnp.abs(value - jnp.asarray(batch.Rn, jnp.float32)[:, 0]))
 
 
 def policy_target(batch):
@@ -86,6 +127,29 @@ def default_loss_fn(model, params, batch):
   functions that return the scalar loss alone.
   """
   return muzero_loss(model.networks, params, batch, support_size=model.support_size)
+
+
+def make_loss_fn(*, value_weight: float = 1., reward_weight: float = 1.,
+                 policy_weight: float = 1., consistency_weight: float = 0.):
+  """A `loss_fn(model, params, batch)` for `MuZero(loss_fn=...)` with these
+  weights; `consistency_weight > 0` turns on the consistency loss
+  (EfficientZero used 2)."""
+  for name, value in (("value_weight", value_weight), ("reward_weight", reward_weight),
+                      ("policy_weight", policy_weight),
+                      ("consistency_weight", consistency_weight)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+        not 0. <= float(value) < float("inf"):
+      raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+  weights = dict(value_weight=float(value_weight), reward_weight=float(reward_weight),
+                 policy_weight=float(policy_weight),
+                 consistency_weight=float(consistency_weight))
+
+  def loss_fn(model, params, batch):
+    return muzero_loss(model.networks, params, batch, support_size=model.support_size,
+                       **weights)
+
+  loss_fn.weights = weights
+  return loss_fn
 
 
 def _categorical_loss(logits, scalar_targets, support_size):

@@ -20,11 +20,16 @@ import optax
 from muax import checks
 from muax import checkpoint
 from muax import nn
+from muax import reanalyze as reanalyze_lib
 from muax import search
 from muax.loss import default_loss_fn
+from muax.loss import value_error
+from muax.support import logits_to_scalar
 from muax.transition import Transition
 
 __all__ = ["MuZero", "optimizer"]
+
+PRIORITY = "priority"  # the per-window value errors among an update's metrics
 
 
 def optimizer(init_value=0., peak_value=2e-2, end_value=1e-3, warmup_steps=1000,
@@ -159,6 +164,7 @@ class MuZero:
     self._obs_shape = None
     self._num_actions = None
     self._no_mask = {}
+    self._reanalyze, self._target_params, self._learn_count = None, None, 0
     self._plan = jax.jit(self._plan_packed, static_argnames=_STATIC_PLAN_ARGS)
     self._update_step = jax.jit(self._update_fn)
     self._update_scan = jax.jit(self._update_many_fn)
@@ -385,13 +391,22 @@ class MuZero:
 
   # -- learning -------------------------------------------------------------
 
-  def update(self, batch: Transition) -> dict:
+  def update(self, batch: Transition, *, return_priorities: bool = False):
     """One gradient step on a batch `[B, K, ...]`; returns float metrics.
 
     A step is skipped (`'skipped': 1.`, parameters and optimizer state kept)
     when its loss or gradient is not finite, when any float field of the batch
     holds NaN or inf, or when an action held in a device array lies outside
-    `[0, num_actions)`.
+    `[0, num_actions)`. With `set_reanalyze`, the batch's targets are
+    refreshed first (it needs the bootstrap fields).
+
+    Args:
+      batch: the windows, e.g. from `TrajectoryReplayBuffer.sample`.
+      return_priorities: also return each window's value error `[B]` (the
+        new priorities for `PrioritizedReplayBuffer.update_priorities`).
+
+    Returns:
+      metrics, or `(metrics, priorities)` with `return_priorities`.
 
     Raises:
       TypeError: `batch` is not a `muax.Transition`.
@@ -399,14 +414,21 @@ class MuZero:
         (`a`, `r`, `Rn` `[B, K]`, `pi` `[B, K, num_actions]`), or (numpy
         batches) actions that are not integers in `[0, num_actions)`.
     """
-    return {k: float(v) for k, v in jax.device_get(self._update_async(batch)).items()}
+    metrics = jax.device_get(self._update_async(batch))
+    priorities = np.asarray(metrics.pop(PRIORITY))
+    metrics = {k: float(v) for k, v in metrics.items()}
+    return (metrics, priorities) if return_priorities else metrics
 
   def _update_async(self, batch: Transition) -> dict:
     """`update` without waiting for the result: metrics stay on the device."""
     self._require_params("update")
     batch = self._check_batch(batch)
-    self._params, self._opt_state, metrics = self._update_step(
-        self._params, self._opt_state, batch)
+    if self._reanalyze is None:
+      self._params, self._opt_state, metrics = self._update_step(
+          self._params, self._opt_state, batch)
+      return metrics
+    carry, metrics = self._reanalyze_step(self._learn_carry(), batch, self._next_key())
+    self._set_learn_carry(carry)
     return metrics
 
   def update_many(self, batches: Transition) -> dict:
@@ -419,11 +441,17 @@ class MuZero:
     return mean_metrics(self._update_many_async(batches))
 
   def _update_many_async(self, batches: Transition) -> dict:
-    """`update_many` without waiting: per-step metrics `[U]` stay on the device."""
+    """`update_many` without waiting: per-step metrics `[U]` (priorities
+    `[U, B]`) stay on the device."""
     self._require_params("update_many")
     batches = self._check_batch(batches, stacked=True)
-    self._params, self._opt_state, metrics = self._update_scan(
-        self._params, self._opt_state, batches)
+    if self._reanalyze is None:
+      self._params, self._opt_state, metrics = self._update_scan(
+          self._params, self._opt_state, batches)
+      return metrics
+    keys = jax.random.split(self._next_key(), np.shape(batches.obs)[0])
+    carry, metrics = self._reanalyze_scan(self._learn_carry(), batches, keys)
+    self._set_learn_carry(carry)
     return metrics
 
   def _update_many_fn(self, params, opt_state, batches):
@@ -434,12 +462,81 @@ class MuZero:
     (params, opt_state), metrics = jax.lax.scan(step, (params, opt_state), batches)
     return params, opt_state, metrics
 
+  # -- reanalyze ------------------------------------------------------------
+
+  @property
+  def reanalyze(self) -> Optional[reanalyze_lib.Reanalyze]:
+    """The reanalysis settings, or None (see `set_reanalyze`)."""
+    return self._reanalyze
+
+  @property
+  def target_params(self):
+    """The target network's parameters (reanalysis), or None before its
+    first update."""
+    return self._target_params
+
+  def set_reanalyze(self, config):
+    """Turns reanalysis on (`muax.Reanalyze` or a fraction) or off (None).
+
+    Updates then refresh the targets of part of each batch (see
+    `muax.reanalyze`); batches must come from `sample(...,
+    bootstrap=(n, discount))`. The target network starts as a copy of the
+    current parameters at the next update.
+
+    Raises:
+      ValueError: invalid settings, or a policy reanalysis does not support.
+    """
+    config = reanalyze_lib.as_reanalyze(config)
+    if config is not None and self._policy not in search.POLICIES:
+      raise ValueError(f"reanalyze works with policy 'muzero' or 'gumbel', not "
+                       f"policy={self._policy!r}")
+    self._reanalyze = config
+    self._target_params, self._learn_count = None, 0
+    if config is not None:
+      self._reanalyze_key = jax.random.PRNGKey(config.seed)
+      self._reanalyze_step = jax.jit(self._reanalyze_step_fn)
+      self._reanalyze_scan = jax.jit(self._reanalyze_scan_fn)
+
+  def _next_key(self):
+    self._reanalyze_key, key = jax.random.split(self._reanalyze_key)
+    return key
+
+  def _learn_carry(self):
+    target = self._params if self._target_params is None else self._target_params
+    return self._params, self._opt_state, target, jnp.int32(self._learn_count)
+
+  def _set_learn_carry(self, carry):
+    self._params, self._opt_state, self._target_params, count = carry
+    self._learn_count = count  # stays on the device; read when needed
+
+  def _reanalyze_learn(self, carry, batch_and_key):
+    """Traced: refresh the target network when due, reanalyse, update."""
+    params, opt_state, target, count = carry
+    batch, key = batch_and_key
+    config = self._reanalyze
+    refresh = count % config.target_update_interval == 0
+    target = jax.tree_util.tree_map(lambda p, t: jnp.where(refresh, p, t), params, target)
+    batch, extra = reanalyze_lib.reanalyze_batch(self, params, target, key, batch, config)
+    params, opt_state, metrics = self._update_fn(params, opt_state, batch)
+    return (params, opt_state, target, count + 1), dict(metrics, **extra)
+
+  def _reanalyze_step_fn(self, carry, batch, key):
+    return self._reanalyze_learn(carry, (batch, key))
+
+  def _reanalyze_scan_fn(self, carry, batches, keys):
+    return jax.lax.scan(self._reanalyze_learn, carry, (batches, keys))
+
   def _update_fn(self, params, opt_state, batch):
     def loss(p):
       out = self._loss_fn(self, p, batch)
       return out if isinstance(out, tuple) else (out, {})
 
     (value, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    if PRIORITY not in metrics:  # a custom loss: the value error, computed here
+      s = self.networks.representation(params["representation"], batch.obs[:, 0])
+      value_logits = self.networks.prediction(params["prediction"], s)[0]
+      metrics = dict(metrics, **{PRIORITY: value_error(
+          logits_to_scalar(value_logits, self._support_size), batch)})
     updates, new_opt_state = self._optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
     grad_norm = _global_norm(grads)
@@ -483,6 +580,18 @@ class MuZero:
       if got not in ((), lead_shape):
         raise ValueError(f"batch.{name} has shape {got}; {what} expects [{dims}] = "
                          f"{lead_shape}")
+    for name in ("weight", "next_v", "next_discount", "inside", "next_obs"):
+      value = getattr(batch, name)
+      shape = lead_shape + (tuple(obs_shape[lead:]) if name == "next_obs" else ())
+      if value is not None and np.shape(value) != shape:
+        raise ValueError(f"batch.{name} has shape {np.shape(value)}; {what} expects "
+                         f"{shape} to match batch.obs {obs_shape}")
+    if self._reanalyze is not None and any(
+        getattr(batch, name) is None for name in ("next_obs", "next_v", "next_discount",
+                                                  "inside")):
+      raise ValueError(f"reanalyze is on, but the batch lacks the bootstrap fields: "
+                       f"sample it with buffer.sample(..., bootstrap=(n, discount)) "
+                       f"(the tracer's n and discount), or model.set_reanalyze(None)")
     self._check_batch_values(batch, what)
     return batch
 
@@ -760,9 +869,10 @@ def require_discrete(space, what: str = "action_space"):
 
 
 def mean_metrics(metrics) -> dict:
-  """Host floats from per-update metrics `[U]`: means, and `'skipped'` summed."""
+  """Host floats from per-update metrics `[U]`: means, and `'skipped'` summed
+  (the per-window priorities are left out)."""
   metrics = jax.device_get(metrics)
-  out = {k: float(np.mean(v)) for k, v in metrics.items()}
+  out = {k: float(np.mean(v)) for k, v in metrics.items() if k != PRIORITY}
   if "skipped" in metrics:
     out["skipped"] = float(np.sum(metrics["skipped"]))
   return out

@@ -17,9 +17,9 @@ from typing import Optional
 import numpy as np
 
 from muax import checks
-from muax.transition import ALL_FIELDS, FIELDS, Transition
+from muax.transition import EXTRA_FIELDS, FIELDS, Transition
 
-__all__ = ["Trajectory", "TrajectoryReplayBuffer", "Transition"]
+__all__ = ["PrioritizedReplayBuffer", "Trajectory", "TrajectoryReplayBuffer", "Transition"]
 
 _DTYPES = {"a": np.int32, "r": np.float32, "done": np.bool_, "Rn": np.float32,
            "v": np.float32, "pi": np.float32, "w": np.float32, "mask": np.bool_,
@@ -30,7 +30,7 @@ _META_KEYS = ("format", "version", "capacity", "max_transitions", "max_bytes",
               "obs_dtype", "rng")
 _INDEX_KEYS = ("lengths", "terminated", "weights")
 _STEP_KEYS = tuple(f"step_{name}" for name in FIELDS)
-_OPTIONAL_STEP_KEYS = tuple(f"step_{name}" for name in ALL_FIELDS if name not in FIELDS)
+_OPTIONAL_STEP_KEYS = tuple(f"step_{name}" for name in EXTRA_FIELDS)
 
 
 class Trajectory:
@@ -110,6 +110,8 @@ class TrajectoryReplayBuffer:
       for float32 (float observations) or their own integer dtype.
   """
 
+  prioritized = False  # see PrioritizedReplayBuffer
+
   def __init__(self, capacity: Optional[int] = None, random_seed: Optional[int] = None,
                *, max_transitions: Optional[int] = None, max_bytes: Optional[int] = None,
                obs_dtype=None):
@@ -169,7 +171,7 @@ class TrajectoryReplayBuffer:
 
   def sample(self, batch_size: int = 32, num_trajectory: Optional[int] = None,
              k_steps: int = 5, sample_per_trajectory: int = 1, *,
-             num_batches: Optional[int] = None) -> Transition:
+             num_batches: Optional[int] = None, bootstrap=None) -> Transition:
     """Samples a batch of K-step windows.
 
     Args:
@@ -179,41 +181,39 @@ class TrajectoryReplayBuffer:
       k_steps: window length K.
       sample_per_trajectory: windows drawn from each drawn trajectory.
       num_batches: U independent batches at once, for `MuZero.update_many`.
+      bootstrap: `(n, discount)` of the tracer that computed `Rn` (the
+        discount per step, negative for two-player tracers), to add what
+        reanalysis needs: `next_obs`, `next_v`, `next_discount`, `inside`.
 
     Returns:
       a Transition with fields `[B, k_steps, ...]`, or `[U, B, k_steps, ...]`
       with `num_batches` (numpy arrays; observations in the stored dtype).
     """
-    if num_batches is not None:
-      checks.positive_int("num_batches", num_batches)
-    checks.positive_int("k_steps", k_steps)
-    checks.positive_int("sample_per_trajectory", sample_per_trajectory)
-    if num_trajectory is None:
-      checks.positive_int("batch_size", batch_size)
-      batch = int(batch_size)
-      num_trajectory = -(-batch // sample_per_trajectory)
-    else:
-      checks.positive_int("num_trajectory", num_trajectory)
-      batch = int(num_trajectory) * int(sample_per_trajectory)
+    batch, num_trajectory, rows = _sample_sizes(
+        batch_size, num_trajectory, k_steps, sample_per_trajectory, num_batches)
+    bootstrap = _check_bootstrap(bootstrap)
+    starts, lengths, terminated, weights = self._trajectories.columns()
+    eligible = self._eligible(k_steps)
+    p = np.where(eligible, weights, 0.)
+    p = p / p.sum() if p.sum() > 0 else eligible / eligible.sum()
+    chosen = self._rng.choice(len(lengths), size=(rows, num_trajectory), p=p)
+    chosen = np.repeat(chosen, sample_per_trajectory, axis=1)[:, :batch].reshape(-1)
+    windows = _gather_windows(self._store, starts[chosen], lengths[chosen],
+                              terminated[chosen], k_steps, self._rng, bootstrap=bootstrap)
+    return _unflatten(windows, rows, batch, num_batches)
+
+  def _eligible(self, k_steps) -> np.ndarray:
+    """`[T]` True for the trajectories that can supply a K-step window."""
     if not self._trajectories:
       raise ValueError("cannot sample from an empty replay buffer: add trajectories first")
-    starts, lengths, terminated, weights = self._trajectories.columns()
+    _, lengths, terminated, _ = self._trajectories.columns()
     eligible = _can_sample(lengths, terminated, k_steps)
     if not eligible.any():
       raise ValueError(
           f"no trajectory in the buffer can supply a window of k_steps={k_steps}: "
           f"the longest of {len(lengths)} unterminated trajectories has "
           f"{lengths.max()} steps")
-    p = np.where(eligible, weights, 0.)
-    p = p / p.sum() if p.sum() > 0 else eligible / eligible.sum()
-    rows = 1 if num_batches is None else int(num_batches)
-    chosen = self._rng.choice(len(lengths), size=(rows, num_trajectory), p=p)
-    chosen = np.repeat(chosen, sample_per_trajectory, axis=1)[:, :batch].reshape(-1)
-    windows = _gather_windows(self._store, starts[chosen], lengths[chosen],
-                              terminated[chosen], k_steps, self._rng)
-    if num_batches is None:
-      return windows
-    return _map(lambda x: x.reshape((rows, batch) + x.shape[1:]), windows)
+    return eligible
 
   def clear(self):
     """Removes every trajectory and frees the storage."""
@@ -270,6 +270,9 @@ class TrajectoryReplayBuffer:
       ValueError: `meta` or `arrays` do not describe a valid buffer; this
         buffer is unchanged then.
     """
+    if not self.prioritized and isinstance(meta, dict) and "prioritized" in meta:
+      raise ValueError("replay buffer state was saved by a PrioritizedReplayBuffer; "
+                       "restore it into one")
     bounds, obs_dtype, rng = _parse_meta(meta)
     lengths, terminated, weights, steps = _parse_arrays(arrays, obs_dtype)
     _check_restored_bounds(bounds, lengths, steps)
@@ -320,6 +323,217 @@ class TrajectoryReplayBuffer:
     self._store, self._head = store, 0
 
 
+class PrioritizedReplayBuffer(TrajectoryReplayBuffer):
+  """A `TrajectoryReplayBuffer` that samples windows by the priority of their
+  first step (prioritized experience replay, Schaul et al., 2016).
+
+  A window starting at step i is drawn with probability
+  `P(i) = p_i^alpha / sum_j p_j^alpha` over the steps where a window may
+  start, and carries the importance-sampling weight
+  `(N P(i))^-beta / max_batch (N P(j))^-beta` as its loss weight
+  (`batch.weight`, the same along the window). New steps get the largest
+  priority seen so far, so each is likely to be replayed soon; after each
+  update `update_priorities` sets `p_i = |error_i| + epsilon` from the
+  value errors the update computed (`fit` does this for you). Beta anneals
+  linearly from `beta` to `beta_final` over `beta_steps` sampled batches.
+  Trajectory weights given to `add` are ignored.
+
+  `sample(..., return_ids=True)` also returns the ids of the sampled steps;
+  ids stay valid while their step is stored (evictions and growth of the
+  ring do not move them), and updates to evicted steps are ignored.
+  """
+
+  prioritized = True
+
+  def __init__(self, capacity: Optional[int] = None, random_seed: Optional[int] = None,
+               *, alpha: float = 0.6, beta: float = 0.4, beta_final: float = 1.,
+               beta_steps: int = 10_000, epsilon: float = 1e-3,
+               max_transitions: Optional[int] = None, max_bytes: Optional[int] = None,
+               obs_dtype=None):
+    """Makes an empty buffer.
+
+    Args:
+      capacity, random_seed, max_transitions, max_bytes, obs_dtype: as for
+        `TrajectoryReplayBuffer`.
+      alpha: how much priorities count (0: uniform over steps).
+      beta: importance-sampling exponent at the start (0: no correction).
+      beta_final: the exponent after `beta_steps` sampled batches.
+      beta_steps: batches over which beta anneals.
+      epsilon: added to every priority so no step is never replayed.
+
+    Raises:
+      ValueError: a bound, alpha, beta or epsilon out of range.
+    """
+    super().__init__(capacity, random_seed, max_transitions=max_transitions,
+                     max_bytes=max_bytes, obs_dtype=obs_dtype)
+    self.alpha, self.beta, self.beta_final, self.beta_steps, self.epsilon = \
+        _check_per_settings(alpha, beta, beta_final, beta_steps, epsilon)
+    self.batches_sampled = 0
+
+  @property
+  def current_beta(self) -> float:
+    """The importance-sampling exponent the next batch gets."""
+    progress = min(1., self.batches_sampled / self.beta_steps)
+    return self.beta + (self.beta_final - self.beta) * progress
+
+  def clear(self):
+    super().clear()
+    self._priority = None  # `[ring_size]` raw priorities, parallel to the ring
+    self._max_priority = 1.
+    self._added = 0  # steps ever added: ids are `_added - _count + offset`
+
+  def add(self, trajectory: Trajectory, w: float = 1.):
+    super().add(trajectory, w)
+    length = len(trajectory)
+    self._added += length
+    new = (self._head + self._count - length + np.arange(length)) % len(self._priority)
+    self._priority[new] = self._max_priority
+
+  def _reserve(self, needed: int, steps: Transition):
+    old, head, count, store = self._priority, self._head, self._count, self._store
+    super()._reserve(needed, steps)
+    if self._store is not store or self._priority is None:
+      priority = np.zeros(len(self._store.a), np.float64)
+      if old is not None:
+        _copy_from_ring(priority, old, head, count)
+      self._priority = priority
+
+  def sample(self, batch_size: int = 32, num_trajectory: Optional[int] = None,
+             k_steps: int = 5, sample_per_trajectory: int = 1, *,
+             num_batches: Optional[int] = None, bootstrap=None, return_ids: bool = False):
+    """Samples windows by priority; `batch.weight` holds their IS weights.
+
+    Arguments as for `TrajectoryReplayBuffer.sample` (B is
+    `num_trajectory * sample_per_trajectory` or `batch_size`, every window
+    drawn independently by priority).
+
+    Returns:
+      the batch, or `(batch, ids)` with `return_ids`: ids `[B]` (`[U, B]`)
+      of the first step of each window, for `update_priorities`.
+    """
+    batch, _, rows = _sample_sizes(batch_size, num_trajectory, k_steps,
+                                   sample_per_trajectory, num_batches)
+    bootstrap = _check_bootstrap(bootstrap)
+    self._eligible(k_steps)  # clear errors for an empty or too-short buffer
+    starts, lengths, terminated, _ = self._trajectories.columns()
+    first = np.cumsum(lengths) - lengths  # each trajectory's first logical step
+    owner = np.repeat(np.arange(len(lengths)), lengths)  # [N] trajectory of each step
+    offset = np.arange(self._count) - first[owner]
+    may_start = terminated[owner] | (offset <= lengths[owner] - k_steps)
+    p = np.where(may_start, _read_ring(self._priority, self._head, self._count), 0.)
+    p = p ** self.alpha if self.alpha != 1. else p
+    cdf = np.cumsum(p)
+    size = rows * batch
+    if cdf[-1] > 0:
+      picked = np.searchsorted(cdf, self._rng.random(size) * cdf[-1], side="right")
+      picked = np.minimum(picked, self._count - 1)
+      prob = p[picked] / cdf[-1]
+    else:  # alpha > 0 and every priority 0 cannot happen (epsilon); be safe
+      picked = self._rng.choice(np.flatnonzero(may_start), size=size)
+      prob = np.full(size, 1. / may_start.sum())
+    weight = (may_start.sum() * prob) ** -self.current_beta
+    weight = weight.reshape(rows, batch)
+    weight = (weight / weight.max(axis=1, keepdims=True)).astype(np.float32)
+    self.batches_sampled += rows
+    chosen = owner[picked]
+    windows = _gather_windows(self._store, starts[chosen], lengths[chosen],
+                              terminated[chosen], k_steps, self._rng, starts=offset[picked],
+                              bootstrap=bootstrap)
+    windows = windows.replace(weight=np.repeat(weight.reshape(-1, 1), k_steps, axis=1))
+    windows = _unflatten(windows, rows, batch, num_batches)
+    if not return_ids:
+      return windows
+    ids = (self._added - self._count + picked).astype(np.int64)
+    return windows, ids.reshape(rows, batch) if num_batches is not None else ids
+
+  def update_priorities(self, ids, priorities):
+    """Sets the priority of the steps `ids` to `|priorities| + epsilon`.
+
+    Ids of steps evicted since they were sampled are ignored.
+
+    Raises:
+      ValueError: shapes differ, or a priority is NaN or infinite.
+    """
+    ids = np.asarray(ids).reshape(-1)
+    priorities = np.asarray(priorities, np.float64).reshape(-1)
+    if ids.shape != priorities.shape:
+      raise ValueError(f"update_priorities got {ids.size} ids and {priorities.size} "
+                       "priorities: one priority per id")
+    if ids.size and ids.dtype.kind not in "iu":
+      raise ValueError(f"ids must be integers from sample(return_ids=True), got {ids.dtype}")
+    if not np.isfinite(priorities).all():
+      raise ValueError("priorities must be finite; got NaN or inf (a diverged update?)")
+    offset = ids - (self._added - self._count)
+    live = (offset >= 0) & (offset < self._count)
+    if not live.any():
+      return
+    new = np.abs(priorities[live]) + self.epsilon
+    self._priority[(self._head + offset[live]) % len(self._priority)] = new
+    self._max_priority = max(self._max_priority, float(new.max()))
+
+  def priorities(self) -> np.ndarray:
+    """The raw priority of every stored step, oldest first."""
+    if self._priority is None:
+      return np.zeros(0)
+    return _read_ring(self._priority, self._head, self._count)
+
+  def state(self):
+    """`TrajectoryReplayBuffer.state` plus the priorities and their settings."""
+    meta, arrays = super().state()
+    meta["prioritized"] = {
+        "alpha": self.alpha, "beta": self.beta, "beta_final": self.beta_final,
+        "beta_steps": self.beta_steps, "epsilon": self.epsilon,
+        "batches_sampled": self.batches_sampled, "max_priority": self._max_priority,
+        "added": self._added}
+    arrays["priorities"] = self.priorities()
+    return meta, arrays
+
+  def restore(self, meta: dict, arrays):
+    """Makes this buffer equal to the one `state` was taken from.
+
+    Raises:
+      ValueError: the state is not a prioritized buffer's, or is invalid;
+        this buffer is unchanged then.
+    """
+    per = meta.get("prioritized") if isinstance(meta, dict) else None
+    if not isinstance(per, dict) or "priorities" not in arrays:
+      raise ValueError("replay buffer state has no priorities: it was saved by a "
+                       "uniform TrajectoryReplayBuffer, not a PrioritizedReplayBuffer")
+    try:
+      settings = _check_per_settings(per["alpha"], per["beta"], per["beta_final"],
+                                     per["beta_steps"], per["epsilon"])
+      counters = int(per["batches_sampled"]), float(per["max_priority"]), int(per["added"])
+    except (KeyError, TypeError) as e:
+      raise ValueError(f"replay buffer meta['prioritized'] is invalid: {e}") from e
+    priorities = np.asarray(arrays["priorities"], np.float64)
+    total = int(np.sum(arrays["lengths"])) if "lengths" in arrays else -1
+    if priorities.shape != (total,) or not np.isfinite(priorities).all() \
+        or (priorities < 0).any():
+      raise ValueError(f"replay buffer priorities have shape {priorities.shape}; expected "
+                       f"[{total}] finite values >= 0, one per stored step")
+    if counters[2] < total:
+      raise ValueError(f"replay buffer meta says {counters[2]} steps were added, fewer "
+                       f"than the {total} stored")
+    rest = {k: arrays[k] for k in arrays.keys() if k != "priorities"}
+    super().restore(meta, rest)
+    self.alpha, self.beta, self.beta_final, self.beta_steps, self.epsilon = settings
+    self.batches_sampled, self._max_priority, self._added = counters
+    self._priority = priorities.copy() if total else None
+
+
+def _check_per_settings(alpha, beta, beta_final, beta_steps, epsilon):
+  for name, value, low, high in (("alpha", alpha, 0., np.inf), ("beta", beta, 0., 1.),
+                                 ("beta_final", beta_final, 0., 1.)):
+    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) \
+        or not low <= float(value) <= high:
+      raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got "
+                       f"{name}={value!r}")
+  checks.positive_int("beta_steps", beta_steps)
+  if not isinstance(epsilon, (int, float, np.number)) or not 0. < float(epsilon) < np.inf:
+    raise ValueError(f"epsilon must be a number > 0, got epsilon={epsilon!r}")
+  return float(alpha), float(beta), float(beta_final), int(beta_steps), float(epsilon)
+
+
 class _TrajectoryIndex:
   """Start, length, terminated and weight of each stored trajectory, oldest first.
 
@@ -362,19 +576,77 @@ class _TrajectoryIndex:
     starts[:] = (starts - head) % ring_size
 
 
-def _gather_windows(flat: Transition, offsets, lengths, terminated, k_steps, rng):
-  """Gathers one K-step window per row from `[N, ...]` step arrays (a ring)."""
-  span = np.where(terminated, lengths, lengths - k_steps + 1)
-  starts = np.floor(rng.random(len(lengths)) * span).astype(np.int64)
+def _gather_windows(flat: Transition, offsets, lengths, terminated, k_steps, rng,
+                    starts=None, bootstrap=None):
+  """Gathers one K-step window per row from `[N, ...]` step arrays (a ring).
+
+  Windows start at `starts` (offsets inside each trajectory), or uniformly
+  where a window may start when None. With `bootstrap=(n, discount)` the
+  window also gets the fields reanalysis needs (see `Transition`).
+  """
+  if starts is None:
+    span = np.where(terminated, lengths, lengths - k_steps + 1)
+    starts = np.floor(rng.random(len(lengths)) * span).astype(np.int64)
   index = starts[:, None] + np.arange(k_steps)[None, :]  # [B, K]
   inside = index < lengths[:, None]
   gather = offsets[:, None] + np.minimum(index, lengths[:, None] - 1)
   # `take` is much faster than fancy indexing for `[N, ...]` fields; "wrap"
   # reads a window that runs past the end of the ring from its start.
   window = _map(lambda field: np.take(field, gather, axis=0, mode="wrap"), flat)
-  if inside.all():
+  if not inside.all():
+    window = _absorb(window, inside, rng)
+  if bootstrap is None:
     return window
-  return _absorb(window, inside, rng)
+  n, discount = bootstrap
+  # `Rn` of step t bootstrapped from `v[t+n]` when `done` is False and step
+  # t+n is stored; otherwise (a terminal tail, or a time limit's bootstrap
+  # value) it is kept as it is: `next_discount` 0.
+  target = index + n
+  known = inside & ~window.done & (target < lengths[:, None])
+  source = offsets[:, None] + np.minimum(target, lengths[:, None] - 1)
+  take = lambda field: np.take(field, source, axis=0, mode="wrap")  # noqa: E731
+  return window.replace(
+      next_obs=take(flat.obs), next_v=np.where(known, take(flat.v), np.float32(0.)),
+      next_discount=np.where(known, np.float32(discount ** n), np.float32(0.)),
+      inside=inside)
+
+
+def _sample_sizes(batch_size, num_trajectory, k_steps, sample_per_trajectory, num_batches):
+  """`(B, trajectories per batch, U or 1)`, checked."""
+  if num_batches is not None:
+    checks.positive_int("num_batches", num_batches)
+  checks.positive_int("k_steps", k_steps)
+  checks.positive_int("sample_per_trajectory", sample_per_trajectory)
+  if num_trajectory is None:
+    checks.positive_int("batch_size", batch_size)
+    batch = int(batch_size)
+    num_trajectory = -(-batch // sample_per_trajectory)
+  else:
+    checks.positive_int("num_trajectory", num_trajectory)
+    batch = int(num_trajectory) * int(sample_per_trajectory)
+  return batch, num_trajectory, 1 if num_batches is None else int(num_batches)
+
+
+def _unflatten(windows: Transition, rows: int, batch: int, num_batches) -> Transition:
+  """`[U*B, ...]` windows as `[U, B, ...]` (as they are without `num_batches`)."""
+  if num_batches is None:
+    return windows
+  return _map(lambda x: x.reshape((rows, batch) + x.shape[1:]), windows)
+
+
+def _check_bootstrap(bootstrap):
+  """`(n, discount)` validated, or None."""
+  if bootstrap is None:
+    return None
+  try:
+    n, discount = bootstrap
+    discount = float(discount)
+  except (TypeError, ValueError):
+    raise ValueError(f"bootstrap must be (n, discount), got {bootstrap!r}") from None
+  checks.positive_int("bootstrap n", n)
+  if not -1. <= discount <= 1.:
+    raise ValueError(f"bootstrap discount must be in [-1, 1], got {discount!r}")
+  return int(n), discount
 
 
 def _absorb(window: Transition, inside, rng) -> Transition:

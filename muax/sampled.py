@@ -41,6 +41,8 @@ from muax import nn
 from muax import search
 from muax.loss import _categorical_loss
 from muax.loss import _scale_gradient
+from muax.loss import value_error
+from muax.loss import weighted_mean
 from muax import model as model_lib
 from muax.model import MuZero
 from muax.model import _check_number
@@ -295,8 +297,8 @@ def sampled_loss(nets: search.Networks, params, batch, *, support_size: int, low
   policy_loss = -jnp.sum(target * logp, axis=-1)  # [B, K]
   _, log_std = _split(policy_params)
   entropy = jnp.sum(log_std + 0.5 * np.log(2. * np.pi * np.e), axis=-1)  # [B, K]
-  loss = jnp.mean(value_weight * value_loss + reward_weight * reward_loss
-                  + policy_weight * policy_loss - entropy_weight * entropy)
+  loss = weighted_mean(value_weight * value_loss + reward_weight * reward_loss
+                       + policy_weight * policy_loss - entropy_weight * entropy, batch)
   metrics = {
       "value_loss": jnp.mean(value_loss),
       "reward_loss": jnp.mean(reward_loss),
@@ -304,6 +306,7 @@ def sampled_loss(nets: search.Networks, params, batch, *, support_size: int, low
       "policy_entropy": jnp.mean(entropy),
       "value": jnp.mean(logits_to_scalar(value_logits[:, 0], support_size)),
       "n_step_return": jnp.mean(jnp.asarray(batch.Rn, jnp.float32)[:, 0]),
+      "priority": value_error(logits_to_scalar(value_logits[:, 0], support_size), batch),
   }
   return loss, metrics
 

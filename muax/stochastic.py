@@ -41,6 +41,8 @@ from muax import search
 from muax.loss import _categorical_loss
 from muax.loss import _scale_gradient
 from muax.loss import policy_target
+from muax.loss import value_error
+from muax.loss import weighted_mean
 from muax.support import logits_to_scalar
 
 __all__ = [
@@ -353,9 +355,9 @@ def stochastic_muzero_loss(nets: StochasticNetworks, params, batch, *, support_s
   commitment_loss = jnp.sum(jnp.square(soft - hard), -1)  # [B, K-1]
   chance_terms = jnp.pad(chance_weight * chance_loss + commitment_weight * commitment_loss,
                          ((0, 0), (0, 1)))
-  loss = jnp.mean(value_weight * value_loss + reward_weight * reward_loss
-                  + policy_weight * policy_loss + afterstate_value_weight * q_loss
-                  + chance_terms)
+  loss = weighted_mean(value_weight * value_loss + reward_weight * reward_loss
+                       + policy_weight * policy_loss + afterstate_value_weight * q_loss
+                       + chance_terms, batch)
   masked_mean = lambda x: jnp.sum(x) / (x.shape[0] * (k_steps - 1))  # noqa: E731
   metrics = {
       "value_loss": jnp.mean(value_loss),
@@ -367,6 +369,7 @@ def stochastic_muzero_loss(nets: StochasticNetworks, params, batch, *, support_s
       "codes_used": jnp.sum(jnp.max(hard, axis=(0, 1))),
       "value": jnp.mean(logits_to_scalar(value_logits[:, 0], support_size)),
       "n_step_return": jnp.mean(jnp.asarray(batch.Rn, jnp.float32)[:, 0]),
+      "priority": value_error(logits_to_scalar(value_logits[:, 0], support_size), batch),
   }
   return loss, metrics
 

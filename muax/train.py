@@ -27,6 +27,7 @@ from muax import checks
 from muax import games
 from muax import run_state
 from muax.episode_tracer import PNStep
+from muax.model import PRIORITY
 from muax.model import mean_metrics
 from muax.replay_buffer import TrajectoryReplayBuffer
 from muax.test import test as evaluate
@@ -89,7 +90,7 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
         num_update_per_episode=50, *, target_return=None, progress=True,
         max_episode_steps=None, num_envs=1, vectorization="auto", resume=False,
         checkpoint_interval=60., keep_checkpoints=3,
-        max_consecutive_skipped=200, opponent=None) -> str:
+        max_consecutive_skipped=200, opponent=None, reanalyze=None) -> str:
   """Trains `model` on an environment and returns the best checkpoint's path.
 
   Args:
@@ -145,6 +146,14 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
       taking each side in turn (`muax.games.VersusOpponent`); the test return
       is then the mean score (+1 win, 0 draw, -1 loss). Without it a
       two-player model's tests play against itself.
+    reanalyze: refresh the targets of part of each batch with a target
+      network (`muax.Reanalyze`, or a fraction of each batch with its default
+      settings); None keeps the model's setting (`model.set_reanalyze`).
+
+  Prioritized replay: pass `buffer=muax.PrioritizedReplayBuffer(...)`;
+  windows are then drawn by priority, weighted by their importance-sampling
+  weights in the loss, and their priorities are refreshed from each update's
+  value errors.
 
   A two-player model trains by self-play with a tracer built with
   `two_player=True` (the default tracer is then `PNStep(50, model.discount,
@@ -171,7 +180,8 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
              progress=progress, max_episode_steps=max_episode_steps, num_envs=num_envs,
              vectorization=vectorization, resume=resume,
              checkpoint_interval=checkpoint_interval, keep_checkpoints=keep_checkpoints,
-             max_consecutive_skipped=max_consecutive_skipped, opponent=opponent).best_path
+             max_consecutive_skipped=max_consecutive_skipped, opponent=opponent,
+             reanalyze=reanalyze).best_path
 
 
 class TrainingInterrupted(SystemExit):
@@ -202,7 +212,7 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
         num_update_per_episode=50, target_return=None, progress=True,
         max_episode_steps=None, num_envs=1, vectorization="auto", resume=False,
         checkpoint_interval=60., keep_checkpoints=3,
-        max_consecutive_skipped=200, opponent=None) -> FitResult:
+        max_consecutive_skipped=200, opponent=None, reanalyze=None) -> FitResult:
   """`fit` with the full record of the run (see `FitResult`)."""
   _check_counts(max_episodes=max_episodes, test_interval=test_interval,
                 num_test_episodes=num_test_episodes,
@@ -217,6 +227,11 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
                 num_update_per_episode=num_update_per_episode)
   _check_settings(vectorization, checkpoint_interval, target_return, resume)
   tracer = _check_two_player(model, tracer, opponent)
+  if reanalyze is not None:
+    model.set_reanalyze(reanalyze)
+  if model.reanalyze is not None and not hasattr(tracer, "step_discount"):
+    raise ValueError("reanalyze needs the tracer's n and per-step discount "
+                     "(tracer.n, tracer.step_discount): use muax.NStep or muax.PNStep")
   env, test_env, env_name = _make_envs(
       env_id, env, test_env, num_envs, vectorization, max_episode_steps,
       num_test_envs=1 if opponent is not None else min(num_envs, num_test_episodes),
@@ -685,30 +700,42 @@ class _Loop:
     return self.pending_episodes.popleft()
 
   def learn(self, num_updates, num_trajectory, sample_per_trajectory, k_steps) -> dict:
-    """Runs up to `num_updates` updates; returns mean metrics (see class doc)."""
+    """Runs up to `num_updates` updates; returns mean metrics (see class doc).
+
+    With a prioritized buffer, the value errors of each update become the
+    priorities of the windows it learned from (read with the metrics).
+    """
     num_updates = min(num_updates, self.max_training_steps - self.training_steps)
     self.buffer_dirty = True  # sampling advances the buffer's generator
     if num_updates <= 0:
       return self.flush_metrics() if self.vectorized else {}
-    batches = self.buffer.sample(num_trajectory=num_trajectory, k_steps=k_steps,
-                                 sample_per_trajectory=sample_per_trajectory,
-                                 num_batches=num_updates)
+    options = dict(num_trajectory=num_trajectory, k_steps=k_steps,
+                   sample_per_trajectory=sample_per_trajectory, num_batches=num_updates)
+    if self.model.reanalyze is not None:
+      options["bootstrap"] = (self.tracer.n, self.tracer.step_discount)
+    ids = None
+    if getattr(self.buffer, "prioritized", False):
+      batches, ids = self.buffer.sample(return_ids=True, **options)
+    else:
+      batches = self.buffer.sample(**options)
     if not self.vectorized:
       metrics = self.model._update_many_async(batches)
       self.training_steps += num_updates
-      return self._host_metrics(metrics)
+      return self._host_metrics((metrics, ids))
     self.actor_params = self.model.params
     metrics = self.model._update_many_async(batches)
     self.training_steps += num_updates
-    previous, self.pending_metrics = self.pending_metrics, metrics
+    previous, self.pending_metrics = self.pending_metrics, (metrics, ids)
     return self._host_metrics(previous) if previous is not None else {}
 
   def flush_metrics(self) -> dict:
     metrics, self.pending_metrics = self.pending_metrics, None
     return self._host_metrics(metrics) if metrics is not None else {}
 
-  def _host_metrics(self, metrics) -> dict:
-    """Mean metrics; also counts the updates skipped in a row (non-finite)."""
+  def _host_metrics(self, metrics_and_ids) -> dict:
+    """Mean metrics; counts the updates skipped in a row (non-finite) and
+    writes the new priorities of a prioritized buffer."""
+    metrics, ids = metrics_and_ids
     metrics = jax.device_get(metrics)
     skipped = np.asarray(metrics.get("skipped", ()), bool).reshape(-1)
     if skipped.size:
@@ -716,6 +743,10 @@ class _Loop:
       trailing = skipped.size if finite.size == 0 else skipped.size - 1 - finite[-1]
       self.skipped_in_a_row = (self.skipped_in_a_row + trailing if finite.size == 0
                                else trailing)
+    if ids is not None and PRIORITY in metrics:
+      priorities = np.asarray(metrics[PRIORITY], np.float64)
+      ok = np.isfinite(priorities)  # a skipped update leaves its windows' priorities
+      self.buffer.update_priorities(ids[ok], priorities[ok])
     return mean_metrics(metrics)
 
   def evaluate(self, num_test_episodes) -> float:

@@ -9,7 +9,10 @@ FIELDS = ("obs", "a", "r", "done", "Rn", "v", "pi", "w")
 # Transition still yields the eight, so `obs, a, r, done, Rn, v, pi, w = t`
 # keeps working; pytree functions (`jax.tree_util.tree_map`) see all fields.
 EXTRA_FIELDS = ("mask", "candidates")
-ALL_FIELDS = FIELDS + EXTRA_FIELDS
+# Fields a replay buffer adds to a sampled batch (never stored in replay):
+# loss weights, and what reanalysis needs to refresh the value targets.
+SAMPLE_FIELDS = ("weight", "next_obs", "next_v", "next_discount", "inside")
+ALL_FIELDS = FIELDS + EXTRA_FIELDS + SAMPLE_FIELDS
 
 
 @jax.tree_util.register_pytree_node_class
@@ -30,6 +33,12 @@ class Transition:
   w: Any = 1.     # priority, `[...]`
   mask: Any = None  # legal actions (1 = legal) at `obs`, `[..., num_actions]`
   candidates: Any = None  # sampled actions searched at `obs`, `[..., K, action_dim]`
+  # Added to sampled batches only (`[B, K, ...]`):
+  weight: Any = None  # loss weight of each step (importance-sampling weight)
+  next_obs: Any = None  # observation `Rn` bootstraps from, `[..., *obs_shape]`
+  next_v: Any = None  # the value `Rn` was bootstrapped with
+  next_discount: Any = None  # its discount `g^n` in `Rn`; 0 when not in replay
+  inside: Any = None  # True for real steps, False past the end of an episode
 
   def __iter__(self):
     return iter(getattr(self, name) for name in FIELDS)

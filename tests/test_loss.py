@@ -92,3 +92,43 @@ def test_dynamics_gradient_halved_per_unroll_step():
   per_logit = 1. / 21
   expected = per_logit * (0.5 + (0.5 + 0.25)) / 3  # mean over K=3 steps
   assert g == pytest.approx(expected, rel=1e-4)
+
+
+def test_consistency_loss_by_hand():
+  # Identity dynamics: the predicted state for step 1 is s_0 = obs[:, 0].
+  model = _fixed_model()
+  obs = np.array([[[1., 0.], [1., 0.]], [[1., 0.], [0., 1.]]], np.float32)
+  batch = _batch(np.full((2, 2, 2), 0.5, np.float32)).replace(obs=obs)
+  plain, _ = muax.loss.default_loss_fn(model, model.params, batch)
+  loss_fn = muax.loss.make_loss_fn(consistency_weight=2.)
+  loss, metrics = loss_fn(model, model.params, batch)
+  # Cosine similarity 1 (same state) and 0 (orthogonal): mean -0.5 over the
+  # two step-1 terms, weighted 2 and averaged over B*K = 4 steps.
+  assert float(metrics["consistency_loss"]) == pytest.approx(-0.5)
+  assert float(loss) == pytest.approx(float(plain) + 2. * (-1. - 0.) / 4.)
+
+
+def test_consistency_loss_trains_the_dynamics_towards_the_next_embedding():
+  model = muax.MuZero(
+      muax.nn._init_representation_func(muax.nn.Representation, 8),
+      muax.nn._init_prediction_func(muax.nn.Prediction, 2, 2 * S + 1),
+      muax.nn._init_dynamic_func(muax.nn.Dynamic, 8, 2, 2 * S + 1), support_size=S,
+      loss_fn=muax.loss.make_loss_fn(value_weight=0., reward_weight=0., policy_weight=0.,
+                                     consistency_weight=1.),
+      optimizer=muax.model.optimizer(peak_value=1e-2, warmup_steps=1))
+  rng = np.random.default_rng(0)
+  obs = rng.normal(size=(16, 4, 3)).astype(np.float32)
+  model.init(jax.random.PRNGKey(0), obs[0])
+  batch = muax.Transition(obs=obs, a=rng.integers(0, 2, (16, 4)), r=np.zeros((16, 4)),
+                          done=np.zeros((16, 4), bool), Rn=np.zeros((16, 4)),
+                          v=np.zeros((16, 4)), pi=np.full((16, 4, 2), 0.5), w=np.ones((16, 4)))
+  first = model.update(batch)["consistency_loss"]
+  for _ in range(60):
+    last = model.update(batch)["consistency_loss"]
+  assert last < first - 0.1
+
+
+def test_make_loss_fn_checks_weights():
+  with pytest.raises(ValueError, match="consistency_weight"):
+    muax.loss.make_loss_fn(consistency_weight=-1.)
+  assert muax.loss.make_loss_fn().weights["consistency_weight"] == 0.
