@@ -14,6 +14,7 @@ from muax import stochastic
 from muax import test
 from muax import train
 from muax import utils
+from muax import value_prefix
 from muax import wrappers
 from muax.episode_tracer import NStep
 from muax.episode_tracer import PNStep
@@ -50,5 +51,6 @@ __all__ = [
     "test",
     "train",
     "utils",
+    "value_prefix",
     "wrappers",
 ]

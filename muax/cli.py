@@ -11,7 +11,7 @@ from typing import Optional
 
 import gymnasium as gym
 
-__all__ = ["TrainConfig", "build_model", "main", "train"]
+__all__ = ["TrainConfig", "build_buffer", "build_model", "build_reanalyze", "main", "train"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +71,27 @@ class TrainConfig:
       "help": "newest run states and best-so-far checkpoints kept"})
   max_consecutive_skipped: int = dataclasses.field(default=200, metadata={
       "help": "stop after this many updates in a row with a non-finite loss or gradient"})
+  replay: str = dataclasses.field(default="uniform", metadata={
+      "help": "replay sampling: uniform (trajectories, then windows) or prioritized "
+              "(windows by their value error, with importance-sampling weights)",
+      "choices": ("uniform", "prioritized")})
+  priority_alpha: float = dataclasses.field(default=0.6, metadata={
+      "help": "replay prioritized: how much priorities count (0: uniform)"})
+  priority_beta: float = dataclasses.field(default=0.4, metadata={
+      "help": "replay prioritized: importance-sampling exponent at the start (annealed "
+              "to 1 over the run's updates)"})
+  reanalyze: float = dataclasses.field(default=0., metadata={
+      "help": "share of each batch whose targets are recomputed with a target network "
+              "(0: off; policy muzero or gumbel)"})
+  reanalyze_simulations: Optional[int] = dataclasses.field(default=None, metadata={
+      "help": "simulations of each reanalysis search (default: --num-simulations)"})
+  target_update_interval: int = dataclasses.field(default=100, metadata={
+      "help": "updates between refreshes of the reanalysis target network"})
+  consistency: float = dataclasses.field(default=0., metadata={
+      "help": "weight of the EfficientZero consistency loss (0: off; policy muzero or gumbel)"})
+  value_prefix: bool = dataclasses.field(default=False, metadata={
+      "help": "predict sums of rewards with an LSTM along the unroll (EfficientZero's "
+              "value prefix; policy muzero or gumbel)"})
 
 
 # Settings that suit a policy better than the CartPole-tuned defaults above;
@@ -152,7 +173,39 @@ def build_model(config: TrainConfig, num_actions, *, two_player: bool = False):
       nn._init_prediction_func(nn.Prediction, num_actions, size, hidden=hidden),
       nn._init_dynamic_func(nn.Dynamic, config.embedding_dim, num_actions, size, hidden=hidden),
       policy=config.policy, optimizer=gradient_transform, discount=config.discount,
-      support_size=config.support_size, two_player=two_player)
+      support_size=config.support_size, two_player=two_player,
+      **_loss_options(config))
+
+
+def _loss_options(config: TrainConfig) -> dict:
+  """`MuZero` keywords for `--consistency` and `--value-prefix`."""
+  import muax
+  if config.value_prefix:
+    return dict(value_prefix=True, consistency_weight=config.consistency)
+  if config.consistency:
+    return dict(loss_fn=muax.loss.make_loss_fn(consistency_weight=config.consistency))
+  return {}
+
+
+def build_buffer(config: TrainConfig):
+  """The replay buffer of `--replay` (seeded with `--seed`)."""
+  import muax
+  if config.replay == "prioritized":
+    return muax.PrioritizedReplayBuffer(
+        config.buffer_capacity, random_seed=config.seed, alpha=config.priority_alpha,
+        beta=config.priority_beta, beta_steps=config.max_training_steps)
+  return muax.TrajectoryReplayBuffer(config.buffer_capacity, random_seed=config.seed)
+
+
+def build_reanalyze(config: TrainConfig):
+  """`muax.Reanalyze` of `--reanalyze` and its options, or None when off."""
+  import muax
+  if not config.reanalyze:
+    return None
+  return muax.Reanalyze(
+      fraction=config.reanalyze, target_update_interval=config.target_update_interval,
+      num_simulations=config.reanalyze_simulations or config.num_simulations,
+      seed=config.seed)
 
 
 def train(config: TrainConfig):
@@ -170,7 +223,15 @@ def train(config: TrainConfig):
   if target is None and not two_player:
     target = getattr(env.spec, "reward_threshold", None)
   name = (config.name or f"{config.env_id}_{config.policy}_seed{config.seed}").replace(":", "-")
-  model = build_model(config, env.action_space, two_player=two_player)
+  if (config.reanalyze or config.consistency or config.value_prefix) and \
+      config.policy not in ("muzero", "gumbel"):
+    raise SystemExit(f"muax train: --reanalyze, --consistency and --value-prefix work with "
+                     f"policy muzero or gumbel, not {config.policy}")
+  try:
+    buffer, reanalyze = build_buffer(config), build_reanalyze(config)
+    model = build_model(config, env.action_space, two_player=two_player)
+  except ValueError as e:
+    raise SystemExit(f"muax train: {e}") from None
   num_envs = default_num_envs() if config.num_envs is None else config.num_envs
   if num_envs > 1:
     env.close()
@@ -179,7 +240,7 @@ def train(config: TrainConfig):
       model, env=env, test_env=make(), num_envs=num_envs,
       opponent=games.RandomOpponent(config.seed) if two_player else None,
       tracer=muax.PNStep(config.n_step, config.discount, 0.5, two_player=two_player),
-      buffer=muax.TrajectoryReplayBuffer(config.buffer_capacity, random_seed=config.seed),
+      buffer=buffer, reanalyze=reanalyze,
       max_episodes=config.max_episodes, test_interval=config.test_interval,
       num_test_episodes=config.num_test_episodes,
       max_training_steps=config.max_training_steps, num_simulations=config.num_simulations,

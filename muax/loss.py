@@ -28,7 +28,8 @@ from muax.support import logits_to_scalar, scalar_to_support
 
 def muzero_loss(nets: Networks, params, batch, *, support_size: int,
                 value_weight: float = 1., reward_weight: float = 1.,
-                policy_weight: float = 1., consistency_weight: float = 0.):
+                policy_weight: float = 1., consistency_weight: float = 0.,
+                value_prefix=None):
   """Mean MuZero loss over a batch of windows.
 
   Args:
@@ -37,6 +38,9 @@ def muzero_loss(nets: Networks, params, batch, *, support_size: int,
     batch: a Transition with fields `[B, K, ...]`.
     support_size: S of the categorical support.
     consistency_weight: weight of the consistency loss (0: off).
+    value_prefix: a `muax.value_prefix.PrefixHead`: the reward term then
+      scores the prefix LSTM (params `'value_prefix'`) against the sums of
+      rewards since its last reset, instead of `dynamic_fn`'s rewards.
 
   Returns:
     `(loss, metrics)`: a scalar and a dict of diagnostics, scalars except
@@ -45,21 +49,33 @@ def muzero_loss(nets: Networks, params, batch, *, support_size: int,
   """
   s = nets.representation(params["representation"], batch.obs[:, 0])
   actions = jnp.swapaxes(jnp.asarray(batch.a), 0, 1).astype(jnp.int32)  # [K, B]
+  k_steps = actions.shape[0]
 
-  def unroll(s, a):
+  def unroll(carry, xs):
+    s, prefix_state = carry
+    a, k = xs
     value_logits, policy_logits = nets.prediction(params["prediction"], s)
     reward_logits, next_s = nets.dynamic(params["dynamic"], s, a)
+    if value_prefix is not None:  # the LSTM starts afresh every `horizon` steps
+      fresh = k % value_prefix.horizon == 0
+      prefix_state = tuple(jnp.where(fresh, 0., x) for x in prefix_state)
+      reward_logits, prefix_state = value_prefix.apply(params["value_prefix"], next_s,
+                                                       prefix_state)
     next_s = _scale_gradient(next_s, 0.5)
-    return next_s, (value_logits, policy_logits, reward_logits, next_s)
+    return (next_s, prefix_state), (value_logits, policy_logits, reward_logits, next_s)
 
+  prefix_state = () if value_prefix is None else value_prefix.initial_state(s.shape[0])
   _, (value_logits, policy_logits, reward_logits, next_states) = jax.lax.scan(
-      unroll, s, actions)
+      unroll, (s, prefix_state), (actions, jnp.arange(k_steps)))
   # Back to batch-major [B, K, ...].
   value_logits, policy_logits, reward_logits = (
       jnp.swapaxes(x, 0, 1) for x in (value_logits, policy_logits, reward_logits))
+  reward_targets = batch.r
+  if value_prefix is not None:
+    reward_targets = prefix_targets(batch.r, value_prefix.horizon)
 
   value_loss = _categorical_loss(value_logits, batch.Rn, support_size)
-  reward_loss = _categorical_loss(reward_logits, batch.r, support_size)
+  reward_loss = _categorical_loss(reward_logits, reward_targets, support_size)
   policy_loss = optax.softmax_cross_entropy(policy_logits, policy_target(batch))
   per_step = (value_weight * value_loss + reward_weight * reward_loss
               + policy_weight * policy_loss)  # [B, K]
@@ -77,6 +93,16 @@ def muzero_loss(nets: Networks, params, batch, *, support_size: int,
     per_step = per_step.at[:, 1:].add(consistency_weight * consistency)
     metrics["consistency_loss"] = jnp.mean(consistency)
   return weighted_mean(per_step, batch), metrics
+
+
+def prefix_targets(r, horizon: int):
+  """`[B, K]` value-prefix targets: at step k, the sum of `r` since the last
+  reset of the prefix LSTM (steps `horizon * (k // horizon)` to k)."""
+  r = jnp.asarray(r, jnp.float32)
+  total = jnp.cumsum(r, axis=1)
+  start = (jnp.arange(r.shape[1]) // horizon) * horizon  # first step of k's block
+  before = jnp.where(start > 0, jnp.take(total, jnp.maximum(start - 1, 0), axis=1), 0.)
+  return total - before
 
 
 def consistency_loss(nets: Networks, params, batch, next_states):

@@ -95,6 +95,10 @@ class MuZero:
       the view of the player to move, rewards from the view of the player who
       moved, and the search flips the sign at every step (mctx's discount
       `-discount`). Train it with a tracer built with `two_player=True`.
+    value_prefix: True builds a `muax.value_prefix.ValuePrefixMuZero`
+      (EfficientZero's value prefix: an LSTM predicts sums of rewards along
+      the unroll; its options `prefix_hidden`, `prefix_horizon`,
+      `consistency_weight` are keywords too).
 
   Integer (e.g. uint8) and half-precision observations reach
   `representation_fn` as float32 with the same values, inside the jitted
@@ -118,13 +122,20 @@ class MuZero:
     if cls is MuZero and isinstance(policy, str) and policy in search.VARIANTS:
       module, name = search.VARIANTS[policy]
       cls = getattr(importlib.import_module(module), name)
+    elif cls is MuZero and kwargs.get("value_prefix") is True:
+      cls = importlib.import_module("muax.value_prefix").ValuePrefixMuZero
     return super().__new__(cls)
 
   def __init__(self, representation_fn: Callable, prediction_fn: Callable,
                dynamic_fn: Callable, policy: str = "muzero",
                optimizer: Optional[optax.GradientTransformation] = None,
                loss_fn: Optional[Callable] = None, discount: float = 0.99,
-               support_size: int = 10, *, two_player: bool = False):
+               support_size: int = 10, *, two_player: bool = False,
+               value_prefix: bool = False):
+    if value_prefix is not False and type(self).__name__ != "ValuePrefixMuZero":
+      raise ValueError(f"value_prefix must be True or False, and works with policy "
+                       f"'muzero' or 'gumbel'; got value_prefix={value_prefix!r} with "
+                       f"policy={policy!r}")
     known = search.POLICIES + tuple(search.VARIANTS)
     if policy not in known or (policy in search.VARIANTS
                                and not isinstance(self, self._variant_class(policy))):
@@ -333,10 +344,14 @@ class MuZero:
 
   def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, **static):
     """Traced: one search on `obs[B, ...]`, packed into one `[B, P]` array."""
-    action, pi, value = search.plan(
+    return _pack_plan(*self._search(params, rng_key, obs, invalid_actions, hyper, **static))
+
+  def _search(self, params, rng_key, obs, invalid_actions, hyper, **static):
+    """Traced: `(action[B], pi[B, A], value[B])` of one search on `obs[B, ...]`
+    (`hyper`: temperature and the noise and pUCT settings, as `search.plan`)."""
+    return search.plan(
         self.networks, params, rng_key, obs, invalid_actions, *hyper, policy=self._policy,
         support_size=self._support_size, discount=self.search_discount, **static)
-    return _pack_plan(action, pi, value)
 
   def _unpack(self, packed: np.ndarray):
     """`(action[B], value[B], pi[B, A], extras)` from `_plan_packed`'s output on

@@ -22,7 +22,6 @@ import math
 import jax
 import jax.numpy as jnp
 
-from muax import search
 from muax.support import logits_to_scalar
 
 __all__ = ["Reanalyze", "reanalyze_batch"]
@@ -110,11 +109,11 @@ def reanalyze_batch(model, params, target_params, rng_key, batch, config: Reanal
     invalid = None if head.mask is None else ~flat(jnp.asarray(head.mask, bool))
     if invalid is None:
       invalid = jnp.zeros((rows * k, model.num_actions), jnp.int32)
-    _, new_pi, _ = search.plan(
-        model.networks, search_params, rng_key, flat(head.obs), invalid.astype(jnp.int32),
-        jnp.float32(0.), 0., 0.3, 1.25, 19652., 1., policy=model.policy,
-        support_size=model.support_size, discount=model.search_discount,
-        num_simulations=config.num_simulations)
+    # Greedy search settings: no exploration noise (temperature 0).
+    hyper = (jnp.float32(0.), 0., 0.3, 1.25, 19652., 1.)
+    _, new_pi, _ = model._search(search_params, rng_key, flat(head.obs),
+                                 invalid.astype(jnp.int32), hyper,
+                                 num_simulations=config.num_simulations)
     old = jnp.asarray(head.pi, jnp.float32)
     new_pi = jnp.where(head.inside[..., None], new_pi.reshape(old.shape), old)
     metrics["reanalyze_policy_shift"] = 0.5 * jnp.mean(jnp.sum(jnp.abs(new_pi - old), -1))

@@ -58,7 +58,8 @@ def plan(nets: Networks, params, rng_key, obs, invalid_actions, temperature,
          dirichlet_fraction, dirichlet_alpha, pb_c_init, pb_c_base, gumbel_scale, *,
          policy: str, support_size: int, discount: float, num_simulations: int,
          max_depth: Optional[int] = None, loop_fn=jax.lax.fori_loop,
-         qtransform=None, max_num_considered_actions: int = 16):
+         qtransform=None, max_num_considered_actions: int = 16, root=None,
+         recurrent_fn=None):
   """Searches from a batch of observations and chooses actions.
 
   `temperature == 0` is greedy and deterministic: no Dirichlet or Gumbel noise,
@@ -72,6 +73,9 @@ def plan(nets: Networks, params, rng_key, obs, invalid_actions, temperature,
   Returns:
     `(action[B], pi[B, A], value[B])`: pi is the search policy, value the
     search value of the root.
+
+  `root` and `recurrent_fn` replace `root_fn` and `make_recurrent_fn` (model
+  variants whose embedding carries more than the hidden state).
   """
   if jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
     rng_key = jax.random.key_data(rng_key)
@@ -80,8 +84,10 @@ def plan(nets: Networks, params, rng_key, obs, invalid_actions, temperature,
   # mctx breaks ties between equal scores with tiny random noise; greedy play
   # uses a fixed key for it so that it is a function of the observation alone.
   k_search = jnp.where(explore, k_search, jax.random.PRNGKey(0))
-  root = root_fn(nets, params, obs, support_size=support_size)
-  recurrent_fn = make_recurrent_fn(nets, support_size=support_size, discount=discount)
+  if root is None:
+    root = root_fn(nets, params, obs, support_size=support_size)
+  if recurrent_fn is None:
+    recurrent_fn = make_recurrent_fn(nets, support_size=support_size, discount=discount)
   explore = explore.astype(jnp.float32)
   common = dict(params=params, root=root, recurrent_fn=recurrent_fn,
                 num_simulations=num_simulations, invalid_actions=invalid_actions,

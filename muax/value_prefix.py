@@ -1,0 +1,165 @@
+"""Value prefix (EfficientZero, Ye et al., 2021): predict sums of rewards.
+
+A plain MuZero predicts each reward from one hidden state, so a reward whose
+timing the model cannot pin down exactly (the "state aliasing" of
+EfficientZero's paper) is spread over steps and mistaken. With a value prefix
+an LSTM runs along the unroll from the root and predicts, after k+1 actions,
+the sum of the rewards since the root (`r_t + ... + r_{t+k}`); the search takes
+each edge's reward as the difference of two consecutive prefixes. The LSTM
+starts afresh every `horizon` steps, as in the paper, so prefixes stay small.
+
+`MuZero(..., value_prefix=True)` builds a `ValuePrefixMuZero`: the user's
+three networks are kept; `dynamic_fn`'s reward logits are not used (the
+prefix head replaces them), and the parameters gain `'value_prefix'`.
+"""
+from typing import Callable, NamedTuple, Optional
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import mctx
+
+from muax import checks
+from muax import model as model_lib
+from muax import search
+from muax.loss import prefix_targets
+from muax.support import logits_to_scalar
+
+__all__ = ["PrefixLSTM", "ValuePrefixMuZero", "prefix_targets"]
+
+
+class PrefixLSTM(hk.Module):
+  """`(next_s, (h, c)) -> (prefix_logits [B, 2S+1], (h, c))`."""
+
+  def __init__(self, hidden: int, full_support_size: int, name: str = "value_prefix"):
+    super().__init__(name=name)
+    self.hidden = hidden
+    self.full_support_size = full_support_size
+
+  def __call__(self, s, state):
+    x = s.reshape((s.shape[0], -1)).astype(jnp.float32)
+    out, state = hk.LSTM(self.hidden)(x, hk.LSTMState(*state))
+    out = jax.nn.relu(out)
+    logits = hk.Linear(self.full_support_size, w_init=hk.initializers.Constant(0.))(out)
+    return logits, (state.hidden, state.cell)
+
+
+class _Embedding(NamedTuple):
+  """What the search carries per node: the hidden state and the prefix LSTM's."""
+  s: jnp.ndarray
+  h: jnp.ndarray
+  c: jnp.ndarray
+  prefix: jnp.ndarray  # [B] the predicted prefix of this node (0 at a reset)
+  depth: jnp.ndarray   # [B] int32 steps from the root
+
+
+class ValuePrefixMuZero(model_lib.MuZero):
+  """MuZero whose rewards come from a value-prefix LSTM (see module doc).
+
+  Args:
+    representation_fn, prediction_fn, dynamic_fn, policy, optimizer,
+      discount, support_size, two_player: as for `muax.MuZero` (policy
+      'muzero' or 'gumbel').
+    loss_fn: None for the value-prefix loss (`muax.loss.muzero_loss` with the
+      prefix head).
+    value_prefix: True (this class).
+    prefix_hidden: width of the LSTM.
+    prefix_horizon: steps after which the LSTM starts afresh.
+    consistency_weight: weight of the consistency loss in the default loss.
+  """
+
+  def __init__(self, representation_fn: Callable, prediction_fn: Callable,
+               dynamic_fn: Callable, policy: str = "muzero", optimizer=None,
+               loss_fn: Optional[Callable] = None, discount: float = 0.99,
+               support_size: int = 10, *, two_player: bool = False, value_prefix: bool = True,
+               prefix_hidden: int = 64, prefix_horizon: int = 5,
+               consistency_weight: float = 0.):
+    if value_prefix is not True:
+      raise ValueError("ValuePrefixMuZero needs value_prefix=True")
+    if policy not in search.POLICIES:
+      raise ValueError(f"value_prefix works with policy 'muzero' or 'gumbel', not "
+                       f"policy={policy!r}")
+    self._prefix_hidden = checks.positive_int("prefix_hidden", prefix_hidden)
+    self._prefix_horizon = checks.positive_int("prefix_horizon", prefix_horizon)
+    if loss_fn is None:
+      from muax import loss as loss_lib
+      loss_lib.make_loss_fn(consistency_weight=consistency_weight)  # checks the weight
+      weight = float(consistency_weight)
+      loss_fn = lambda model, params, batch: loss_lib.muzero_loss(  # noqa: E731
+          model.networks, params, batch, support_size=model.support_size,
+          consistency_weight=weight, value_prefix=model.prefix_head)
+    super().__init__(representation_fn, prediction_fn, dynamic_fn, policy, optimizer,
+                     loss_fn, discount, support_size, two_player=two_player)
+    size = 2 * self._support_size + 1
+    self.prefix_func = hk.without_apply_rng(hk.transform(
+        lambda s, state: PrefixLSTM(self._prefix_hidden, size)(s, state)))
+
+  @property
+  def prefix_horizon(self) -> int:
+    return self._prefix_horizon
+
+  @property
+  def prefix_head(self):
+    """`(apply(params, next_s, (h, c)), initial_state(B), horizon)` for the loss."""
+    return PrefixHead(self.prefix_func.apply, self._initial_state, self._prefix_horizon)
+
+  def _initial_state(self, batch: int):
+    zeros = jnp.zeros((batch, self._prefix_hidden), jnp.float32)
+    return zeros, zeros
+
+  def _init_params(self, rng_key, sample):
+    key, k_prefix = jax.random.split(rng_key)
+    params, num_actions = super()._init_params(key, sample)
+    s = self.repr_func.apply(params["representation"], sample)
+    params["value_prefix"] = self.prefix_func.init(k_prefix, s,
+                                                   self._initial_state(sample.shape[0]))
+    return params, num_actions
+
+  def _search(self, params, rng_key, obs, invalid_actions, hyper, **static):
+    return search.plan(self.networks, params, rng_key, obs, invalid_actions, *hyper,
+                       policy=self._policy, support_size=self._support_size,
+                       discount=self.search_discount, root=self._root(params, obs),
+                       recurrent_fn=self._recurrent_fn(), **static)
+
+  def _root(self, params, obs) -> mctx.RootFnOutput:
+    """Traced: the search root, its embedding with a fresh prefix LSTM."""
+    root = search.root_fn(self.networks, params, obs, support_size=self._support_size)
+    batch = obs.shape[0]
+    h, c = self._initial_state(batch)
+    return root.replace(embedding=_Embedding(root.embedding, h, c, jnp.zeros((batch,)),
+                                             jnp.zeros((batch,), jnp.int32)))
+
+  def _recurrent_fn(self):
+    """mctx's `recurrent_fn`: each edge's reward is the difference of the
+    prefixes after and before it (0 before at a reset)."""
+    nets, support, discount = self.networks, self._support_size, self.search_discount
+    horizon = self._prefix_horizon
+
+    def recurrent_fn(params, rng_key, action, node):
+      del rng_key
+      _, next_s = nets.dynamic(params["dynamic"], node.s, action)
+      # The LSTM and the prefix start afresh every `horizon` steps.
+      fresh = node.depth % horizon == 0
+      h = jnp.where(fresh[:, None], 0., node.h)
+      c = jnp.where(fresh[:, None], 0., node.c)
+      before = jnp.where(fresh, 0., node.prefix)
+      logits, (h, c) = self.prefix_func.apply(params["value_prefix"], next_s, (h, c))
+      prefix = logits_to_scalar(logits, support)
+      value_logits, prior_logits = nets.prediction(params["prediction"], next_s)
+      out = mctx.RecurrentFnOutput(
+          reward=prefix - before, discount=jnp.full_like(prefix, discount),
+          prior_logits=prior_logits, value=logits_to_scalar(value_logits, support))
+      return out, _Embedding(next_s, h, c, prefix, node.depth + 1)
+
+    return recurrent_fn
+
+  def checkpoint_metadata(self) -> dict:
+    return dict(super().checkpoint_metadata(), value_prefix=True,
+                prefix_hidden=self._prefix_hidden, prefix_horizon=self._prefix_horizon)
+
+
+class PrefixHead(NamedTuple):
+  apply: Callable         # (params, next_s, (h, c)) -> (logits, (h, c))
+  initial_state: Callable  # (B) -> (h, c)
+  horizon: int
+
