@@ -18,6 +18,7 @@ import tempfile
 
 import numpy as np
 
+from cartpole_solve import solve_row
 from muax import cli
 
 VARIANTS = {
@@ -64,14 +65,8 @@ def main():
       with tempfile.TemporaryDirectory() as workdir:
         result = cli.train(dataclasses.replace(config, logdir=f"{workdir}/tb",
                                                save_dir=f"{workdir}/models"))
-      solved = result.first_reaching(args.threshold)
-      row = {"bench": "ablation", "env": args.env, "variant": variant, "seed": seed,
-             "solved": solved is not None,
-             "env_steps": solved.env_steps if solved else None,
-             "wall_clock_s": round(solved.seconds, 1) if solved else None,
-             "updates": solved.training_steps if solved else None,
-             "best_test_return": result.best_test_return,
-             "run_env_steps": result.env_steps, "run_wall_clock_s": round(result.seconds, 1)}
+      row = solve_row(result, args.threshold, bench="ablation", env=args.env,
+                      variant=variant, seed=seed)
       rows.append(row)
       print(json.dumps(row), flush=True)
     inf = float("inf")

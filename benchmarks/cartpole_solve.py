@@ -20,6 +20,17 @@ from muax import cli
 THRESHOLD = 475.
 
 
+def solve_row(result, threshold, **fields) -> dict:
+  """A JSON row: when a FitResult's first test reached `threshold`, and the run."""
+  solved = result.first_reaching(threshold)
+  return {**fields, "solved": solved is not None,
+          "env_steps": solved.env_steps if solved else None,
+          "wall_clock_s": round(solved.seconds, 1) if solved else None,
+          "updates": solved.training_steps if solved else None,
+          "best_test_return": result.best_test_return,
+          "run_env_steps": result.env_steps, "run_wall_clock_s": round(result.seconds, 1)}
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,13 +54,7 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
       result = cli.train(dataclasses.replace(config, seed=seed, logdir=f"{workdir}/tb",
                                              save_dir=f"{workdir}/models"))
-    solved = result.first_reaching(THRESHOLD)
-    row = {"bench": "cartpole_solve", "seed": seed, **shown, "solved": solved is not None,
-           "env_steps": solved.env_steps if solved else None,
-           "wall_clock_s": round(solved.seconds, 1) if solved else None,
-           "updates": solved.training_steps if solved else None,
-           "best_test_return": result.best_test_return,
-           "run_env_steps": result.env_steps, "run_wall_clock_s": round(result.seconds, 1)}
+    row = solve_row(result, THRESHOLD, bench="cartpole_solve", seed=seed, **shown)
     rows.append(row)
     print(json.dumps(row), flush=True)
   inf = float("inf")

@@ -446,14 +446,18 @@ class MuZero:
     self._set_learn_carry(carry)
     return metrics
 
-  def update_many(self, batches: Transition) -> dict:
+  def update_many(self, batches: Transition, *, return_priorities: bool = False):
     """`U` gradient steps in one dispatch on batches `[U, B, K, ...]`.
 
     Equivalent to calling `update` on each `batches[u]` in turn (a
     `jax.lax.scan` inside one compiled program); returns the metrics averaged
-    over the U steps, with `'skipped'` counting the skipped steps.
+    over the U steps, with `'skipped'` counting the skipped steps, and with
+    `return_priorities` also each update's value errors `[U, B]`.
     """
-    return mean_metrics(self._update_many_async(batches))
+    metrics = jax.device_get(self._update_many_async(batches))
+    if return_priorities:
+      return mean_metrics(metrics), np.asarray(metrics[PRIORITY])
+    return mean_metrics(metrics)
 
   def _update_many_async(self, batches: Transition) -> dict:
     """`update_many` without waiting: per-step metrics `[U]` (priorities

@@ -131,3 +131,50 @@ def test_policy_sampled_trains_on_a_box_action_space(tmp_path, capsys, monkeypat
   assert model.support_size == cli.POLICY_DEFAULTS["sampled"]["support_size"]
   assert kwargs["k_steps"] == cli.POLICY_DEFAULTS["sampled"]["k_steps"]
   assert kwargs["num_simulations"] == 2 and kwargs["buffer_warm_up"] == 1
+
+
+def test_sample_efficiency_options_build_what_they_name(tmp_path, monkeypatch):
+  import muax
+  seen = {}
+
+  def fake_run(model, **kwargs):
+    seen.update(kwargs, model=model)
+    raise SystemExit(0)
+
+  monkeypatch.setattr(muax.train, "run", fake_run)
+  with pytest.raises(SystemExit):
+    cli.main(["train", "CartPole-v1", "--replay", "prioritized", "--priority-alpha", "0.7",
+              "--reanalyze", "0.25", "--reanalyze-simulations", "7",
+              "--target-update-interval", "33", "--value-prefix", "--consistency", "1.5",
+              "--no-progress", "--save-dir", str(tmp_path)])
+  buffer, reanalyze, model = seen["buffer"], seen["reanalyze"], seen["model"]
+  assert isinstance(buffer, muax.PrioritizedReplayBuffer) and buffer.alpha == 0.7
+  assert (reanalyze.fraction, reanalyze.num_simulations,
+          reanalyze.target_update_interval) == (0.25, 7, 33)
+  assert isinstance(model, muax.value_prefix.ValuePrefixMuZero)
+  seen.clear()
+  with pytest.raises(SystemExit):
+    cli.main(["train", "CartPole-v1", "--consistency", "2", "--no-progress"])
+  assert seen["model"]._loss_fn.weights["consistency_weight"] == 2.
+  assert isinstance(seen["buffer"], muax.TrajectoryReplayBuffer) and seen["reanalyze"] is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--replay", "prioritized", "--priority-alpha", "-1"], "alpha"),
+    (["--reanalyze", "1.5"], "fraction"),
+    (["--consistency", "-2"], "consistency_weight"),
+    (["--policy", "stochastic", "--reanalyze", "0.5"], "work with policy muzero or gumbel"),
+])
+def test_sample_efficiency_options_reject_bad_values(argv, message):
+  with pytest.raises(SystemExit, match=message):
+    cli.main(["train", "CartPole-v1", "--no-progress"] + argv)
+
+
+def test_train_with_prioritized_replay_and_reanalyze(tmp_path, capsys):
+  code = cli.main(["train", "CartPole-v1", "--max-episodes", "2", "--max-training-steps", "6",
+                   "--num-update-per-episode", "3", "--buffer-warm-up", "2",
+                   "--num-simulations", "4", "--test-interval", "2", "--num-test-episodes",
+                   "1", "--replay", "prioritized", "--reanalyze", "0.5", "--value-prefix",
+                   "--logdir", str(tmp_path / "tb"), "--save-dir", str(tmp_path / "models"),
+                   "--no-progress"])
+  assert code == 0 and "6 updates" in capsys.readouterr().out

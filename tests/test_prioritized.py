@@ -5,22 +5,7 @@ import pytest
 
 import muax
 from muax import nn
-from muax.replay_buffer import Trajectory
-
-
-def make_trajectory(length, terminated=True, start=0, num_actions=2):
-  """Steps carry their index in obs[0] so windows can be traced back."""
-  tracer = muax.NStep(1, 1.)
-  traj = Trajectory()
-  for t in range(length):
-    last = t == length - 1
-    tracer.add(np.array([start + t, 0.], np.float32), (start + t) % num_actions,
-               float(start + t), last and terminated, v=0.,
-               pi=np.full(num_actions, 1. / num_actions),
-               truncated=last and not terminated, bootstrap_value=0.)
-    while tracer:
-      traj.add(tracer.pop())
-  return traj
+from test_replay_buffer import make_trajectory
 
 
 def filled(num=4, length=10, terminated=True, **kwargs):
@@ -184,6 +169,10 @@ def test_update_returns_each_windows_value_error():
   custom.init(jax.random.PRNGKey(0), np.zeros((1, 2), np.float32))
   _, again = custom.update(batch, return_priorities=True)
   np.testing.assert_allclose(again, priorities, rtol=1e-5)
+  # update_many gives one row of value errors per update.
+  _, many = model.update_many(jax.tree_util.tree_map(lambda x: np.stack([x, x]), batch),
+                              return_priorities=True)
+  assert many.shape == (2, 5) and np.isfinite(many).all()
 
 
 def test_fit_refreshes_priorities_after_every_update(tmp_path):

@@ -30,12 +30,10 @@ TINY = dict(test_interval=3, num_test_episodes=2, max_training_steps=10_000,
 
 def _fit(tmp_path, folder, **kwargs):
   model = make_mlp_model(init=False)
-  settings = dict(TINY, **kwargs)
+  settings = {**TINY, "buffer": muax.TrajectoryReplayBuffer(30, random_seed=5), **kwargs}
   result = muax.train.run(model, env_id="CartPole-v1", name=folder,
                           tensorboard_dir=str(tmp_path / "tb"),
-                          model_save_path=str(tmp_path / folder),
-                          buffer=muax.TrajectoryReplayBuffer(30, random_seed=5),
-                          **settings)
+                          model_save_path=str(tmp_path / folder), **settings)
   return model, result
 
 
@@ -72,6 +70,20 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
   starts = [e.step for e in read_events(resumed_result.logdir)
             if e.HasField("session_log") and e.session_log.status == e.session_log.START]
   assert starts == [4]
+
+
+def test_prioritized_replay_resumes_exactly(tmp_path):
+  per = lambda: muax.PrioritizedReplayBuffer(30, random_seed=5)  # noqa: E731
+  # Split where a test falls anyway (test_interval=3): the extra test at the
+  # end of a shorter run would draw keys the whole run does not.
+  whole, whole_result = _fit(tmp_path, "whole", max_episodes=6, buffer=per())
+  _fit(tmp_path, "split", max_episodes=3, buffer=per())
+  buffer = per()
+  resumed, resumed_result = _fit(tmp_path, "split", max_episodes=6, resume=True,
+                                 buffer=buffer)
+  _assert_same_params(whole.params, resumed.params)
+  assert resumed_result.env_steps == whole_result.env_steps
+  assert buffer.batches_sampled == 6 * 3 and (buffer.priorities() != 1.).any()
 
 
 def test_resume_of_a_finished_run_returns_its_result_without_training(tmp_path):
