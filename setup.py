@@ -29,9 +29,13 @@ setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["pytest>=8", "gymnasium[box2d]>=1.0", "pettingzoo>=1.24"],
+        "test": ["pytest>=8", "gymnasium[box2d]>=1.0", "pettingzoo>=1.24", "ale-py>=0.9",
+                 "opencv-python-headless>=4", "minatar>=1.0.15"],
         "box2d": ["gymnasium[box2d]>=1.0"],
         "games": ["pettingzoo>=1.24"],
+        # ale-py's wheels ship the ROMs; gymnasium's AtariPreprocessing resizes with OpenCV.
+        "atari": ["ale-py>=0.9", "opencv-python-headless>=4"],
+        "minatar": ["minatar>=1.0.15"],
     },
     entry_points={"console_scripts": ["muax=muax.cli:main"]},
     classifiers=[

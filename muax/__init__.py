@@ -1,6 +1,7 @@
 """muax: MuZero with DeepMind's mctx for gymnasium environments."""
 __version__ = "0.1.0"
 
+from muax import envs
 from muax import episode_tracer
 from muax import games
 from muax import loss
@@ -37,6 +38,7 @@ __all__ = [
     "Trajectory",
     "TrajectoryReplayBuffer",
     "Transition",
+    "envs",
     "episode_tracer",
     "fit",
     "games",

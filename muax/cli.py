@@ -10,6 +10,7 @@ import sys
 from typing import Optional
 
 import gymnasium as gym
+import numpy as np
 
 __all__ = ["TrainConfig", "build_buffer", "build_model", "build_reanalyze", "main", "train"]
 
@@ -20,7 +21,9 @@ class TrainConfig:
   env_id: str = dataclasses.field(metadata={
       "help": "gymnasium environment id, e.g. CartPole-v1, or a two-player PettingZoo "
               "classic game as pettingzoo:<module>, e.g. pettingzoo:tictactoe_v3 "
-              "(self-play; tests against a random player)"})
+              "(self-play; tests against a random player), or a pixel game as "
+              "minatar:<game> (e.g. minatar:breakout) or atari:<Game> (e.g. atari:Pong), "
+              "trained with residual conv nets (muax.envs)"})
   policy: str = dataclasses.field(default="muzero", metadata={
       "help": "search: muzero (mctx.muzero_policy), gumbel (mctx.gumbel_muzero_policy), "
               "stochastic (Stochastic MuZero, chance outcomes learned) or sampled "
@@ -129,11 +132,14 @@ def default_num_envs() -> int:
   return 1 if jax.default_backend() == "cpu" else 16
 
 
-def build_model(config: TrainConfig, num_actions, *, two_player: bool = False):
-  """The MLP MuZero the command line trains.
+def build_model(config: TrainConfig, num_actions, *, two_player: bool = False,
+                observation_space=None):
+  """The MuZero the command line trains: MLPs, or residual conv nets for images.
 
   `num_actions` is the number of discrete actions, or the action space (a
-  Box for `policy='sampled'`).
+  Box for `policy='sampled'`). An `observation_space` of uint8 images
+  `[H, W, C]` gets `nn.resnet_networks` (downsampled MuZero-style from 32
+  pixels up, e.g. Atari's 96x96; not at all below, e.g. MinAtar's 10x10).
   """
   import muax
   from muax import nn
@@ -158,6 +164,17 @@ def build_model(config: TrainConfig, num_actions, *, two_player: bool = False):
     gradient_transform = muax.model.optimizer(
         init_value=config.learning_rate, peak_value=config.learning_rate,
         end_value=config.end_learning_rate, warmup_steps=5000, transition_steps=5000)
+  if _is_image(observation_space):
+    if config.policy not in ("muzero", "gumbel"):
+      raise SystemExit(f"muax train: image observations are trained with policy muzero or "
+                       f"gumbel, not {config.policy}")
+    downsample = "muzero" if min(observation_space.shape[:2]) >= 32 else 1
+    return muax.MuZero(
+        *nn.resnet_networks(num_actions, config.support_size, channels=32, num_blocks=1,
+                            prediction_blocks=0, dynamic_blocks=1, downsample=downsample,
+                            head_hidden=hidden),
+        policy=config.policy, optimizer=gradient_transform, discount=config.discount,
+        support_size=config.support_size, two_player=two_player)
   common = dict(embedding_dim=config.embedding_dim, hidden=hidden,
                 support_size=config.support_size, discount=config.discount,
                 optimizer=gradient_transform)
@@ -211,10 +228,15 @@ def build_reanalyze(config: TrainConfig):
 def train(config: TrainConfig):
   """Runs `muax.train.run` for a config; returns its `FitResult`."""
   import muax
+  from muax import envs
   from muax import games
   two_player = games.is_game_id(config.env_id)
-  make = (functools.partial(games.make, config.env_id) if two_player
-          else functools.partial(gym.make, config.env_id))
+  if two_player:
+    make = functools.partial(games.make, config.env_id)
+  elif envs.is_pixel_env_id(config.env_id):
+    make = functools.partial(envs.make, config.env_id)
+  else:
+    make = functools.partial(gym.make, config.env_id)
   try:
     env = make()
   except (gym.error.Error, ImportError, ValueError) as e:
@@ -229,7 +251,8 @@ def train(config: TrainConfig):
                      f"policy muzero or gumbel, not {config.policy}")
   try:
     buffer, reanalyze = build_buffer(config), build_reanalyze(config)
-    model = build_model(config, env.action_space, two_player=two_player)
+    model = build_model(config, env.action_space, two_player=two_player,
+                        observation_space=env.observation_space)
   except ValueError as e:
     raise SystemExit(f"muax train: {e}") from None
   num_envs = default_num_envs() if config.num_envs is None else config.num_envs
@@ -285,6 +308,11 @@ def _parser(suppress_defaults: bool = False):
     train_parser.add_argument(flag, type=kind, default=default,
                               choices=meta.get("choices"), help=meta["help"])
   return parser
+
+
+def _is_image(space) -> bool:
+  return (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
+          and len(space.shape) == 3)
 
 
 def _optional_type(annotation):

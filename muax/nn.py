@@ -19,6 +19,7 @@ __all__ = [
     "Dynamic", "Prediction", "Representation",
     "ResNetDynamic", "ResNetPrediction", "ResNetRepresentation", "ResidualBlock",
     "elu", "min_max_normalize", "min_max_normalize2d", "observation_dtype",
+    "resnet_networks",
 ]
 
 _EPS = 1e-5
@@ -158,19 +159,38 @@ class ResidualBlock(hk.Module):
 class ResNetRepresentation(hk.Module):
   """Image observation `[B, H, W, C]` to hidden planes `[B, H', W', channels]`.
 
-  A strided stem (downsample) then `num_blocks` residual blocks.
+  A stem that downsamples, then `num_blocks` residual blocks. `downsample`
+  picks the stem:
+
+  * an integer `d`: one 3x3 convolution with stride `d` (1: no downsampling,
+    e.g. MinAtar's 10x10 frames; the default 2 halves `H` and `W`);
+  * `'muzero'`: the Atari stack of MuZero (Schrittwieser et al., 2020,
+    Appendix F) at `channels` width: a stride-2 convolution to
+    `channels // 2` planes, a residual block, a stride-2 convolution to
+    `channels`, a residual block, 3x3 average pooling with stride 2, a
+    residual block and a second pooling, so 96x96 frames become 6x6 planes.
+
+  uint8 observations (even after `MuZero` cast them to float32, see
+  `observation_dtype`) are scaled to [0, 1] first.
   """
 
   def __init__(self, channels=32, num_blocks=2, downsample=2, name="representation"):
     super().__init__(name=name)
     self.channels = checks.positive_int("channels", channels)
-    self.num_blocks, self.downsample = num_blocks, downsample
+    self.num_blocks = checks.positive_int("num_blocks", num_blocks, allow_zero=True)
+    self.downsample = _check_downsample(downsample)
 
   def __call__(self, obs):
+    if obs.ndim != 4:
+      raise ValueError(f"ResNetRepresentation takes images [B, H, W, C] (NHWC), got an "
+                       f"observation batch of shape {obs.shape}")
     x = obs.astype(jnp.float32)
     if observation_dtype(obs) == jnp.uint8:
       x = x / 255.
-    x = jax.nn.relu(hk.Conv2D(self.channels, 3, stride=self.downsample)(x))
+    if self.downsample == "muzero":
+      x = _muzero_downsample(x, self.channels)
+    else:
+      x = jax.nn.relu(hk.Conv2D(self.channels, 3, stride=self.downsample)(x))
     for _ in range(self.num_blocks):
       x = ResidualBlock(self.channels)(x)
     return min_max_normalize2d(x)
@@ -278,3 +298,76 @@ def _init_resnet_dynamic_func(dynamic_module=ResNetDynamic, num_actions=None,
   def dynamic_func(s, a):
     return dynamic_module(num_actions, full_support_size, **kwargs)(s, a)
   return dynamic_func
+
+
+def resnet_networks(num_actions, support_size, *, channels=32, num_blocks=2,
+                    downsample=1, prediction_blocks=1, dynamic_blocks=1,
+                    head_hidden=(64,)):
+  """The three functions `muax.MuZero` takes, as residual conv nets for images.
+
+  Observations are NHWC images `[B, H, W, C]`, best stored as uint8 (scaled to
+  [0, 1] inside); hidden states are planes `[B, H', W', channels]`, and the
+  dynamics sees the action as `num_actions` constant one-hot planes.
+
+  ```python
+  model = muax.MuZero(*nn.resnet_networks(6, 10, channels=32), support_size=10)
+  ```
+
+  Args:
+    num_actions: number of discrete actions A.
+    support_size: S of the model (value and reward logits are `2 S + 1` wide).
+    channels: planes of the hidden state.
+    num_blocks: residual blocks of the representation after the stem.
+    downsample: the representation's stem (see `ResNetRepresentation`): 1 for
+      small frames such as MinAtar's 10x10 (the default), `'muzero'` for 96x96
+      Atari frames (to 6x6), another integer for one strided convolution.
+    prediction_blocks: residual blocks of the prediction network.
+    dynamic_blocks: residual blocks of the dynamics network.
+    head_hidden: hidden widths of the value, reward and policy heads.
+
+  Returns:
+    `(representation_fn, prediction_fn, dynamic_fn)`.
+
+  Raises:
+    ValueError: a count that is not a positive integer (`num_blocks` and the
+      block counts may be 0), an unknown `downsample`.
+  """
+  num_actions = checks.positive_int("num_actions", num_actions)
+  full_support_size = 2 * checks.positive_int("support_size", support_size) + 1
+  checks.positive_int("channels", channels)
+  for name, value in (("num_blocks", num_blocks), ("prediction_blocks", prediction_blocks),
+                      ("dynamic_blocks", dynamic_blocks)):
+    checks.positive_int(name, value, allow_zero=True)
+  _check_downsample(downsample)
+  head_hidden = tuple(head_hidden)
+  return (
+      _init_resnet_representation_func(channels=channels, num_blocks=num_blocks,
+                                       downsample=downsample),
+      _init_resnet_prediction_func(num_actions=num_actions,
+                                   full_support_size=full_support_size, channels=channels,
+                                   num_blocks=prediction_blocks, head_hidden=head_hidden),
+      _init_resnet_dynamic_func(num_actions=num_actions, full_support_size=full_support_size,
+                                channels=channels, num_blocks=dynamic_blocks,
+                                head_hidden=head_hidden))
+
+
+def _check_downsample(downsample):
+  if downsample == "muzero":
+    return downsample
+  if isinstance(downsample, bool) or not isinstance(downsample, (int, np.integer)) \
+      or downsample < 1:
+    raise ValueError("downsample must be a stride >= 1 (1: none) or 'muzero' (96x96 "
+                     f"Atari frames to 6x6), got downsample={downsample!r}")
+  return int(downsample)
+
+
+def _muzero_downsample(x, channels):
+  """MuZero's Atari stem: resolution / 16 (96x96 -> 6x6) at `channels` planes."""
+  half = max(channels // 2, 1)
+  x = jax.nn.relu(hk.Conv2D(half, 3, stride=2)(x))
+  x = ResidualBlock(half)(x)
+  x = jax.nn.relu(hk.Conv2D(channels, 3, stride=2)(x))
+  x = ResidualBlock(channels)(x)
+  x = hk.avg_pool(x, window_shape=(1, 3, 3, 1), strides=(1, 2, 2, 1), padding="SAME")
+  x = ResidualBlock(channels)(x)
+  return hk.avg_pool(x, window_shape=(1, 3, 3, 1), strides=(1, 2, 2, 1), padding="SAME")

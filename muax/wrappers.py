@@ -1,4 +1,4 @@
-"""Gymnasium wrappers: training statistics and frame stacking."""
+"""Gymnasium wrappers: training statistics, frame stacking, action planes."""
 import collections
 import time
 from typing import Optional
@@ -6,7 +6,7 @@ from typing import Optional
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["FrameStacking", "TrainMonitor"]
+__all__ = ["FrameStacking", "PixelStack", "TrainMonitor"]
 
 
 class TrainMonitor(gym.Wrapper):
@@ -103,3 +103,87 @@ class FrameStacking(gym.ObservationWrapper):
 
   def _stacked(self):
     return np.stack(self._frames, axis=-1)
+
+
+class PixelStack(gym.Wrapper):
+  """Stacks the last `num_frames` image frames and the actions that led to them.
+
+  uint8 frames `[H, W]` or `[H, W, C]` become one NHWC observation
+  `[H, W, num_frames * C + num_frames]` (uint8): the frames oldest first along
+  the channel axis, then (with `action_planes`) one constant plane per frame
+  holding the action that led to it, as in MuZero's Atari input
+  (Schrittwieser et al., 2020). Action `a` of `A` is encoded as
+  `round(255 * (a + 1) / A)`, so every action is non-zero and 0 means "no
+  action": the frame came from `reset`. After `reset` the history is the
+  first frame repeated with zero action planes, so nothing of the previous
+  episode leaks into the next.
+
+  Args:
+    env: an environment with uint8 image observations (a `Box` of dtype
+      uint8, shape `[H, W]` or `[H, W, C]`) and, with `action_planes`,
+      `Discrete` actions.
+    num_frames: frames (and actions) kept.
+    action_planes: append the action planes (False: frames only).
+
+  Raises:
+    TypeError: the observation space is not a uint8 image `Box`, or the
+      action space is not `Discrete` while `action_planes` is set.
+    ValueError: `num_frames` is not a positive integer.
+  """
+
+  def __init__(self, env, num_frames: int = 4, *, action_planes: bool = True):
+    super().__init__(env)
+    if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) \
+        or num_frames < 1:
+      raise ValueError(f"num_frames must be an integer >= 1, got num_frames={num_frames!r}")
+    space = env.observation_space
+    if not (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
+            and len(space.shape) in (2, 3)):
+      raise TypeError("PixelStack stacks uint8 images [H, W] or [H, W, C] (a Box of dtype "
+                      f"uint8), but the observation_space is {space}")
+    if action_planes and not isinstance(env.action_space, gym.spaces.Discrete):
+      raise TypeError("PixelStack's action planes encode Discrete actions, but the "
+                      f"action_space is {env.action_space}; pass action_planes=False")
+    self.num_frames = int(num_frames)
+    self.action_planes = bool(action_planes)
+    height, width = space.shape[:2]
+    self._channels = space.shape[2] if len(space.shape) == 3 else 1
+    depth = self.num_frames * self._channels + (self.num_frames if self.action_planes else 0)
+    self.observation_space = gym.spaces.Box(0, 255, (height, width, depth), np.uint8)
+    self._frames = collections.deque(maxlen=self.num_frames)
+    self._actions = collections.deque(maxlen=self.num_frames)
+
+  def reset(self, **kwargs):
+    obs, info = self.env.reset(**kwargs)
+    frame = self._frame(obs)
+    self._frames.clear()
+    self._actions.clear()
+    for _ in range(self.num_frames):
+      self._frames.append(frame)
+      self._actions.append(0)
+    return self._stacked(), info
+
+  def step(self, action):
+    obs, reward, terminated, truncated, info = self.env.step(action)
+    self._frames.append(self._frame(obs))
+    self._actions.append(self.encode_action(action))
+    return self._stacked(), reward, terminated, truncated, info
+
+  def encode_action(self, action) -> int:
+    """The uint8 value of `action`'s plane: `round(255 * (a + 1) / A)`."""
+    if not self.action_planes:
+      return 0
+    space = self.env.action_space
+    return int(round(255 * (int(action) - int(space.start) + 1) / int(space.n)))
+
+  def _frame(self, obs):
+    frame = np.asarray(obs, np.uint8)
+    return frame[..., None] if frame.ndim == 2 else frame
+
+  def _stacked(self):
+    parts = list(self._frames)
+    if self.action_planes:
+      height, width = parts[0].shape[:2]
+      parts.append(np.broadcast_to(np.asarray(self._actions, np.uint8),
+                                   (height, width, self.num_frames)))
+    return np.concatenate(parts, axis=-1)
