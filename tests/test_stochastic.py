@@ -205,7 +205,8 @@ def test_loss_masks_the_last_steps_reward_and_needs_two_steps():
   first_changed = batch.replace(r=batch.r.copy())
   first_changed.r[:, 0] += 3.
   assert float(loss(first_changed)[0]) > float(base)
-  assert all(np.ndim(v) == 0 for v in metrics.values())
+  assert all(np.ndim(v) == 0 for k, v in metrics.items() if k != "priority")
+  assert np.shape(metrics["priority"]) == (4,)  # per-window value errors (PER)
   with pytest.raises(ValueError, match="k_steps >= 2"):
     model.update(jax.tree_util.tree_map(lambda x: x[:, :1], batch))
 
