@@ -38,6 +38,7 @@ import jax
 import numpy as np
 
 import muax
+from muax import acting
 from muax import envs
 from muax import nn
 
@@ -113,34 +114,6 @@ def build_model(num_actions, args):
                                      transition_steps=args.steps))
 
 
-def play(model, env, key, *, max_steps, tracer, num_simulations, temperature, seed):
-  """One episode, cut after `max_steps` (a truncation, bootstrapped); returns
-  `(trajectory, episode_return, steps)`."""
-  obs, _ = env.reset(seed=seed)
-  tracer.reset()
-  trajectory, total, steps = muax.Trajectory(), 0., 0
-  while True:
-    key, act_key, value_key = jax.random.split(key, 3)
-    a, pi, v = model.act(act_key, obs, with_pi=True, with_value=True,
-                         num_simulations=num_simulations, temperature=temperature)
-    next_obs, r, terminated, truncated, _ = env.step(int(a))
-    total, steps = total + float(r), steps + 1
-    truncated = (truncated or steps >= max_steps) and not terminated
-    bootstrap = None
-    if truncated:  # a time limit: the future still has value
-      _, bootstrap = model.act(value_key, next_obs, with_value=True,
-                               num_simulations=num_simulations, temperature=0.)
-    tracer.add(obs, a, r, terminated, v=v, pi=pi, truncated=truncated,
-               bootstrap_value=bootstrap)
-    while tracer:
-      trajectory.add(tracer.pop())
-    if terminated or truncated:
-      break
-    obs = next_obs
-  trajectory.finalize()
-  return trajectory, total, steps
-
-
 def run_game(game, args):
   """Trains on `game` for `args.steps` agent steps; returns the mean greedy score."""
   make = lambda max_steps: envs.make_atari(  # noqa: E731
@@ -148,23 +121,25 @@ def run_game(game, args):
       frame_stack=args.frame_stack, max_episode_steps=max_steps)
   env, eval_env = make(27_000), make(args.eval_max_steps)
   model = build_model(env.action_space.n, args)
-  key = jax.random.PRNGKey(args.seed)
+  keys = acting.KeyStream(jax.random.PRNGKey(args.seed))
   seeds = np.random.default_rng(args.seed)
   obs, _ = env.reset(seed=args.seed)
-  model.init(key, np.asarray(obs)[None])
+  model.init(keys(), np.asarray(obs)[None])
   tracer = muax.PNStep(args.n_step, args.discount, 0.5)
   buffer = muax.TrajectoryReplayBuffer(None, random_seed=args.seed,
                                        max_bytes=int(args.replay_gb * 2 ** 30),
                                        obs_dtype=np.uint8)
   steps, updates, episodes, owed, start = 0, 0, 0, 0., time.perf_counter()
   while steps < args.steps:
-    key, episode_key = jax.random.split(key)
     done = steps / args.steps
     temperature = 1. if done < 0.5 else 0.5 if done < 0.75 else 0.25
-    trajectory, ret, n = play(model, env, episode_key, max_steps=args.steps - steps,
-                              tracer=tracer, num_simulations=args.num_simulations,
-                              temperature=temperature, seed=int(seeds.integers(2 ** 31)))
+    # The step cap keeps the budget exact (a cut episode is bootstrapped).
+    episode = acting.run_episode(model, env, keys, num_simulations=args.num_simulations,
+                                 temperature=temperature, seed=int(seeds.integers(2 ** 31)),
+                                 tracer=tracer, max_episode_steps=args.steps - steps)
+    ret, n = episode.episode_return, episode.length
     steps, episodes = steps + n, episodes + 1
+    trajectory = episode.trajectory
     buffer.add(trajectory, float(np.mean(trajectory.batched_transitions.w)))
     # Updates run in groups of `update_chunk` (one compiled program for all).
     owed += args.replay_ratio * n

@@ -608,9 +608,9 @@ class MuZero:
     if self._reanalyze is not None and any(
         getattr(batch, name) is None for name in ("next_obs", "next_v", "next_discount",
                                                   "inside")):
-      raise ValueError(f"reanalyze is on, but the batch lacks the bootstrap fields: "
-                       f"sample it with buffer.sample(..., bootstrap=(n, discount)) "
-                       f"(the tracer's n and discount), or model.set_reanalyze(None)")
+      raise ValueError("reanalyze is on, but the batch lacks the bootstrap fields: "
+                       "sample it with buffer.sample(..., bootstrap=(n, discount)) "
+                       "(the tracer's n and discount), or model.set_reanalyze(None)")
     self._check_batch_values(batch, what)
     return batch
 

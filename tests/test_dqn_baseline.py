@@ -1,25 +1,19 @@
 """The DQN baseline of benchmarks/dqn_minatar.py: TD targets, Huber loss, a tiny run."""
-import importlib.util
 import io
 import json
-import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import scripts
+
 pytest.importorskip("minatar")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _dqn():
-  path = os.path.join(ROOT, "benchmarks", "dqn_minatar.py")
-  spec = importlib.util.spec_from_file_location("dqn_minatar", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return scripts.load("benchmarks/dqn_minatar.py", "dqn_minatar")
 
 
 dqn = _dqn()

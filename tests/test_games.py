@@ -1,13 +1,10 @@
 """Two-player games: PettingZoo adapters, opponents, alternating returns, self-play."""
-import importlib.util
-import os
-
-import jax
 import numpy as np
 import pytest
 
 import muax
 from muax import games
+import scripts
 
 pytest.importorskip("pettingzoo")
 
@@ -125,12 +122,7 @@ def test_self_play_learns_to_beat_a_random_player(tmp_path):
   """A short self-play run through fit wins clearly more than it loses against
   a random player (a random player scores about 0: it wins as often as it
   loses over both seats)."""
-  # Loaded from its path: putting examples/ on sys.path would let
-  # examples/minatar.py hide the minatar package from later tests.
-  path = os.path.join(os.path.dirname(__file__), "..", "examples", "tictactoe.py")
-  spec = importlib.util.spec_from_file_location("tictactoe_example", path)
-  tictactoe = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tictactoe)
+  tictactoe = scripts.load("examples/tictactoe.py", "tictactoe_example")
   model, result = tictactoe.train(400, seed=0, save_dir=str(tmp_path / "m"),
                                   logdir=str(tmp_path / "tb"), progress=False)
   assert result.episodes == 400 and result.best_path

@@ -1,5 +1,4 @@
 """Pixel observations: PixelStack, make_atari, make_minatar, ResNet nets, uint8 replay."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import muax
 from muax import envs
 from muax import nn
 from muax import wrappers
+import scripts
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -240,11 +240,7 @@ def test_cli_builds_resnets_for_pixel_envs():
 
 
 def _atari100k():
-  path = os.path.join(ROOT, "benchmarks", "atari100k.py")
-  spec = importlib.util.spec_from_file_location("atari100k", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return scripts.load("benchmarks/atari100k.py", "atari100k")
 
 
 def test_human_normalised_scores():
