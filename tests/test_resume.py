@@ -236,9 +236,15 @@ def test_non_finite_reward_from_the_environment_is_a_clear_error(tmp_path):
 
 
 def _start(save_dir, *extra, new_session=False):
+  # The run starts as a terminal's foreground job would, with SIGINT at its
+  # default even when these tests run in a background job (which ignores it).
   return subprocess.Popen([sys.executable, FAULT_RUN, str(save_dir), *extra],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=new_session)
+                          start_new_session=new_session, preexec_fn=_default_sigint)
+
+
+def _default_sigint():
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_states(proc, save_dir, count, timeout=120.):
