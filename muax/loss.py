@@ -150,9 +150,11 @@ def default_loss_fn(model, params, batch):
   """The default loss, called as `loss_fn(model, params, batch)`.
 
   Returns `(loss, metrics)`; `MuZero.update` also accepts custom loss
-  functions that return the scalar loss alone.
+  functions that return the scalar loss alone. A model with a value-prefix
+  head (`muax.value_prefix`) has its reward term scored on the prefixes.
   """
-  return muzero_loss(model.networks, params, batch, support_size=model.support_size)
+  return muzero_loss(model.networks, params, batch, support_size=model.support_size,
+                     value_prefix=getattr(model, "prefix_head", None))
 
 
 def make_loss_fn(*, value_weight: float = 1., reward_weight: float = 1.,
@@ -172,7 +174,7 @@ def make_loss_fn(*, value_weight: float = 1., reward_weight: float = 1.,
 
   def loss_fn(model, params, batch):
     return muzero_loss(model.networks, params, batch, support_size=model.support_size,
-                       **weights)
+                       value_prefix=getattr(model, "prefix_head", None), **weights)
 
   loss_fn.weights = weights
   return loss_fn

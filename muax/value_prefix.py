@@ -60,8 +60,9 @@ class ValuePrefixMuZero(model_lib.MuZero):
     representation_fn, prediction_fn, dynamic_fn, policy, optimizer,
       discount, support_size, two_player: as for `muax.MuZero` (policy
       'muzero' or 'gumbel').
-    loss_fn: None for the value-prefix loss (`muax.loss.muzero_loss` with the
-      prefix head).
+    loss_fn: None for the default loss, which scores the reward term on the
+      prefixes (`muax.loss.default_loss_fn`, or `make_loss_fn` with
+      `consistency_weight`).
     value_prefix: True (this class).
     prefix_hidden: width of the LSTM.
     prefix_horizon: steps after which the LSTM starts afresh.
@@ -81,13 +82,9 @@ class ValuePrefixMuZero(model_lib.MuZero):
                        f"policy={policy!r}")
     self._prefix_hidden = checks.positive_int("prefix_hidden", prefix_hidden)
     self._prefix_horizon = checks.positive_int("prefix_horizon", prefix_horizon)
-    if loss_fn is None:
+    if loss_fn is None and consistency_weight:
       from muax import loss as loss_lib
-      loss_lib.make_loss_fn(consistency_weight=consistency_weight)  # checks the weight
-      weight = float(consistency_weight)
-      loss_fn = lambda model, params, batch: loss_lib.muzero_loss(  # noqa: E731
-          model.networks, params, batch, support_size=model.support_size,
-          consistency_weight=weight, value_prefix=model.prefix_head)
+      loss_fn = loss_lib.make_loss_fn(consistency_weight=consistency_weight)
     super().__init__(representation_fn, prediction_fn, dynamic_fn, policy, optimizer,
                      loss_fn, discount, support_size, two_player=two_player)
     size = 2 * self._support_size + 1
