@@ -1,11 +1,16 @@
 """A user's loop written against the old muax README runs unchanged."""
+import os
+import shutil
+
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import muax
 from muax import nn
+from conftest import make_mlp_model
 
 
 def test_old_style_hand_written_loop(tmp_path):
@@ -62,3 +67,25 @@ def test_old_style_hand_written_loop(tmp_path):
   model2.load(path)
   a, pi = model2.act(key, obs, with_pi=True, num_simulations=5, temperature=0.)
   assert np.asarray(pi).reshape(1, -1).shape == (1, num_actions)
+
+
+# -- files written by earlier releases ------------------------------------------
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "0.1.0")
+_TINY = dict(test_interval=2, num_test_episodes=1, max_training_steps=10_000,
+             num_simulations=3, k_steps=3, buffer_warm_up=2, num_trajectory=4,
+             sample_per_trajectory=2, num_update_per_episode=2, progress=False,
+             random_seed=7, checkpoint_interval=0, keep_checkpoints=1)
+
+
+def test_a_checkpoint_written_by_release_0_1_0_loads_and_acts():
+  model = make_mlp_model(init=False).load(os.path.join(FIXTURES, "model_muzero"))
+  assert model.num_actions == 2 and model.obs_shape == (4,)
+  a = model.act(jax.random.PRNGKey(0), np.zeros(4, np.float32), num_simulations=4,
+                temperature=0.)
+  assert a in (0, 1)
+  params, _, _ = muax.checkpoint.load(os.path.join(FIXTURES, "run_muzero", "latest",
+                                                   "model_params"))
+  for x, y in zip(jax.tree_util.tree_leaves(params),
+                  jax.tree_util.tree_leaves(model.params)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
