@@ -5,12 +5,19 @@ A checkpoint is a `.npz` archive. Entry `__muax__` holds a JSON manifest
 entries `p0..` are the parameter leaves and `o0..` the optimizer state leaves.
 A run checkpoint (written by `fit` to resume training) is a model checkpoint
 with the run's state added: a `run` section in the manifest and `run.*` arrays.
-Reading uses `allow_pickle=False`, so a file cannot run code when loaded.
-Writes go to a temporary file that is fsynced and renamed over the target, so
-a crash leaves either the old or the new checkpoint, never half of one.
+
+Reading never unpickles, so a file cannot run code when loaded. Every entry
+is read to its end, so its zip CRC-32 is checked, and its size must be what
+its header says: a damaged file is refused (`UnreadableCheckpointError`),
+never returned altered. Writes go to a temporary file that is fsynced and
+renamed over the target, so a crash leaves either the old or the new
+checkpoint, never half of one.
 """
+import contextlib
 import json
+import math
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -23,14 +30,29 @@ VERSION = 1
 SUFFIX = ".npz"
 _MANIFEST = "__muax__"
 _RUN_PREFIX = "run."
+_LEGACY_SUFFIX = ".npy"
+# `_write_atomic`'s temporary files: ".<target name>.<random>.tmp".
+_TEMPORARY = re.compile(r"^\..+\.npz\.[a-z0-9_]+\.tmp$")
+_ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
+_READ_CHUNK = 1 << 24
 
 
 class CheckpointError(ValueError):
   """A checkpoint file is missing, corrupted, foreign or does not fit the model."""
 
 
+class UnreadableCheckpointError(CheckpointError):
+  """The file cannot be read as a muax checkpoint: damaged, truncated, altered,
+  foreign or pickled. A resumed run skips such run states."""
+
+
 class NewerVersionError(CheckpointError):
   """A checkpoint written by a newer muax, with a format this one cannot read."""
+
+
+class LegacyCheckpointError(UnreadableCheckpointError):
+  """A checkpoint of the old muax package (<= 0.0.2): a pickle, never loaded."""
 
 
 def file_for(path) -> Path:
@@ -40,7 +62,13 @@ def file_for(path) -> Path:
 
 
 def resolve(path) -> Path:
-  """Finds the checkpoint file for a path given with or without a suffix."""
+  """Finds the checkpoint file for a path given with or without a suffix.
+
+  Raises:
+    FileNotFoundError: nothing there.
+    LegacyCheckpointError: only a checkpoint of the old muax package (a
+      pickled `.npy` file) is there.
+  """
   path = Path(path)
   candidates = [path, file_for(path)]
   if path.suffix and path.suffix != SUFFIX:
@@ -48,8 +76,16 @@ def resolve(path) -> Path:
   for candidate in candidates:
     if candidate.is_file():
       return candidate
+  for legacy in (path.with_name(path.name + _LEGACY_SUFFIX), path.with_suffix(_LEGACY_SUFFIX)):
+    if legacy.is_file():
+      raise LegacyCheckpointError(_legacy_message(legacy, path))
   tried = ", ".join(str(c) for c in dict.fromkeys(candidates))
   raise FileNotFoundError(f"no muax checkpoint at {str(path)!r} (tried: {tried})")
+
+
+def is_temporary(name: str) -> bool:
+  """Whether a file name is that of a checkpoint write a crash cut short."""
+  return _TEMPORARY.match(name) is not None
 
 
 def save(path, params, opt_state, metadata: dict, *, run: dict = None,
@@ -97,37 +133,136 @@ def read(path, *, run_arrays: bool = False):
   Returns:
     `(params, opt_leaves, metadata, run, arrays)`; `run` is None for a plain
     model checkpoint; `arrays` holds the run's arrays when `run_arrays`.
+
+  Raises:
+    FileNotFoundError: no file at the path (with or without suffix).
+    UnreadableCheckpointError: the file is damaged, truncated, altered,
+      foreign or pickled, or its manifest does not describe its arrays.
+    NewerVersionError: written by a newer muax.
   """
   file = resolve(path)
+  with _open_archive(file) as (zf, members):
+    manifest = _read_manifest(zf, members, file)
+    param_leaves = [_read_entry(zf, members, f"p{i}", file)
+                    for i in range(len(manifest["param_paths"]))]
+    opt_leaves = [_read_entry(zf, members, f"o{i}", file)
+                  for i in range(manifest["num_opt_leaves"])]
+    arrays = {}
+    if run_arrays:
+      arrays = {name[len(_RUN_PREFIX):]: _read_entry(zf, members, name, file)
+                for name in members if name.startswith(_RUN_PREFIX)}
+  params = _unflatten_params(manifest["param_paths"], param_leaves)
+  return params, opt_leaves, manifest["metadata"], manifest.get("run"), arrays
+
+
+def read_manifest(path) -> dict:
+  """The checked manifest of a checkpoint, without reading its arrays."""
+  file = resolve(path)
+  with _open_archive(file) as (zf, members):
+    return _read_manifest(zf, members, file)
+
+
+@contextlib.contextmanager
+def _open_archive(file: Path):
+  """`with _open_archive(file) as (zip, entries by name):`; every failure to
+  read inside the block becomes an UnreadableCheckpointError."""
+  with open(file, "rb") as f:
+    head = f.read(len(_ZIP_MAGIC))
+  if head != _ZIP_MAGIC:
+    raise _not_a_checkpoint(file, head)
   try:
-    with np.load(file, allow_pickle=False) as archive:
-      if _MANIFEST not in archive.files:
-        raise CheckpointError(f"{file} is not a muax checkpoint (no manifest)")
-      manifest = json.loads(archive[_MANIFEST].tobytes().decode())
-      _check_manifest(manifest, file)
-      param_leaves = [archive[f"p{i}"] for i in range(len(manifest["param_paths"]))]
-      opt_leaves = [archive[f"o{i}"] for i in range(manifest["num_opt_leaves"])]
-      arrays = {}
-      if run_arrays:
-        arrays = {name[len(_RUN_PREFIX):]: archive[name] for name in archive.files
-                  if name.startswith(_RUN_PREFIX)}
+    with zipfile.ZipFile(file) as zf:
+      members = {}
+      for info in zf.infolist():
+        # np.savez writes only .npy entries, once each: any other name is a
+        # damaged one (zipfile compares it with the entry's own header on open).
+        name = info.filename[:-len(".npy")]
+        if not info.filename.endswith(".npy") or name in members:
+          raise UnreadableCheckpointError(
+              f"{file} is damaged: unexpected entry {info.filename!r}")
+        members[name] = info
+      if _directory_count(file) != (min(len(members), 0xFFFF),) * 2:
+        # zipfile reads the central directory by its size and never checks the
+        # counts: a damaged size would silently drop entries.
+        raise UnreadableCheckpointError(
+            f"{file} is damaged: its zip directory does not list {len(members)} entries")
+      yield zf, members
   except CheckpointError:
     raise
-  except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError,
-          UnicodeDecodeError, TypeError) as e:
-    if "pickle" in str(e):
-      raise CheckpointError(
-          f"{file} holds pickled Python objects (checkpoints of muax <= 0.0.2 were "
-          "pickles); muax never unpickles a file, since that can run arbitrary code. "
-          "Retrain, or re-save the parameters from trusted code with model.save") from e
-    raise CheckpointError(
-        f"{file} is not a readable muax checkpoint (corrupted, truncated or "
-        f"foreign file): {type(e).__name__}: {e}") from e
-  try:
-    params = _unflatten_params(manifest["param_paths"], param_leaves)
-  except (TypeError, KeyError, IndexError, AttributeError) as e:
-    raise CheckpointError(f"{file} has a malformed manifest: {e}") from e
-  return params, opt_leaves, manifest.get("metadata", {}), manifest.get("run"), arrays
+  except Exception as e:  # zip, header, JSON and decoding errors of a damaged file
+    raise UnreadableCheckpointError(
+        f"{file} is not a readable muax checkpoint (corrupted, truncated or altered): "
+        f"{type(e).__name__}: {e}") from e
+
+
+def _directory_count(file: Path):
+  """`(entries on this disk, entries in all)` from the end-of-directory record."""
+  with open(file, "rb") as f:
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(max(0, size - (1 << 16) - 22))
+    tail = f.read()
+  at = tail.rfind(b"PK\x05\x06")
+  record = tail[at:at + 22]
+  if at < 0 or len(record) < 22:
+    return None
+  return int.from_bytes(record[8:10], "little"), int.from_bytes(record[10:12], "little")
+
+
+def _read_entry(zf, members, name: str, file: Path) -> np.ndarray:
+  """One `.npy` entry, read to its end (so its CRC-32 is checked), exactly as
+  long as its header says; pickled (object) entries are refused."""
+  info = members.get(name)
+  if info is None:
+    raise UnreadableCheckpointError(f"{file} is damaged: it has no array {name!r}")
+  with zf.open(info) as f:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+      shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+      shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+      raise UnreadableCheckpointError(f"{file}: array {name!r} has .npy version {version}")
+    if dtype.hasobject:
+      raise UnreadableCheckpointError(
+          f"{file}: array {name!r} holds pickled Python objects; muax never unpickles a "
+          "file, since that can run arbitrary code")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if f.tell() + nbytes != info.file_size:
+      raise UnreadableCheckpointError(
+          f"{file} is damaged: array {name!r} of shape {shape} and dtype {dtype} needs "
+          f"{nbytes} bytes, the entry holds {info.file_size - f.tell()}")
+    data = np.empty(nbytes, np.uint8)
+    view, done = memoryview(data), 0
+    while done < nbytes:
+      chunk = f.read(min(_READ_CHUNK, nbytes - done))
+      if not chunk:
+        raise UnreadableCheckpointError(f"{file} is truncated in array {name!r}")
+      view[done:done + len(chunk)] = chunk
+      done += len(chunk)
+    if f.read(1):  # also the read that checks the CRC-32 when nbytes is 0
+      raise UnreadableCheckpointError(f"{file} is damaged: array {name!r} is too long")
+  if dtype.itemsize == 0:
+    return np.empty(shape, dtype)
+  return data.view(dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _read_manifest(zf, members, file: Path) -> dict:
+  if _MANIFEST not in members:
+    raise UnreadableCheckpointError(f"{file} is not a muax checkpoint (no manifest)")
+  raw = _read_entry(zf, members, _MANIFEST, file)
+  if raw.dtype != np.uint8 or raw.ndim != 1:
+    raise UnreadableCheckpointError(f"{file} has a damaged manifest (not JSON bytes)")
+  manifest = json.loads(raw.tobytes().decode())
+  _check_manifest(manifest, file)
+  expected = ({_MANIFEST} | {f"p{i}" for i in range(len(manifest["param_paths"]))}
+              | {f"o{i}" for i in range(manifest["num_opt_leaves"])})
+  unexpected = [name for name in members
+                if name not in expected and not name.startswith(_RUN_PREFIX)]
+  if unexpected:
+    raise UnreadableCheckpointError(
+        f"{file} is damaged: entries {unexpected} are not in its manifest")
+  return manifest
 
 
 def _write_atomic(target: Path, manifest: dict, entries: dict) -> Path:
@@ -153,15 +288,58 @@ def _write_atomic(target: Path, manifest: dict, entries: dict) -> Path:
 
 
 def _check_manifest(manifest, file):
+  """Raises UnreadableCheckpointError unless `manifest` has the keys and types
+  `read` relies on (NewerVersionError for a newer format)."""
+  def damaged(what):
+    return UnreadableCheckpointError(f"{file} has a damaged manifest: {what}")
+
   if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-    raise CheckpointError(f"{file} is not a muax checkpoint (foreign manifest)")
-  if not isinstance(manifest.get("version", 0), int):
-    raise CheckpointError(f"{file} has a malformed manifest (version "
-                          f"{manifest.get('version')!r})")
-  if manifest.get("version", 0) > VERSION:
+    raise UnreadableCheckpointError(f"{file} is not a muax checkpoint (foreign manifest)")
+  version = manifest.get("version")
+  if not _is_int(version) or version < 1:
+    raise damaged(f"version {version!r}")
+  if version > VERSION:
     raise NewerVersionError(
         f"{file} was written by a newer muax (checkpoint version "
         f"{manifest['version']}, this muax reads up to {VERSION}); upgrade muax")
+  paths = manifest.get("param_paths")
+  if not isinstance(paths, list) or not all(
+      isinstance(p, list) and p and all(isinstance(k, str) for k in p) for p in paths):
+    raise damaged(f"param_paths must be a list of key lists, got {paths!r:.200}")
+  keys = {tuple(p) for p in paths}
+  if len(keys) != len(paths) or any(p[:i] in keys for p in keys for i in range(1, len(p))):
+    raise damaged("param_paths repeat a key or nest one key inside another")
+  if not _is_int(manifest.get("num_opt_leaves")) or manifest["num_opt_leaves"] < 0:
+    raise damaged(f"num_opt_leaves {manifest.get('num_opt_leaves')!r}")
+  for name in ("metadata", "run"):
+    if name in manifest and not isinstance(manifest[name], dict):
+      raise damaged(f"{name} must be a dict, got {type(manifest[name]).__name__}")
+  manifest.setdefault("metadata", {})
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _not_a_checkpoint(file: Path, head: bytes) -> UnreadableCheckpointError:
+  if head.startswith(_NPY_MAGIC[:len(head)]) and head:
+    return LegacyCheckpointError(_legacy_message(file, file))
+  if head[:1] == b"\x80":
+    return UnreadableCheckpointError(
+        f"{file} is a Python pickle, not a muax checkpoint; muax never unpickles a file, "
+        "since that can run arbitrary code. Retrain, or re-save the parameters from "
+        "trusted code with model.save")
+  what = "the file is empty" if not head else "it is not a zip archive"
+  return UnreadableCheckpointError(f"{file} is not a readable muax checkpoint: {what}")
+
+
+def _legacy_message(file: Path, given: Path) -> str:
+  return (f"{file} is a checkpoint of the old muax package (<= 0.0.2): a NumPy .npy file "
+          "of pickled Python objects. muax never unpickles a file, since that can run "
+          "arbitrary code, so model.load refuses it. If you trust the file, convert it "
+          "once: muax.legacy.convert(path, model, sample_input) reads only plain "
+          "containers and arrays from it and writes a muax checkpoint"
+          + ("" if file == given else f" (asked for {str(given)!r})"))
 
 
 def _json_scalar(value):

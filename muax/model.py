@@ -659,18 +659,29 @@ class MuZero:
         an initialised model) observation shape.
     """
     params, opt_leaves, meta = checkpoint.load(file)
-    if meta.get("support_size") != self._support_size:
+    _check_metadata(meta, file)
+    if meta["support_size"] != self._support_size:
       raise checkpoint.CheckpointError(
-          f"checkpoint {file} has support_size={meta.get('support_size')}, this model "
+          f"checkpoint {file} has support_size={meta['support_size']}, this model "
           f"has support_size={self._support_size}")
-    obs_shape = tuple(meta.get("obs_shape", ()))
+    obs_shape = tuple(meta["obs_shape"])
     if self._obs_shape is not None and obs_shape != self._obs_shape:
       raise checkpoint.CheckpointError(
           f"checkpoint {file} was saved for observations of shape {obs_shape}, this "
           f"model was initialised for {self._obs_shape}")
-    expected = jax.eval_shape(lambda: self._init_params(
-        jax.random.PRNGKey(0), jnp.zeros((1,) + obs_shape))[0])
+    found = {}
+
+    def init_shapes():
+      initial, found["num_actions"] = self._init_params(
+          jax.random.PRNGKey(0), jnp.zeros((1,) + obs_shape))
+      return initial
+
+    expected = jax.eval_shape(init_shapes)
     _check_tree(params, expected, file, "parameters")
+    if meta["num_actions"] != found["num_actions"]:
+      raise checkpoint.CheckpointError(
+          f"checkpoint {file} is damaged: its metadata says num_actions="
+          f"{meta['num_actions']}, its networks have {found['num_actions']}")
     params = jax.tree_util.tree_map(jnp.asarray, params)
     opt_template = jax.eval_shape(self._optimizer.init, params)
     leaves, treedef = jax.tree_util.tree_flatten(opt_template)
@@ -679,11 +690,12 @@ class MuZero:
       raise checkpoint.CheckpointError(
           f"checkpoint {file} has an optimizer state that does not fit this model's "
           "optimizer")
+    _check_kinds(opt_leaves, leaves, file, "optimizer state")
     self._params = params
     self._opt_state = jax.tree_util.tree_unflatten(
         treedef, [jnp.asarray(x, b.dtype) for x, b in zip(opt_leaves, leaves)])
     self._obs_shape = obs_shape
-    self._num_actions = int(meta["num_actions"])
+    self._num_actions = found["num_actions"]
     return self
 
   def _require_params(self, what):
@@ -916,6 +928,43 @@ def _check_tree(params, expected, file, what):
     raise checkpoint.CheckpointError(
         f"checkpoint {file} holds {what} that do not fit this model's networks "
         "(different architecture or observation shape)")
+  _check_kinds(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(expected),
+               file, what)
+
+
+def _check_kinds(arrays, templates, file, what):
+  """Float arrays for float templates, integers for integers: a checkpoint
+  holding bools, complex numbers or strings there is refused, never cast."""
+  for i, (x, template) in enumerate(zip(arrays, templates)):
+    want = np.dtype(template.dtype)
+    if not (np.issubdtype(want, np.floating) and np.issubdtype(x.dtype, np.floating)
+            or np.issubdtype(want, np.integer) and np.issubdtype(x.dtype, np.integer)):
+      raise checkpoint.CheckpointError(
+          f"checkpoint {file} is damaged: its {what} leaf {i} has dtype {x.dtype}, "
+          f"this model needs {want}")
+
+
+def _check_metadata(meta: dict, file):
+  """Raises CheckpointError unless the model fields of a checkpoint's metadata
+  have the types `save` writes."""
+  def is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+  fields = {
+      "obs_shape": lambda x: isinstance(x, list) and all(is_int(d) and d >= 0 for d in x),
+      "num_actions": lambda x: x is None or (is_int(x) and x >= 1),
+      "support_size": lambda x: is_int(x) and x >= 1,
+      "policy": lambda x: isinstance(x, str),
+      "discount": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool),
+      "two_player": lambda x: isinstance(x, bool),
+  }
+  for name, valid in fields.items():
+    if name not in meta and name == "two_player":
+      continue  # checkpoints written before two-player games had no flag
+    if name not in meta or not valid(meta[name]):
+      raise checkpoint.CheckpointError(
+          f"checkpoint {file} is damaged: its metadata field {name!r} is "
+          f"{meta.get(name, 'missing')!r}")
 
 
 def _default_optimizer():
