@@ -1,9 +1,11 @@
 """muax: MuZero with DeepMind's mctx for gymnasium environments."""
 __version__ = "0.1.0"
 
+from muax import checkpoint
 from muax import envs
 from muax import episode_tracer
 from muax import games
+from muax import legacy
 from muax import loss
 from muax import model
 from muax import nn
@@ -38,10 +40,12 @@ __all__ = [
     "Trajectory",
     "TrajectoryReplayBuffer",
     "Transition",
+    "checkpoint",
     "envs",
     "episode_tracer",
     "fit",
     "games",
+    "legacy",
     "loss",
     "model",
     "nn",
