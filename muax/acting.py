@@ -106,6 +106,44 @@ def check_action_space(space, what: str, model=None):
     require_discrete(space, what)
 
 
+def env_name(env) -> str:
+  """A name for an environment: its registered id, else its class name."""
+  if isinstance(env, gym.vector.VectorEnv):
+    if isinstance(env, gym.vector.SyncVectorEnv):
+      return env_name(env.envs[0])
+    spec = env.get_attr("spec")[0]
+    if getattr(spec, "id", None):
+      return spec.id
+    probe = env.env_fns[0]()  # an async env's sub-environments live elsewhere
+    try:
+      return env_name(probe)
+    finally:
+      probe.close()
+  return getattr(getattr(env, "spec", None), "id", None) or type(env.unwrapped).__name__
+
+
+def space_signature(env) -> dict:
+  """The observation and action spaces of a (vector) environment, as strings a
+  run state records so that resuming on other spaces is refused."""
+  if isinstance(env, gym.vector.VectorEnv):
+    spaces = env.single_observation_space, env.single_action_space
+  else:
+    spaces = env.observation_space, env.action_space
+  return {"observation_space": _describe(spaces[0]), "action_space": _describe(spaces[1])}
+
+
+def _describe(space) -> str:
+  if isinstance(space, gym.spaces.Discrete):
+    return f"Discrete({int(space.n)}, start={int(space.start)})"
+  return f"{type(space).__name__}(shape={space.shape}, dtype={space.dtype})"
+
+
+def action_offset(space) -> int:
+  """What to add to an action index for the environment: `start` of a
+  `Discrete(n, start)` space (the model plans over indices 0..n-1)."""
+  return int(space.start) if isinstance(space, gym.spaces.Discrete) else 0
+
+
 def legal_mask(invalid: Optional[np.ndarray]):
   """The `mask` stored in replay (1 = legal) from `act`'s invalid actions, or None."""
   return None if invalid is None else invalid == 0.
@@ -133,6 +171,7 @@ def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
   """
   obs, info = env.reset(seed=seed)
   limit = step_limit(env, max_episode_steps)
+  offset = action_offset(env.action_space)
   trajectory = None
   if tracer is not None:
     tracer.reset()
@@ -153,7 +192,7 @@ def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
       a = actions[0].item() if actions.ndim == 1 else actions[0]
       pi, v = pis[0], float(values[0])
       extras = {name: x[0] for name, x in extras.items()}
-    next_obs, r, terminated, truncated, info = env.step(a)
+    next_obs, r, terminated, truncated, info = env.step(a + offset if offset else a)
     steps += 1
     _check_rewards(r, steps)
     total += float(r)
@@ -278,6 +317,7 @@ class VectorCollector:
     self.model, self.envs, self.keys = model, envs, keys
     self.num_envs = envs.num_envs
     self.num_simulations = num_simulations
+    self._offset = action_offset(envs.single_action_space)
     self._tracers = [copy.deepcopy(tracer) for _ in range(self.num_envs)]
     for t in self._tracers:
       t.reset()
@@ -301,7 +341,8 @@ class VectorCollector:
       self._dispatch(temperature, params)
     obs, invalid, packed = self._pending
     actions, values, pis, extras = self.model._unpack(np.asarray(packed))
-    next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+    next_obs, rewards, terminated, truncated, infos = self.envs.step(
+        actions + self._offset if self._offset else actions)
     _check_rewards(rewards, self._lengths + 1)
     terminated = np.asarray(terminated, bool)
     truncated = np.asarray(truncated, bool) & ~terminated
@@ -365,6 +406,7 @@ def run_vector_episodes(model, envs, keys: KeyStream, num_episodes: int, *,
   """
   check_vector_env(envs, model)
   n = envs.num_envs
+  offset = action_offset(envs.single_action_space)
   returns = []
   while len(returns) < num_episodes:
     obs, infos = envs.reset(seed=None if seed is None else seed + len(returns))
@@ -374,7 +416,7 @@ def run_vector_episodes(model, envs, keys: KeyStream, num_episodes: int, *,
       actions = model.act(keys(), np.asarray(obs), obs_from_batch=True,
                           num_simulations=num_simulations, temperature=temperature,
                           invalid_actions=invalid_actions(infos, n))
-      obs, rewards, terminated, truncated, infos = envs.step(actions)
+      obs, rewards, terminated, truncated, infos = envs.step(actions + offset)
       _check_rewards(np.where(running, rewards, 0.), "(vector test)")
       total += np.where(running, rewards, 0.)
       running &= ~(np.asarray(terminated) | np.asarray(truncated))

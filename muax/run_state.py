@@ -8,13 +8,26 @@ taken at episode boundaries: `Boundary` is a cheap snapshot (immutable
 parameter arrays are shared, not copied) that `write` turns into a file.
 
 Files are `<save_dir>/run/state_<episodes collected>.npz`, written atomically;
-the newest `keep` are kept, and `latest` skips unreadable ones, so a crash
-while writing never loses the previous good state.
+the newest `keep` are kept, and a resumed run skips unreadable ones, so a
+crash while writing never loses the previous good state.
+
+The run folder holds the run states, the best checkpoints
+(`epoch_<episode>_test_<return>/`) and `latest/`. Rules that keep a user's
+saved work: one process at a time trains in a folder (`locked`); a new run
+moves an earlier run's states and `latest/` aside (`archive`) and never
+reuses the name of a best checkpoint already there (`best_folder`); a best
+checkpoint is deleted only once no kept run state refers to it
+(`prune_best`), so falling back to an older state never finds its best
+checkpoint gone. Best checkpoints are recorded relative to the run folder,
+so a run folder can be moved and resumed elsewhere.
 """
+import contextlib
 import dataclasses
 import datetime
+import json
 import os
 import re
+import socket
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -23,11 +36,25 @@ import numpy as np
 
 from muax import checkpoint
 
-__all__ = ["Boundary", "RUN_DIR", "archive", "find_run_dir", "latest", "locate", "read_state",
-           "write"]
+try:
+  import fcntl
+except ImportError:  # Windows
+  fcntl = None
+  import msvcrt
+
+__all__ = ["Boundary", "LOCK_FILE", "RUN_DIR", "RunFolderInUse", "archive", "best_folder",
+           "best_folder_names", "clean_temporary", "find_run_dir", "locate", "locked",
+           "prune_best", "read_state", "set_aside", "state_files", "write"]
 
 RUN_DIR = "run"
+LATEST_DIR = "latest"
+LOCK_FILE = ".muax-lock"
 _PATTERN = re.compile(r"^state_(\d+)\.npz$")
+_BEST = re.compile(r"^epoch_\d+_test_")
+
+
+class RunFolderInUse(RuntimeError):
+  """Another process is training in this run folder."""
 
 
 @dataclasses.dataclass
@@ -48,6 +75,8 @@ class Boundary:
   best_path: Optional[str]
   best_history: List[str]
   tests: List[dict]
+  stale_best: List[str] = dataclasses.field(default_factory=list)  # to delete, once free
+  taken_best: List[str] = dataclasses.field(default_factory=list)  # earlier runs' folders
 
   @property
   def collected(self) -> int:
@@ -73,34 +102,30 @@ def write(save_dir, boundary: Boundary, model, buffer, config: dict, *,
   return path
 
 
-def latest(save_dir):
-  """`(file, run, arrays)` of the newest readable run state, or None.
+def state_files(save_dir) -> List[Path]:
+  """The run state files of a run folder, newest first."""
+  return list(reversed(_state_files(Path(save_dir) / RUN_DIR)))
 
-  Unreadable files (a crash while the disk was failing, a truncated copy) are
-  renamed to `*.bad` with a warning on stderr, and older good states are used
-  instead. A state written by a newer muax is an error, not skipped.
-  """
-  for file in reversed(_state_files(Path(save_dir) / RUN_DIR)):
-    try:
-      found = read_state(file)
-    except checkpoint.NewerVersionError:
-      raise
-    except checkpoint.CheckpointError as e:
-      bad = file.with_name(file.name + ".bad")
-      os.replace(file, bad)
-      print(f"muax: skipping unreadable run state {file} (renamed to {bad.name}): {e}",
-            file=sys.stderr)
-      continue
-    return found
-  return None
+
+def set_aside(file: Path, error: Exception):
+  """Renames an unreadable run state to `*.bad` (kept, never used again)."""
+  bad = file.with_name(file.name + ".bad")
+  os.replace(file, bad)
+  print(f"muax: skipping unreadable run state {file} (renamed to {bad.name}): {error}",
+        file=sys.stderr)
 
 
 def read_state(file):
-  """`(file, run, arrays)` of one run state file; CheckpointError if it is none."""
-  _, _, _, run, arrays = checkpoint.read(file, run_arrays=True)
+  """`(file, run, arrays, metadata)` of one run state file.
+
+  Raises:
+    UnreadableCheckpointError: the file is damaged, or a model checkpoint.
+  """
+  _, _, metadata, run, arrays = checkpoint.read(file, run_arrays=True)
   if not isinstance(run, dict):
-    raise checkpoint.CheckpointError(f"{file} is a model checkpoint, not a run state")
-  return Path(file), run, arrays
+    raise checkpoint.UnreadableCheckpointError(
+        f"{file} is a model checkpoint, not a run state")
+  return Path(file), run, arrays, metadata
 
 
 def locate(path):
@@ -120,19 +145,179 @@ def locate(path):
                    f"folder holding {RUN_DIR}/state_*.npz)")
 
 
-def archive(save_dir) -> Optional[Path]:
-  """Moves an earlier run's states aside before a new run; returns where, or None."""
-  folder = Path(save_dir) / RUN_DIR
-  if not folder.is_dir() or not any(folder.iterdir()):
-    return None
+def archive(save_dir) -> List[Path]:
+  """Moves an earlier run's states and `latest/` aside before a new run.
+
+  They become `run-<time>/` and `latest-<time>/`; best checkpoints stay where
+  they are (the paths an earlier `fit` returned keep working). Returns where
+  the folders went.
+  """
+  folders = [Path(save_dir) / name for name in (RUN_DIR, LATEST_DIR)]
+  folders = [f for f in folders if f.is_dir() and any(f.iterdir())]
+  if not folders:
+    return []
   stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-  target = folder.with_name(f"{RUN_DIR}-{stamp}")
-  suffix = 1
-  while target.exists():
-    target = folder.with_name(f"{RUN_DIR}-{stamp}-{suffix}")
-    suffix += 1
-  os.replace(folder, target)
-  return target
+  suffix, tag = 1, stamp
+  while any(f.with_name(f"{f.name}-{tag}").exists() for f in folders):
+    tag, suffix = f"{stamp}-{suffix}", suffix + 1
+  moved = []
+  for folder in folders:
+    target = folder.with_name(f"{folder.name}-{tag}")
+    os.replace(folder, target)
+    moved.append(target)
+  return moved
+
+
+@contextlib.contextmanager
+def locked(save_dir):
+  """Holds the run folder's lock file for the block: one `fit` at a time.
+
+  The lock is an OS file lock on `<save_dir>/.muax-lock`, which holds the
+  owner's pid, host and start time; the OS drops it when its process ends in
+  any way (a SIGKILL too), so a lock left by a dead run is never stale.
+
+  Raises:
+    RunFolderInUse: another process (or another `fit` in this one) holds it.
+  """
+  folder = Path(save_dir)
+  folder.mkdir(parents=True, exist_ok=True)
+  path = folder / LOCK_FILE
+  fd = _acquire(path, folder)
+  try:
+    owner = {"pid": os.getpid(), "host": socket.gethostname(),
+             "started": datetime.datetime.now().isoformat(timespec="seconds"),
+             "command": " ".join(sys.argv)[:500]}
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(owner).encode())
+    yield
+  finally:
+    try:
+      os.unlink(path)  # while still locked: a waiting process then makes its own
+    except OSError:
+      pass
+    os.close(fd)
+
+
+def _acquire(path: Path, folder: Path) -> int:
+  for _ in range(100):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    if not _try_lock(fd):
+      os.close(fd)
+      raise RunFolderInUse(
+          f"{folder} is in use by another muax run ({_owner(path)}): two runs writing "
+          "one folder would overwrite each other's checkpoints. Wait for it to finish "
+          "or stop it, or give this run another name or model_save_path")
+    try:
+      if os.path.samestat(os.fstat(fd), os.stat(path)):
+        return fd
+    except FileNotFoundError:
+      pass  # its last owner removed it after we opened it: try again
+    os.close(fd)
+  raise RunFolderInUse(f"could not lock {path}: it keeps being replaced")
+
+
+def _try_lock(fd: int) -> bool:
+  try:
+    if fcntl is not None:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:  # a byte far past the owner record, which stays readable
+      os.lseek(fd, 1 << 20, os.SEEK_SET)
+      msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+      os.lseek(fd, 0, os.SEEK_SET)
+    return True
+  except OSError:
+    return False
+
+
+def _owner(path: Path) -> str:
+  try:
+    owner = json.loads(path.read_text())
+    return (f"pid {owner['pid']} on {owner['host']}, since {owner['started']}: "
+            f"{owner.get('command', '')}")
+  except (OSError, ValueError, KeyError, TypeError):
+    return "owner unknown"
+
+
+def clean_temporary(save_dir):
+  """Removes the temporary files of checkpoint writes a crash cut short.
+
+  Only under the folder's lock: no other writer can be mid-write.
+  """
+  save_dir = Path(save_dir)
+  if not save_dir.is_dir():
+    return
+  folders = [save_dir / RUN_DIR, save_dir / LATEST_DIR]
+  folders += [d for d in save_dir.iterdir() if _BEST.match(d.name)]
+  for folder in folders:
+    if folder.is_dir():
+      for file in folder.iterdir():
+        if checkpoint.is_temporary(file.name):
+          _unlink(file)
+
+
+def best_folder_names(save_dir) -> List[str]:
+  """Names of the best-checkpoint folders in a run folder."""
+  save_dir = Path(save_dir)
+  if not save_dir.is_dir():
+    return []
+  return sorted(d.name for d in save_dir.iterdir() if d.is_dir() and _BEST.match(d.name))
+
+
+def best_folder(episode: int, test_return: float, taken) -> str:
+  """The folder name of a best checkpoint: `epoch_<episode>_test_<return>`,
+  with a suffix when an earlier run's folder has that name."""
+  base = f"epoch_{episode:04d}_test_{test_return:.1f}"
+  name, suffix = base, 2
+  while name in taken:
+    name, suffix = f"{base}-{suffix}", suffix + 1
+  return name
+
+
+def prune_best(save_dir, candidates: List[str], keep_path: Optional[str]) -> List[str]:
+  """Deletes the best checkpoints in `candidates` that no run state on disk
+  refers to; returns those still referred to (to try again later).
+
+  Nothing is deleted while some run state cannot be read: its references
+  are unknown.
+  """
+  referenced = _referenced_best(save_dir)
+  if referenced is None:
+    return list(candidates)
+  remaining = []
+  for path in candidates:
+    if path == keep_path:
+      continue
+    if _relative(path) in referenced:
+      remaining.append(path)
+      continue
+    try:
+      _unlink(checkpoint.resolve(path))
+      os.rmdir(os.path.dirname(path))
+    except (OSError, checkpoint.CheckpointError):
+      pass
+  return remaining
+
+
+def _referenced_best(save_dir):
+  referenced = set()
+  for file in _state_files(Path(save_dir) / RUN_DIR):
+    try:
+      loop = checkpoint.read_manifest(file)["run"]["loop"]
+      paths = [loop["best_path"]] + list(loop["best_history"])
+    except (checkpoint.CheckpointError, OSError, KeyError, TypeError):
+      return None
+    referenced.update(_relative(p) for p in paths if isinstance(p, str))
+  return referenced
+
+
+def _relative(path: str) -> str:
+  """`<best folder>/<save name>` of a best checkpoint's path."""
+  return "/".join(Path(path).parts[-2:])
+
+
+def _rebased(save_dir, path):
+  """A recorded best checkpoint's path inside `save_dir` (where it is now)."""
+  return None if path is None else os.path.join(save_dir, *Path(path).parts[-2:])
 
 
 def find_run_dir(root, env_name: str) -> Optional[Path]:
@@ -150,14 +335,32 @@ def find_run_dir(root, env_name: str) -> Optional[Path]:
   return max(candidates)[1] if candidates else None
 
 
-def restore_loop_record(run: dict) -> dict:
-  """The loop counters and history saved by `write`, checked."""
+def restore_loop_record(run: dict, save_dir) -> dict:
+  """The loop counters and history saved by `write`, checked, with best
+  checkpoint paths inside `save_dir`.
+
+  Raises:
+    UnreadableCheckpointError: the record is incomplete or damaged.
+  """
   loop = run.get("loop")
-  needed = ("warmup_done", "episode", "env_steps", "training_steps", "seconds",
-            "skipped_in_a_row", "seeds_state", "best_return", "best_path",
-            "best_history", "tests")
-  if not isinstance(loop, dict) or any(k not in loop for k in needed):
-    raise checkpoint.CheckpointError("run state has no complete loop record")
+  needed = {"warmup_done": int, "episode": int, "env_steps": int, "training_steps": int,
+            "seconds": (int, float), "skipped_in_a_row": int, "seeds_state": dict,
+            "best_return": (int, float, type(None)), "best_path": (str, type(None)),
+            "best_history": list, "tests": list}
+  if not isinstance(loop, dict) or any(
+      not isinstance(loop.get(k), kind) or isinstance(loop.get(k), bool)
+      for k, kind in needed.items()):
+    raise checkpoint.UnreadableCheckpointError("run state has no complete loop record")
+  paths = loop["best_history"] + loop.get("stale_best", []) + loop.get("taken_best", [])
+  if not all(isinstance(p, str) for p in paths):
+    raise checkpoint.UnreadableCheckpointError("run state has a damaged loop record")
+  loop = dict(loop)
+  loop["best_path"] = _rebased(save_dir, loop["best_path"])
+  for name in ("best_history", "stale_best"):
+    loop[name] = [_rebased(save_dir, p) for p in loop.get(name, [])]
+  if "taken_best" not in loop:  # written before muax recorded them
+    mine = {Path(p).parent.name for p in loop["best_history"] + [loop["best_path"] or ""]}
+    loop["taken_best"] = [d for d in best_folder_names(save_dir) if d not in mine]
   return loop
 
 
@@ -166,8 +369,11 @@ def _loop_record(b: Boundary) -> dict:
   return {"warmup_done": b.warmup_done, "episode": b.episode, "env_steps": b.env_steps,
           "training_steps": b.training_steps, "seconds": b.seconds,
           "skipped_in_a_row": b.skipped_in_a_row, "seeds_state": b.seeds_state,
-          "best_return": best, "best_path": b.best_path,
-          "best_history": list(b.best_history), "tests": list(b.tests)}
+          "best_return": best,
+          "best_path": None if b.best_path is None else _relative(b.best_path),
+          "best_history": [_relative(p) for p in b.best_history],
+          "stale_best": [_relative(p) for p in b.stale_best],
+          "taken_best": list(b.taken_best), "tests": list(b.tests)}
 
 
 def _state_files(folder: Path) -> List[Path]:
@@ -180,10 +386,13 @@ def _state_files(folder: Path) -> List[Path]:
 def _prune(folder: Path, keep: int):
   stale = _state_files(folder)[:-keep]
   # Temporary files of writes that a crash cut short (one writer at a time).
-  stale += [f for f in folder.iterdir() if f.name.startswith(".state_")
-            and f.name.endswith(".tmp")]
+  stale += [f for f in folder.iterdir() if checkpoint.is_temporary(f.name)]
   for file in stale:
-    try:
-      os.unlink(file)
-    except OSError:
-      pass
+    _unlink(file)
+
+
+def _unlink(file):
+  try:
+    os.unlink(file)
+  except OSError:
+    pass

@@ -7,6 +7,7 @@ with one gather and runs them in one dispatch (`MuZero.update_many`); with N
 environments the host goes on acting while the device learns.
 """
 import collections
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -15,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Callable, List, Optional
 
 import gymnasium as gym
@@ -245,28 +247,34 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
   temperature_fn = default_temperature_fn if temperature_fn is None else temperature_fn
   loop = _Loop(model, env, test_env, tracer, buffer, random_seed, num_simulations,
                max_episode_steps, temperature_fn, max_training_steps)
-  try:
-    name, save_dir = _start_or_resume(loop, resume, name, model_save_path, env_name)
-  except BaseException:
-    loop.close()
-    raise
+  with contextlib.ExitStack() as folder:
+    folder.callback(_close_quietly, loop)
+    name, save_dir, state_file = _run_folder(resume, name, model_save_path, env_name)
+    folder.enter_context(run_state.locked(save_dir))
+    spaces = acting.space_signature(env)
+    name = _start_or_resume(loop, resume, name, save_dir, state_file, env_name, spaces)
+    return _run_locked(loop, name, save_dir, dict(
+        buffer_warm_up=buffer_warm_up, max_episodes=max_episodes,
+        test_interval=test_interval, num_test_episodes=num_test_episodes,
+        num_update_per_episode=num_update_per_episode, num_trajectory=num_trajectory,
+        sample_per_trajectory=sample_per_trajectory, k_steps=k_steps,
+        save_every_n_epochs=save_every_n_epochs, save_name=save_name or "model_params",
+        save_dir=save_dir, log_all_metrics=log_all_metrics, target_return=target_return,
+        checkpoint_interval=float(checkpoint_interval), keep=keep_checkpoints,
+        max_consecutive_skipped=max_consecutive_skipped,
+        config={"name": name, "env": env_name, "num_envs": num_envs,
+                "random_seed": random_seed, **spaces}), tensorboard_dir, progress)
+
+
+def _run_locked(loop, name, save_dir, settings, tensorboard_dir, progress) -> FitResult:
+  """The run itself, once the run folder is locked and the loop restored."""
   logdir = os.path.join(tensorboard_dir or "tensorboard", name)
-  settings = _Settings(
-      buffer_warm_up=buffer_warm_up, max_episodes=max_episodes,
-      test_interval=test_interval, num_test_episodes=num_test_episodes,
-      num_update_per_episode=num_update_per_episode, num_trajectory=num_trajectory,
-      sample_per_trajectory=sample_per_trajectory, k_steps=k_steps,
-      save_every_n_epochs=save_every_n_epochs, save_name=save_name or "model_params",
-      save_dir=save_dir, log_all_metrics=log_all_metrics, target_return=target_return,
-      checkpoint_interval=float(checkpoint_interval), keep=keep_checkpoints,
-      max_consecutive_skipped=max_consecutive_skipped,
-      config={"name": name, "env": env_name, "num_envs": num_envs,
-              "random_seed": random_seed})
+  settings = _Settings(**settings)
   from tensorboardX import SummaryWriter
   resumed = loop.last_state_path is not None
   writer = SummaryWriter(logdir, purge_step=loop.episode + 1 if resumed else None)
-  bar = _progress_bar(progress, max_training_steps, initial=loop.training_steps)
-  signals = _StopSignals()
+  bar = _progress_bar(progress, loop.max_training_steps, initial=loop.training_steps)
+  signals = _StopSignals(lambda: loop.last_state_path)
   try:
     with signals:
       loop.stop = signals.requested
@@ -281,7 +289,7 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
     _save_before_raising(loop, settings, e, write=not at_once)
     raise
   finally:
-    _close_quietly(loop)
+    _close_quietly(loop, terminate=signals.forced)
     writer.flush()
     writer.close()
     bar.close()
@@ -355,9 +363,8 @@ def _train_episode(loop, settings, writer, bar):
     writer.add_scalar("test/return", test_return, episode)
     if test_return >= loop.best_return or loop.best_path is None:
       loop.best_return = test_return
-      loop.best_path = os.path.join(settings.save_dir,
-                                    f"epoch_{episode:04d}_test_{test_return:.1f}",
-                                    settings.save_name)
+      folder = run_state.best_folder(episode, test_return, loop.taken_best)
+      loop.best_path = os.path.join(settings.save_dir, folder, settings.save_name)
       loop.model.save(loop.best_path)
       loop.remember_best(settings.keep)
   _update_bar(bar, loop, episode_out, metrics, test_return, loop.best_return)
@@ -411,66 +418,126 @@ def _diverged_message(loop, settings) -> str:
           "observations and loss, then resume with fit(..., resume=True).")
 
 
-def _start_or_resume(loop, resume, name, model_save_path, env_name):
-  """Restores a saved run or prepares a new one; returns `(name, save_dir)`.
+def _run_folder(resume, name, model_save_path, env_name):
+  """`(name or None, save_dir, state file or None)` of the run `fit` is asked for.
 
-  A new run in a folder that holds an earlier run's states first moves them
-  aside (`run_state.archive`), so nothing saved is pruned or resumed by mistake.
+  `resume=path` names a run folder or state file; `resume=True` without a
+  name or save path finds the newest `models/<env>_*` run. A new run gets a
+  timestamped name.
   """
-  safe_env = env_name.replace(os.sep, "_").replace("/", "_")
-  state_file = None
   if resume not in (True, False, None):
     save_dir, state_file = run_state.locate(resume)
-  elif resume and name is None and model_save_path is None:
-    found = run_state.find_run_dir("models", safe_env)
+    return name, save_dir, state_file
+  save_dir = model_save_path or (os.path.join("models", name) if name else None)
+  if resume and save_dir is None:
+    found = run_state.find_run_dir("models", _safe_name(env_name))
     save_dir = str(found) if found is not None else None
-  else:
-    save_dir = model_save_path or (os.path.join("models", name) if name else None)
-  if resume and save_dir is not None:
-    saved_name = _resume(loop, save_dir, env_name, state_file)
-    if saved_name is not None or loop.last_state_path is not None:
-      return name or saved_name or os.path.basename(os.path.normpath(save_dir)), save_dir
-  name = name or f"{safe_env}_{datetime.datetime.now():%Y%m%d-%H%M%S}"
-  save_dir = save_dir or model_save_path or os.path.join("models", name)
+  if save_dir is None:
+    name = f"{_safe_name(env_name)}_{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    save_dir = os.path.join("models", name)
+  return name, save_dir, None
+
+
+def _safe_name(env_name: str) -> str:
+  return env_name.replace(os.sep, "_").replace("/", "_")
+
+
+def _start_or_resume(loop, resume, name, save_dir, state_file, env_name, spaces) -> str:
+  """Restores the run saved in `save_dir` or starts a new one there; returns
+  the run's name. Called with the run folder locked.
+
+  A new run in a folder that holds an earlier run's states first moves them
+  (and `latest/`) aside, and never reuses the earlier run's best checkpoint
+  names, so nothing saved is overwritten, pruned or resumed by mistake.
+  """
+  run_state.clean_temporary(save_dir)
+  default_name = os.path.basename(os.path.normpath(save_dir))
   if resume:
+    saved_name = _resume(loop, save_dir, env_name, spaces, state_file)
+    if loop.last_state_path is not None:
+      return name or saved_name or default_name
     print(f"muax: resume=True but no run state in {save_dir}; starting a new run",
           file=sys.stderr)
   moved = run_state.archive(save_dir)
-  if moved is not None:
-    print(f"muax: {save_dir} held an earlier run's states; they were moved to {moved} "
-          "(pass resume=True to continue a run instead)", file=sys.stderr)
+  if moved:
+    print(f"muax: {save_dir} held an earlier run's states; they were moved to "
+          f"{', '.join(map(str, moved))} (pass resume=True to continue a run instead)",
+          file=sys.stderr)
+  loop.taken_best = run_state.best_folder_names(save_dir)
   loop.ensure_initialised()
-  return name, save_dir
+  return name or default_name
 
 
-def _resume(loop, save_dir, env_name, state_file=None) -> Optional[str]:
-  """Restores the newest (or the given) run state; returns the run's saved name."""
-  found = (run_state.read_state(state_file) if state_file is not None
-           else run_state.latest(save_dir))
-  if found is None:
-    return None
-  file, run, arrays = found
-  saved = run.get("config", {}) if isinstance(run.get("config"), dict) else {}
-  if saved.get("env") not in (None, env_name):
+def _resume(loop, save_dir, env_name, spaces, state_file=None) -> Optional[str]:
+  """Restores the newest restorable (or the given) run state; returns its saved name.
+
+  Damaged states are set aside (`*.bad`) and the next older one is tried; a
+  state of another environment, model or replay kind is an error, not skipped.
+  """
+  files = [Path(state_file)] if state_file is not None else run_state.state_files(save_dir)
+  errors = []
+  for file in files:
+    try:
+      file, run, arrays, metadata = run_state.read_state(file)
+      saved = run.get("config") if isinstance(run.get("config"), dict) else {}
+      _check_same_run(loop, save_dir, saved, metadata, run, env_name, spaces)
+      bounds = loop.buffer_bounds()
+      loop.restore(file, run, arrays, save_dir)
+    except checkpoint.UnreadableCheckpointError as e:
+      if state_file is not None:
+        raise
+      run_state.set_aside(file, e)
+      errors.append(e)
+      continue
+    if loop.buffer_bounds() != bounds:
+      print(f"muax: the replay buffer keeps the saved run's bounds "
+            f"(capacity, max_transitions, max_bytes) = {loop.buffer_bounds()}, not the "
+            f"given {bounds}", file=sys.stderr)
+    print(f"muax: resuming from {file} (after {loop.warmup_done} warm-up and "
+          f"{loop.episode} training episodes, {loop.training_steps} updates)",
+          file=sys.stderr)
+    return saved.get("name")
+  if errors:
+    raise checkpoint.UnreadableCheckpointError(
+        f"cannot resume: none of the {len(errors)} run states in "
+        f"{Path(save_dir) / run_state.RUN_DIR} could be read (they are kept as *.bad). "
+        f"The newest failed with: {errors[0]}. Pass resume=False to start a new run")
+  return None
+
+
+def _check_same_run(loop, save_dir, saved, metadata, run, env_name, spaces):
+  """Raises ValueError unless the saved run was of this environment, model and
+  replay kind (resuming it otherwise would silently change the run)."""
+  if saved.get("env") not in (None, "env", env_name):  # "env": unnamed, before 0.1.1
     raise ValueError(f"cannot resume: the run in {save_dir} trained on "
                      f"{saved.get('env')!r}, this call trains on {env_name!r}")
-  bounds = loop.buffer_bounds()
-  loop.restore(file, run, arrays)
-  if loop.buffer_bounds() != bounds:
-    print(f"muax: the replay buffer keeps the saved run's bounds "
-          f"(capacity, max_transitions, max_bytes) = {loop.buffer_bounds()}, not the "
-          f"given {bounds}", file=sys.stderr)
-  print(f"muax: resuming from {file} (after {loop.warmup_done} warm-up and "
-        f"{loop.episode} training episodes, {loop.training_steps} updates)",
-        file=sys.stderr)
-  return saved.get("name")
+
+  def refuse(setting, then, now):
+    raise ValueError(f"cannot resume: the run in {save_dir} was trained with {setting}="
+                     f"{then!r}, this call has {setting}={now!r}; pass the same setting, "
+                     "or resume=False to start a new run")
+
+  for key, now in spaces.items():
+    if saved.get(key, now) != now:
+      refuse(key, saved[key], now)
+  model = loop.model
+  for key, now in (("policy", model.policy), ("discount", model.discount),
+                   ("two_player", model.two_player)):
+    then = metadata.get(key, False if key == "two_player" else None)
+    if then != now:
+      refuse(key, then, now)
+  prioritized = isinstance(run.get("buffer"), dict) and "prioritized" in run["buffer"]
+  if prioritized != bool(getattr(loop.buffer, "prioritized", False)):
+    kinds = {True: "a PrioritizedReplayBuffer", False: "a uniform TrajectoryReplayBuffer"}
+    raise ValueError(f"cannot resume: the run in {save_dir} used {kinds[prioritized]}, "
+                     f"this call passes {kinds[not prioritized]}; pass the same kind")
 
 
-def _close_quietly(loop):
+def _close_quietly(loop, terminate=False):
   # Closing must never hide the exception in flight (a broken worker pipe
   # after Ctrl+C, say).
   try:
-    loop.close()
+    loop.close(terminate=terminate)
   except Exception as e:  # pylint: disable=broad-except
     print(f"muax: closing the environments failed: {type(e).__name__}: {e}",
           file=sys.stderr)
@@ -494,14 +561,20 @@ def _check_settings(vectorization, checkpoint_interval, target_return, resume):
 
 
 class _StopSignals:
-  """SIGINT/SIGTERM set a flag the loop checks; a second SIGINT interrupts at once.
+  """SIGINT/SIGTERM set a flag the loop checks; a second one stops at once.
 
-  Installed only in the main thread (Python delivers signals there); elsewhere
-  the default behaviour stays.
+  The second signal interrupts whatever the run is waiting on (a hung
+  environment worker too): SIGINT raises KeyboardInterrupt, SIGTERM
+  `TrainingInterrupted` (exit code 143); `forced` is then True and the vector
+  environments' workers are terminated instead of waited for. Installed only
+  in the main thread (Python delivers signals there); elsewhere the default
+  behaviour stays.
   """
 
-  def __init__(self):
+  def __init__(self, saved_path: Callable[[], Optional[str]] = lambda: None):
     self.signum = None
+    self.forced = False
+    self._saved_path = saved_path
     self._previous = {}
 
   def requested(self) -> bool:
@@ -521,12 +594,22 @@ class _StopSignals:
     return False
 
   def _handle(self, signum, frame):
-    if self.signum is not None and signum == signal.SIGINT:
-      raise KeyboardInterrupt
+    name = signal.Signals(signum).name
+    if self.signum is not None:
+      self.forced = True
+      if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+      path = self._saved_path()
+      message = (f"muax: second {name}: stopped at once, without saving the current "
+                 f"episode; the last saved run state is {path} (resume with "
+                 "fit(..., resume=True))")
+      os.write(2, f"\n{message}\n".encode())
+      raise TrainingInterrupted(signum, path, message)
     self.signum = signum
+    again = "Ctrl+C" if signum == signal.SIGINT else name
     # os.write, not print: the handler may run in the middle of a print to stderr.
-    os.write(2, (f"\nmuax: {signal.Signals(signum).name} received: finishing the current "
-                 "step and saving the run (Ctrl+C again stops at once)\n").encode())
+    os.write(2, (f"\nmuax: {name} received: finishing the current step and saving the "
+                 f"run ({again} again stops at once)\n").encode())
 
 
 class _Loop:
@@ -569,7 +652,8 @@ class _Loop:
     self.buffer_dirty = False  # replay changed since `boundary`
     self.last_state_path, self.saved_episode = None, None
     self._last_write, self._written = time.perf_counter(), None
-    self._stale_best = []  # best checkpoints to delete after the next write
+    self.stale_best = []  # best checkpoints to delete once no run state lists them
+    self.taken_best = []  # best-checkpoint folder names of earlier runs in the folder
 
   def ensure_initialised(self):
     if self.model.params is None:
@@ -593,7 +677,8 @@ class _Loop:
         opt_state=self.model.optimizer_state, key=key, spare_keys=spare,
         seeds_state=self.seeds.bit_generator.state, best_return=self.best_return,
         best_path=self.best_path, best_history=list(self.best_history),
-        tests=list(self.tests))
+        tests=list(self.tests), stale_best=list(self.stale_best),
+        taken_best=list(self.taken_best))
     self.buffer_dirty = False
 
   def can_write_state(self) -> bool:
@@ -607,32 +692,41 @@ class _Loop:
                            settings.config, keep=settings.keep)
     self.last_state_path, self.saved_episode = str(path), self.boundary.episode
     self._last_write, self._written = time.perf_counter(), self.boundary
-    self._delete_stale_best()
+    if self.stale_best:
+      self.stale_best = run_state.prune_best(settings.save_dir, self.stale_best,
+                                             self.best_path)
     return path
 
   def seconds_since_write(self) -> float:
     return time.perf_counter() - self._last_write
 
-  def restore(self, file, run, arrays):
-    """Continues from a run state read by `run_state.latest`."""
-    self.model.load(file)
-    try:
-      self._restore_loop(run, arrays)
-    except (KeyError, ValueError, TypeError) as e:
-      raise checkpoint.CheckpointError(
-          f"run state {file} is incomplete or does not fit this run: "
-          f"{type(e).__name__}: {e}") from e
-    self.mark_boundary()
-    self.last_state_path, self.saved_episode = str(file), self.episode
-    self._written = self.boundary
+  def restore(self, file, run, arrays, save_dir):
+    """Continues from a run state read by `run_state.read_state`.
 
-  def _restore_loop(self, run, arrays):
-    loop = run_state.restore_loop_record(run)
-    buffer_arrays = {k[len("buffer."):]: v for k, v in arrays.items()
-                     if k.startswith("buffer.")}
-    self.buffer.restore(run["buffer"], buffer_arrays)
-    self.keys.set_state(arrays["key"], arrays["spare_keys"])
-    self.seeds.bit_generator.state = loop["seeds_state"]
+    Everything is checked before the loop changes; the model and the buffer
+    each change only when their part is valid.
+
+    Raises:
+      UnreadableCheckpointError: the state is damaged.
+      CheckpointError: its networks do not fit the model.
+    """
+    try:
+      loop = run_state.restore_loop_record(run, save_dir)
+      keys = acting.KeyStream(None)
+      keys.set_state(arrays["key"], arrays["spare_keys"])
+      seeds = np.random.default_rng()
+      seeds.bit_generator.state = loop["seeds_state"]
+      buffer_arrays = {k[len("buffer."):]: v for k, v in arrays.items()
+                       if k.startswith("buffer.")}
+      self.model.load(file)
+      self.buffer.restore(run["buffer"], buffer_arrays)
+    except (KeyError, ValueError, TypeError) as e:
+      if isinstance(e, checkpoint.CheckpointError) and not isinstance(
+          e, checkpoint.UnreadableCheckpointError):
+        raise  # a checkpoint that does not fit this model: every state is alike
+      raise checkpoint.UnreadableCheckpointError(
+          f"run state {file} is incomplete or damaged: {type(e).__name__}: {e}") from e
+    self.keys, self.seeds = keys, seeds
     for name in ("warmup_done", "episode", "env_steps", "training_steps",
                  "skipped_in_a_row"):
       setattr(self, name, int(loop[name]))
@@ -640,32 +734,26 @@ class _Loop:
     best = loop["best_return"]
     self.best_return = -np.inf if best is None else float(best)
     self.best_path, self.best_history = loop["best_path"], list(loop["best_history"])
+    self.stale_best, self.taken_best = list(loop["stale_best"]), list(loop["taken_best"])
     self.tests = list(loop["tests"])
+    self.mark_boundary()
+    self.last_state_path, self.saved_episode = str(file), self.episode
+    self._written = self.boundary
 
   def buffer_bounds(self):
     return tuple(getattr(self.buffer, name, None)
                  for name in ("capacity", "max_transitions", "max_bytes"))
 
   def remember_best(self, keep: int):
-    """Records `best_path`; older best checkpoints beyond `keep` go at the next write.
+    """Records `best_path`; older best checkpoints beyond `keep` become stale.
 
-    They are deleted only once a run state that no longer lists them is on
-    disk, so a resumed run never points at a deleted best checkpoint.
+    A stale one is deleted at a later write, once no run state on disk lists
+    it, so a resumed run (even one falling back to an older state) never
+    points at a deleted best checkpoint.
     """
     self.best_history.append(self.best_path)
     while len(self.best_history) > keep:
-      self._stale_best.append(self.best_history.pop(0))
-
-  def _delete_stale_best(self):
-    for stale in self._stale_best:
-      if stale == self.best_path:
-        continue
-      try:
-        os.unlink(os.fspath(checkpoint.resolve(stale)))
-        os.rmdir(os.path.dirname(stale))
-      except OSError:
-        pass
-    self._stale_best = []
+      self.stale_best.append(self.best_history.pop(0))
 
   def temperature(self) -> float:
     return float(self.temperature_fn(max_training_steps=self.max_training_steps,
@@ -760,9 +848,13 @@ class _Loop:
                     num_test_episodes, random_seed=int(self.seeds.integers(2 ** 31)),
                     max_episode_steps=self.max_episode_steps)
 
-  def close(self):
+  def close(self, terminate: bool = False):
+    """Closes the vector environments; `terminate` kills their worker
+    processes instead of waiting for them (a hung worker, a forced stop)."""
     for env in (self.env, self.test_env):
-      if isinstance(env, gym.vector.VectorEnv):
+      if isinstance(env, gym.vector.AsyncVectorEnv):
+        env.close(terminate=terminate)
+      elif isinstance(env, gym.vector.VectorEnv):
         env.close()
 
 
@@ -821,11 +913,7 @@ def _make_envs(env_id, env, test_env, num_envs=1, vectorization="auto",
       acting.check_vector_env(e, model)
     else:
       acting.check_env(e, what, model)
-  if name is None:
-    spec = getattr(env, "spec", None)
-    name = getattr(spec, "id", None) or (
-        type(env.unwrapped).__name__ if isinstance(env, gym.Env) else "env")
-  return env, test_env, name
+  return env, test_env, name or acting.env_name(env)
 
 
 def _custom_env(env, num_envs):

@@ -89,3 +89,23 @@ def test_a_checkpoint_written_by_release_0_1_0_loads_and_acts():
   for x, y in zip(jax.tree_util.tree_leaves(params),
                   jax.tree_util.tree_leaves(model.params)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize("name, policy, buffer", [
+    ("muzero", "muzero", muax.TrajectoryReplayBuffer),
+    ("gumbel_per", "gumbel", muax.PrioritizedReplayBuffer)])
+def test_a_run_written_by_release_0_1_0_resumes_from_another_folder(
+    tmp_path, monkeypatch, capsys, name, policy, buffer):
+  # Copied elsewhere and resumed from another working directory, as a user
+  # moving a run folder to another machine would.
+  shutil.copytree(os.path.join(FIXTURES, f"run_{name}"), tmp_path / "moved")
+  monkeypatch.chdir(tmp_path)
+  for episodes in (2, 3):  # the finished run as saved, then one episode more
+    model = make_mlp_model(policy, init=False)
+    result = muax.train.run(model, env_id="CartPole-v1", model_save_path="moved",
+                            tensorboard_dir="tb", resume=True, max_episodes=episodes,
+                            buffer=buffer(20, random_seed=7), **_TINY)
+    assert "resuming from" in capsys.readouterr().err
+    assert result.episodes == episodes and result.training_steps == episodes * 2
+    assert os.path.isfile(muax.checkpoint.resolve(result.best_path))
+    assert os.path.realpath(result.best_path).startswith(str(tmp_path / "moved"))

@@ -376,3 +376,159 @@ def test_ctrl_c_to_the_process_group_stops_async_workers_cleanly(tmp_path):
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == 130, err[-3000:]
   assert "Traceback" not in err and "resume=True" in err
+
+
+# -- the run folder: nothing saved is lost -------------------------------------
+
+
+def _files(folder):
+  """`{relative path: (inode, bytes)}` of every file under `folder`."""
+  found = {}
+  for root, _, names in os.walk(folder):
+    for name in names:
+      path = os.path.join(root, name)
+      found[os.path.relpath(path, folder)] = (os.stat(path).st_ino,
+                                              open(path, "rb").read())
+  return found
+
+
+def test_a_new_run_in_a_finished_runs_folder_overwrites_nothing(tmp_path, capsys):
+  # The same settings and seed: the second run reaches the same episodes and
+  # test returns, so it would choose the same best-checkpoint names.
+  _, first = _fit(tmp_path, "same", max_episodes=4, test_interval=2)
+  before = _files(tmp_path / "same")
+  assert any(p.startswith("epoch_") for p in before) and any(
+      p.startswith("latest") for p in before)
+  _, second = _fit(tmp_path, "same", max_episodes=4, test_interval=2)
+  assert "were moved to" in capsys.readouterr().err
+  after = _files(tmp_path / "same")
+  moved = {top: [d for d in os.listdir(tmp_path / "same") if d.startswith(top + "-")]
+           for top in ("run", "latest")}
+  for path, (inode, data) in before.items():
+    top, rest = path.split(os.sep, 1)
+    where = os.path.join(moved[top][0], rest) if moved.get(top) else path
+    assert after[where] == (inode, data), f"{path} was changed"  # same file, untouched
+  assert len(moved["run"]) == len(moved["latest"]) == 1
+  assert second.best_path != first.best_path
+  assert os.path.isfile(checkpoint.resolve(first.best_path))
+  assert os.path.isfile(checkpoint.resolve(second.best_path))
+  assert os.path.basename(os.path.dirname(second.best_path)).endswith("-2")
+
+
+class _RisingReturns(gym.Env):
+  """A one-step episode whose return rises with every reset (over all
+  instances): every greedy test sets a new best."""
+  observation_space = gym.spaces.Box(-1., 1., (4,), np.float32)
+  action_space = gym.spaces.Discrete(2)
+  resets = 0
+
+  def reset(self, *, seed=None, options=None):
+    super().reset(seed=seed)
+    _RisingReturns.resets += 1
+    return np.zeros(4, np.float32), {}
+
+  def step(self, action):
+    return np.zeros(4, np.float32), float(_RisingReturns.resets), True, False, {}
+
+
+def _referenced_best_paths(save_dir):
+  paths = set()
+  for name in _state_files(save_dir):
+    run = checkpoint.read(os.path.join(save_dir, run_state.RUN_DIR, name))[3]
+    loop = run["loop"]
+    paths.update([loop["best_path"]] + loop["best_history"])
+  return paths
+
+
+def test_falling_back_to_an_older_state_finds_its_best_checkpoint(tmp_path, capsys):
+  _RisingReturns.resets = 0
+  common = dict(TINY, test_interval=1, num_test_episodes=1, keep_checkpoints=2,
+                checkpoint_interval=1e9)  # run states at the end only
+  save_dir = tmp_path / "rising"
+
+  def fit(episodes):
+    return muax.train.run(make_mlp_model(init=False), env=gym.make("CartPole-v1"),
+                          test_env=_RisingReturns(), name="rising",
+                          tensorboard_dir=str(tmp_path / "tb"),
+                          model_save_path=str(save_dir), resume=True,
+                          **dict(common, max_episodes=episodes))
+
+  early = fit(2)
+  late = fit(6)  # four new bests before its one run state: the early best is stale
+  assert late.best_test_return > early.best_test_return
+  assert len(_state_files(save_dir)) == 2
+  for rel in _referenced_best_paths(save_dir):
+    assert os.path.isfile(checkpoint.resolve(save_dir / rel)), rel
+  newest = save_dir / run_state.RUN_DIR / _state_files(save_dir)[-1]
+  newest.write_bytes(newest.read_bytes()[:1000])
+  again = fit(2)  # falls back to the early state, a finished run of 2 episodes
+  assert "skipping unreadable run state" in capsys.readouterr().err
+  assert again.episodes == 2 and again.best_test_return == early.best_test_return
+  assert os.path.isfile(checkpoint.resolve(again.best_path))
+  params = make_mlp_model(init=False).load(again.best_path).params
+  _assert_same_params(params, make_mlp_model(init=False).load(early.best_path).params)
+
+
+def test_kept_best_checkpoints_are_exactly_those_the_kept_states_list(tmp_path):
+  _RisingReturns.resets = 0
+  result = muax.train.run(make_mlp_model(init=False), env=gym.make("CartPole-v1"),
+                          test_env=_RisingReturns(), name="exact",
+                          tensorboard_dir=str(tmp_path / "tb"),
+                          model_save_path=str(tmp_path / "exact"),
+                          **dict(TINY, test_interval=1, max_episodes=9, keep_checkpoints=2,
+                                 checkpoint_interval=0))
+  on_disk = {f"{d}/model_params" for d in os.listdir(tmp_path / "exact")
+             if d.startswith("epoch_")}
+  assert on_disk == _referenced_best_paths(tmp_path / "exact")
+  assert len(on_disk) == 3  # the newest state's two, and one more of the older state
+  assert os.path.relpath(result.best_path, tmp_path / "exact") in on_disk
+
+
+def test_a_second_fit_on_a_folder_in_use_is_refused(tmp_path):
+  save_dir = tmp_path / "run"
+  proc = _start(save_dir, "--episodes", "400", new_session=True)
+  try:
+    assert _wait_for_states(proc, save_dir / "models", 4)
+    with pytest.raises(run_state.RunFolderInUse, match=rf"in use by another muax run "
+                       rf"\(pid {proc.pid} on "):
+      muax.fit(make_mlp_model(init=False), env_id="CartPole-v1",
+               model_save_path=str(save_dir / "models"), resume=True,
+               tensorboard_dir=str(tmp_path / "tb"), **dict(TINY, max_episodes=500))
+    proc.send_signal(signal.SIGKILL)  # leaves the lock file behind
+    proc.communicate(timeout=60)
+  finally:
+    _kill_group(proc)
+  assert (save_dir / "models" / run_state.LOCK_FILE).exists()
+  # A lock whose process is gone is no lock: the next run resumes.
+  _, result = _fit(tmp_path, "models", max_episodes=1, resume=str(save_dir / "models"))
+  assert result.episodes >= 1
+  assert not (save_dir / "models" / run_state.LOCK_FILE).exists()
+
+
+def test_two_fits_in_one_process_on_one_folder(tmp_path):
+  with run_state.locked(tmp_path / "busy"):
+    with pytest.raises(run_state.RunFolderInUse, match=f"pid {os.getpid()}"):
+      _fit(tmp_path, "busy", max_episodes=1)
+  _fit(tmp_path, "busy", max_episodes=1)  # free again
+
+
+def _kill_group(proc):
+  try:
+    os.killpg(proc.pid, signal.SIGKILL)
+  except (ProcessLookupError, PermissionError):
+    pass
+  proc.wait(timeout=60)
+
+
+def test_temporary_files_of_cut_writes_are_cleaned_and_nothing_else(tmp_path):
+  _, first = _fit(tmp_path, "tmp", max_episodes=2, test_interval=1)
+  best_dir = os.path.dirname(first.best_path)
+  strays = [os.path.join(best_dir, ".model_params.npz.abcd_123.tmp"),
+            str(tmp_path / "tmp" / "latest" / ".model_params.npz.zz9yx8wv.tmp"),
+            str(tmp_path / "tmp" / run_state.RUN_DIR / ".state_0000004.npz.q1w2e3r4.tmp")]
+  keep = [os.path.join(best_dir, "notes.txt"), str(tmp_path / "tmp" / "latest" / ".keep")]
+  for path in strays + keep:
+    open(path, "w").write("x")
+  _fit(tmp_path, "tmp", max_episodes=3, test_interval=1, resume=True)
+  assert not any(os.path.exists(p) for p in strays)
+  assert all(os.path.exists(p) for p in keep)
