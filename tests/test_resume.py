@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import muax
+from muax import acting
 from muax import checkpoint
 from muax import run_state
 from conftest import make_mlp_model
@@ -532,3 +533,191 @@ def test_temporary_files_of_cut_writes_are_cleaned_and_nothing_else(tmp_path):
   _fit(tmp_path, "tmp", max_episodes=3, test_interval=1, resume=True)
   assert not any(os.path.exists(p) for p in strays)
   assert all(os.path.exists(p) for p in keep)
+
+
+# -- resume checks what it resumes ---------------------------------------------
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(policy="gumbel"), "policy='muzero', this call has policy='gumbel'"),
+    (dict(discount=0.9), "discount=0.99, this call has discount=0.9"),
+])
+def test_resume_refuses_another_policy_or_discount(tmp_path, change, match):
+  _fit(tmp_path, "policy", max_episodes=2)
+  files = _state_files(tmp_path / "policy")
+  model = make_mlp_model(init=False, **change)
+  with pytest.raises(ValueError, match=match):
+    muax.fit(model, env_id="CartPole-v1", model_save_path=str(tmp_path / "policy"),
+             tensorboard_dir=str(tmp_path / "tb"), resume=True,
+             buffer=muax.TrajectoryReplayBuffer(30), **dict(TINY, max_episodes=3))
+  assert _state_files(tmp_path / "policy") == files  # nothing set aside
+
+
+def test_resume_refuses_another_two_player_setting(tmp_path):
+  env = muax.games.PettingZooEnv("tictactoe_v3")
+  settings = dict(TINY, max_episodes=1, buffer_warm_up=1)
+  muax.fit(make_mlp_model(num_actions=9, obs_dim=18, two_player=True, init=False),
+           env=env, test_env=env, tracer=muax.PNStep(3, 1., two_player=True),
+           model_save_path=str(tmp_path / "ttt"), tensorboard_dir=str(tmp_path / "tb"),
+           **settings)
+  with pytest.raises(ValueError, match="two_player=True, this call has two_player=False"):
+    muax.fit(make_mlp_model(num_actions=9, obs_dim=18, init=False), env=env, test_env=env,
+             tracer=muax.PNStep(3, 1.), model_save_path=str(tmp_path / "ttt"),
+             tensorboard_dir=str(tmp_path / "tb"), resume=True, **settings)
+
+
+class _OtherCartPole(gym.Wrapper):
+  """CartPole's spaces under another class name: another environment."""
+
+  def __init__(self):
+    from gymnasium.envs.classic_control import CartPoleEnv
+    super().__init__(CartPoleEnv())
+
+
+class _Unbounded(gym.Wrapper):
+  def __init__(self):
+    super().__init__(gym.make("CartPole-v1").unwrapped)
+    self.observation_space = gym.spaces.Box(-1., 1., (5,), np.float32)
+
+
+def test_a_vector_run_from_a_factory_records_its_env_and_refuses_another(tmp_path):
+  common = dict(TINY, max_episodes=2, num_envs=2, vectorization="sync")
+  kwargs = dict(model_save_path=str(tmp_path / "vec"), tensorboard_dir=str(tmp_path / "tb"),
+                test_env=gym.make("CartPole-v1"))
+  muax.fit(make_mlp_model(init=False), env=lambda: gym.make("CartPole-v1"), **kwargs,
+           **common)
+  run = checkpoint.read(tmp_path / "vec" / run_state.RUN_DIR /
+                        _state_files(tmp_path / "vec")[-1])[3]
+  assert run["config"]["env"] == "CartPole-v1"
+  assert run["config"]["observation_space"] == "Box(shape=(4,), dtype=float32)"
+  with pytest.raises(ValueError, match="trained on 'CartPole-v1', this call trains on "
+                                       "'CartPoleEnv'"):
+    muax.fit(make_mlp_model(init=False), env=lambda: _OtherCartPole(), resume=True,
+             **kwargs, **common)
+  assert acting.env_name(gym.vector.SyncVectorEnv([_OtherCartPole])) == "CartPoleEnv"
+
+
+def test_resume_refuses_other_spaces_under_the_same_name(tmp_path):
+  def make():
+    return gym.make("CartPole-v1")
+
+  common = dict(TINY, max_episodes=2)
+  kwargs = dict(model_save_path=str(tmp_path / "sp"), tensorboard_dir=str(tmp_path / "tb"))
+  muax.fit(make_mlp_model(init=False), env=make, test_env=make(), **kwargs, **common)
+
+  def make():  # noqa: F811  (the same name, other observations)
+    return _Unbounded()
+
+  with pytest.raises(ValueError, match=r"observation_space='Box\(shape=\(4,\)"):
+    muax.fit(make_mlp_model(init=False, obs_dim=5), env=make, test_env=make(),
+             resume=True, **kwargs, **common)
+
+
+def test_resume_with_the_other_replay_kind_is_refused_and_sets_nothing_aside(tmp_path):
+  _fit(tmp_path, "kind", max_episodes=2)
+  files = _state_files(tmp_path / "kind")
+  with pytest.raises(ValueError, match="used a uniform TrajectoryReplayBuffer, this call "
+                                       "passes a PrioritizedReplayBuffer"):
+    _fit(tmp_path, "kind", max_episodes=3, resume=True,
+         buffer=muax.PrioritizedReplayBuffer(30, random_seed=5))
+  with pytest.raises(checkpoint.CheckpointError, match="do not fit"):
+    muax.train.run(make_mlp_model(init=False, embedding=16), env_id="CartPole-v1",
+                   model_save_path=str(tmp_path / "kind"), resume=True,
+                   tensorboard_dir=str(tmp_path / "tb"),
+                   buffer=muax.TrajectoryReplayBuffer(30), **dict(TINY, max_episodes=3))
+  assert _state_files(tmp_path / "kind") == files
+
+
+def _rewrite_run_record(file, change):
+  params, opt, meta, run, arrays = checkpoint.read(file, run_arrays=True)
+  change(run)
+  checkpoint.save(file, params, opt, meta, run=run, arrays=arrays)
+
+
+@pytest.mark.parametrize("change", [
+    lambda run: run["loop"].pop("episode"),
+    lambda run: run["loop"].update(best_history="epoch_1"),
+    lambda run: run["loop"].update(seeds_state={"bit_generator": "nope"}),
+    lambda run: run["buffer"].update(capacity=-3),
+    lambda run: run.update(buffer=[1, 2]),
+])
+def test_a_damaged_run_record_falls_back_to_the_previous_state(tmp_path, change, capsys):
+  _fit(tmp_path, "rec", max_episodes=3)
+  files = _state_files(tmp_path / "rec")
+  _rewrite_run_record(tmp_path / "rec" / run_state.RUN_DIR / files[-1], change)
+  _, result = _fit(tmp_path, "rec", max_episodes=3, resume=True)
+  assert "skipping unreadable run state" in capsys.readouterr().err
+  assert result.episodes == 3
+  assert (tmp_path / "rec" / run_state.RUN_DIR / (files[-1] + ".bad")).exists()
+
+
+def test_when_every_state_is_damaged_resume_says_so(tmp_path):
+  _fit(tmp_path, "all", max_episodes=2)
+  for name in _state_files(tmp_path / "all"):
+    (tmp_path / "all" / run_state.RUN_DIR / name).write_bytes(b"PK\x03\x04 broken")
+  with pytest.raises(checkpoint.CheckpointError, match="none of the 3 run states"):
+    _fit(tmp_path, "all", max_episodes=2, resume=True)
+
+
+# -- Discrete(n, start) ----------------------------------------------------------
+
+
+class _Offset(gym.Wrapper):
+  """CartPole with actions 5 and 6 (Discrete(2, start=5)); records what it got."""
+  seen = []
+
+  def __init__(self):
+    super().__init__(gym.make("CartPole-v1"))
+    self.action_space = gym.spaces.Discrete(2, start=5)
+
+  def step(self, action):
+    assert self.action_space.contains(action), action
+    _Offset.seen.append(int(action))
+    return self.env.step(int(action) - 5)
+
+
+@pytest.mark.parametrize("num_envs", [1, 2])
+def test_discrete_actions_with_a_start_are_offset(tmp_path, num_envs):
+  _Offset.seen = []
+  settings = dict(TINY, max_episodes=2, num_envs=num_envs, vectorization="sync")
+  result = muax.train.run(make_mlp_model(init=False), env=_Offset if num_envs > 1 else _Offset(),
+                          test_env=_Offset(), tensorboard_dir=str(tmp_path / "tb"),
+                          model_save_path=str(tmp_path / "off"), **settings)
+  assert set(_Offset.seen) == {5, 6}
+  _Offset.seen = []
+  model = make_mlp_model(init=False).load(result.best_path)
+  muax.test.test(model, _Offset(), jax.random.PRNGKey(0), num_simulations=3,
+                 num_test_episodes=1)
+  assert _Offset.seen and set(_Offset.seen) <= {5, 6}
+
+
+@pytest.mark.parametrize("signum, codes", [(signal.SIGINT, (-signal.SIGINT, 130)),
+                                           (signal.SIGTERM, (143,))])
+def test_a_second_signal_stops_a_run_whose_env_worker_hangs(tmp_path, signum, codes):
+  save_dir = tmp_path / "run"
+  proc = _start(save_dir, "--num-envs", "2", "--vectorization", "async", "--episodes",
+                "400", "--hang-after", "120", new_session=True)
+  try:
+    deadline = time.monotonic() + 180
+    while not (save_dir / "hung").exists():
+      assert proc.poll() is None and time.monotonic() < deadline, "no worker hung"
+      time.sleep(0.05)
+    proc.send_signal(signum)
+    time.sleep(1.5)
+    assert proc.poll() is None  # the first signal waits for the step to finish
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode in codes, err[-3000:]
+    assert "stop" in err and "at once" in err
+    deadline = time.monotonic() + 20
+    while True:  # the hung worker was terminated, not left behind
+      try:
+        os.killpg(proc.pid, 0)
+      except ProcessLookupError:
+        break
+      assert time.monotonic() < deadline, "environment workers are still running"
+      time.sleep(0.1)
+  finally:
+    _kill_group(proc)
+  files = _state_files(save_dir / "models")
+  assert files and checkpoint.read(save_dir / "models" / run_state.RUN_DIR / files[-1])
