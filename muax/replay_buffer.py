@@ -26,6 +26,8 @@ _DTYPES = {"a": np.int32, "r": np.float32, "done": np.bool_, "Rn": np.float32,
            "candidates": np.float32}
 _STATE_FORMAT = "muax.TrajectoryReplayBuffer"
 _STATE_VERSION = 1
+_PRIORITY_DTYPE = np.float64
+_PRIORITY_BYTES = np.dtype(_PRIORITY_DTYPE).itemsize
 _META_KEYS = ("format", "version", "capacity", "max_transitions", "max_bytes",
               "obs_dtype", "rng")
 _INDEX_KEYS = ("lengths", "terminated", "weights")
@@ -156,7 +158,7 @@ class TrajectoryReplayBuffer:
       # Mixed observation dtypes are promoted, as concatenating them would.
       steps = steps.replace(obs=steps.obs.astype(
           np.result_type(self._store.obs.dtype, steps.obs.dtype), copy=False))
-    length, step_bytes = len(steps.a), _step_bytes(steps)
+    length, step_bytes = len(steps.a), self._bytes_per_step(steps)
     self._check_fits(length, step_bytes)
     while self._trajectories and self._over_bound(
         len(self._trajectories) + 1, self._count + length, step_bytes):
@@ -231,7 +233,12 @@ class TrajectoryReplayBuffer:
 
   def nbytes(self) -> int:
     """Bytes of the stored steps, all fields together (what `max_bytes` bounds)."""
-    return 0 if self._store is None else self._count * _step_bytes(self._store)
+    return 0 if self._store is None else self._count * self._bytes_per_step(self._store)
+
+  def _bytes_per_step(self, steps: Transition) -> int:
+    """What one stored step costs: its fields (and, in subclasses, per-step
+    bookkeeping such as a priority)."""
+    return _step_bytes(steps)
 
   def state(self):
     """The buffer's contents, bounds and random state, without pickle.
@@ -275,7 +282,9 @@ class TrajectoryReplayBuffer:
                        "restore it into one")
     bounds, obs_dtype, rng = _parse_meta(meta)
     lengths, terminated, weights, steps = _parse_arrays(arrays, obs_dtype)
-    _check_restored_bounds(bounds, lengths, steps)
+    # The fields alone: states written before priorities were counted fit that
+    # way; the next `add` evicts down to the full bound.
+    _check_restored_bounds(bounds, lengths, 0 if steps is None else _step_bytes(steps))
     self.capacity, self.max_transitions, self.max_bytes = bounds
     self.obs_dtype, self._rng = obs_dtype, rng
     self.clear()
@@ -313,7 +322,7 @@ class TrajectoryReplayBuffer:
     if self.max_transitions is not None:
       new_size = min(new_size, self.max_transitions)
     if self.max_bytes is not None:
-      new_size = min(new_size, self.max_bytes // _step_bytes(steps))
+      new_size = min(new_size, self.max_bytes // self._bytes_per_step(steps))
     new_size = max(new_size, needed)
     store = _map(lambda x: np.empty((new_size,) + x.shape[1:], x.dtype), steps)
     if old is not None:
@@ -389,11 +398,14 @@ class PrioritizedReplayBuffer(TrajectoryReplayBuffer):
     new = (self._head + self._count - length + np.arange(length)) % len(self._priority)
     self._priority[new] = self._max_priority
 
+  def _bytes_per_step(self, steps: Transition) -> int:
+    return _step_bytes(steps) + _PRIORITY_BYTES  # each step's float64 priority
+
   def _reserve(self, needed: int, steps: Transition):
     old, head, count, store = self._priority, self._head, self._count, self._store
     super()._reserve(needed, steps)
     if self._store is not store or self._priority is None:
-      priority = np.zeros(len(self._store.a), np.float64)
+      priority = np.zeros(len(self._store.a), _PRIORITY_DTYPE)
       if old is not None:
         _copy_from_ring(priority, old, head, count)
       self._priority = priority
@@ -874,10 +886,10 @@ def _parse_arrays(arrays, obs_dtype):
   return lengths, terminated, weights, steps
 
 
-def _check_restored_bounds(bounds, lengths, steps):
+def _check_restored_bounds(bounds, lengths, step_bytes: int):
   capacity, max_transitions, max_bytes = bounds
   total = int(lengths.sum())
-  size = 0 if steps is None else total * _step_bytes(steps)
+  size = total * step_bytes
   if ((capacity is not None and len(lengths) > capacity)
       or (max_transitions is not None and total > max_transitions)
       or (max_bytes is not None and size > max_bytes)):

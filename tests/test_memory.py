@@ -110,3 +110,18 @@ def test_rss_flat_once_full(pool):
   assert growth < 0.03, (
       f"RSS grew {growth:.1%} ({full / 2**20:.0f} -> {peak / 2**20:.0f} MiB) with a "
       f"full buffer of {buffer.nbytes() / 2**20:.0f} MiB")
+
+
+def test_prioritized_buffer_counts_its_priorities_in_the_bound(pool):
+  # Each step also holds a float64 priority: the bound and nbytes count it,
+  # so what the buffer allocates never exceeds max_bytes.
+  step_bytes = _STEP_BYTES + 8
+  max_bytes = 1000 * _STEP_BYTES
+  buffer = muax.PrioritizedReplayBuffer(random_seed=0, max_bytes=max_bytes)
+  for i in np.random.default_rng(1).permutation(np.arange(300) % len(pool)):
+    buffer.add(pool[i])
+    assert buffer.nbytes() == buffer.num_transitions() * step_bytes <= max_bytes
+    allocated = sum(x.nbytes for x in buffer._store.fields().values())
+    assert allocated + buffer._priority.nbytes <= max_bytes
+  # Full: no room for one more trajectory of the pool (at most 200 steps).
+  assert buffer.num_transitions() > max_bytes // step_bytes - 200
