@@ -17,6 +17,7 @@ import gymnasium as gym
 import jax
 import numpy as np
 
+from muax import checks
 from muax.model import require_discrete
 from muax.replay_buffer import Trajectory
 
@@ -92,10 +93,30 @@ class Episode:
 
 
 def check_env(env, what: str = "env", model=None):
-  """Raises ValueError unless `model` can act in the environment's action space
-  (a discrete one, or what `model.check_action_space` accepts: a Box for
-  Sampled MuZero)."""
+  """Raises ValueError unless `model` can act in the environment: observations
+  that are arrays of numbers, and a discrete action space (or what
+  `model.check_action_space` accepts: a Box for Sampled MuZero)."""
+  check_observation_space(env.observation_space, f"{what}.observation_space")
   check_action_space(env.action_space, f"{what}.action_space", model)
+
+
+# Spaces whose samples are arrays of numbers, which the networks take.
+_ARRAY_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete,
+                 gym.spaces.MultiBinary)
+
+
+def check_observation_space(space, what: str):
+  """Raises ValueError unless observations from `space` are arrays of numbers."""
+  if isinstance(space, _ARRAY_SPACES):
+    return
+  if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
+    hint = "flatten it into one array with gymnasium.wrappers.FlattenObservation"
+  elif isinstance(space, gym.spaces.Text):
+    hint = "encode the text as numbers with an observation wrapper"
+  else:
+    hint = "wrap the environment to give arrays of numbers"
+  raise ValueError(f"muax needs observations that are arrays of numbers (a Box), but "
+                   f"{what} is {space}; {hint}")
 
 
 def check_action_space(space, what: str, model=None):
@@ -152,7 +173,7 @@ def legal_mask(invalid: Optional[np.ndarray]):
 def step_limit(env, max_episode_steps: Optional[int] = None) -> int:
   """The step cap for one episode: given, else the env's spec, else a default."""
   if max_episode_steps is not None:
-    return int(max_episode_steps)
+    return checks.positive_int("max_episode_steps", max_episode_steps)
   spec_limit = getattr(getattr(env, "spec", None), "max_episode_steps", None)
   return int(spec_limit) if spec_limit else DEFAULT_MAX_EPISODE_STEPS
 
@@ -194,16 +215,16 @@ def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
       extras = {name: x[0] for name, x in extras.items()}
     next_obs, r, terminated, truncated, info = env.step(a + offset if offset else a)
     steps += 1
-    _check_rewards(r, steps)
-    total += float(r)
-    truncated = bool(truncated) or steps >= limit
+    r, terminated, truncated = _checked_step(r, terminated, truncated, steps)
+    total += r
+    truncated = truncated or steps >= limit
     if tracer is not None:
       cut = truncated and not terminated
       bootstrap = None
       if cut:
         _, bootstrap = model.act(keys(), next_obs, with_value=True,
                                  num_simulations=num_simulations, temperature=0.)
-      tracer.add(np.array(obs), a, r, bool(terminated), v, pi, truncated=cut,
+      tracer.add(np.array(obs), a, r, terminated, v, pi, truncated=cut,
                  bootstrap_value=bootstrap, mask=legal_mask(invalid), **extras)
       while tracer:
         trajectory.add(tracer.pop())
@@ -291,6 +312,8 @@ def _step_seconds(env, steps: int = 20) -> float:
 
 def check_vector_env(envs, model=None):
   """Raises ValueError unless `envs` suits `VectorCollector`."""
+  check_observation_space(envs.single_observation_space,
+                          "the vector environment's single_observation_space")
   check_action_space(envs.single_action_space,
                      "the vector environment's single_action_space", model)
   mode = envs.metadata.get("autoreset_mode")
@@ -343,9 +366,9 @@ class VectorCollector:
     actions, values, pis, extras = self.model._unpack(np.asarray(packed))
     next_obs, rewards, terminated, truncated, infos = self.envs.step(
         actions + self._offset if self._offset else actions)
-    _check_rewards(rewards, self._lengths + 1)
-    terminated = np.asarray(terminated, bool)
-    truncated = np.asarray(truncated, bool) & ~terminated
+    rewards, terminated, truncated = _checked_vector_step(
+        rewards, terminated, truncated, self.num_envs, self._lengths + 1)
+    truncated = truncated & ~terminated
     bootstrap = self._bootstrap_values(truncated, infos, next_obs, params)
     self._obs = next_obs
     self._invalid = invalid_actions(infos, self.num_envs)
@@ -417,20 +440,70 @@ def run_vector_episodes(model, envs, keys: KeyStream, num_episodes: int, *,
                           num_simulations=num_simulations, temperature=temperature,
                           invalid_actions=invalid_actions(infos, n))
       obs, rewards, terminated, truncated, infos = envs.step(actions + offset)
-      _check_rewards(np.where(running, rewards, 0.), "(vector test)")
-      total += np.where(running, rewards, 0.)
-      running &= ~(np.asarray(terminated) | np.asarray(truncated))
+      rewards, terminated, truncated = _checked_vector_step(
+          np.where(running, rewards, 0.), terminated, truncated, n, "(vector test)")
+      total += rewards
+      running &= ~(terminated | truncated)
     returns.extend(total.tolist())
   return returns[:num_episodes]
+
+
+def _checked_step(reward, terminated, truncated, step):
+  """`(float reward, bool terminated, bool truncated)` of one `env.step`.
+
+  Raises:
+    ValueError: a reward that is not one finite number, or a done flag that
+      is not a bool (the string "False" would otherwise end the episode).
+  """
+  if np.ndim(reward) != 0 or isinstance(reward, (str, bytes)):
+    raise ValueError(f"the environment returned a reward that is not a number: "
+                     f"{reward!r} (type {type(reward).__name__}) at episode step {step}; "
+                     "step must return one float")
+  _check_rewards(reward, step)
+  return (float(reward), _flag("terminated", terminated, step),
+          _flag("truncated", truncated, step))
+
+
+def _flag(name, value, step) -> bool:
+  if isinstance(value, (bool, np.bool_)) or (
+      np.ndim(value) == 0 and isinstance(value, (int, np.integer, np.ndarray))
+      and np.asarray(value).dtype.kind in "biu" and value in (0, 1)):
+    return bool(value)
+  raise ValueError(f"the environment returned {name}={value!r} (type "
+                   f"{type(value).__name__}) at episode step {step}; step must return "
+                   f"{name} as a bool")
+
+
+def _checked_vector_step(rewards, terminated, truncated, num_envs: int, steps):
+  """`(rewards[N] float, terminated[N] bool, truncated[N] bool)` of a vector step."""
+  shapes = {name: np.shape(x) for name, x in (("rewards", rewards),
+                                              ("terminations", terminated),
+                                              ("truncations", truncated))}
+  for name, shape in shapes.items():
+    if shape != (num_envs,):
+      raise ValueError(f"the vector environment returned {name} of shape {shape}; "
+                       f"expected one per sub-environment, ({num_envs},)")
+  _check_rewards(rewards, steps)
+  flags = []
+  for name, x in (("terminations", terminated), ("truncations", truncated)):
+    x = np.asarray(x)
+    if x.dtype.kind != "b" and not (x.dtype.kind in "iu" and np.isin(x, (0, 1)).all()):
+      raise ValueError(f"the vector environment returned {name} {x!r}; expected bools")
+    flags.append(x.astype(bool))
+  return np.asarray(rewards, np.float64), flags[0], flags[1]
 
 
 def _check_rewards(rewards, steps):
   """Raises ValueError for rewards that are not finite numbers."""
   try:
-    finite = np.isfinite(np.asarray(rewards, np.float64)).all()
+    values = np.asarray(rewards)
+    finite = values.dtype.kind in "biuf" and np.isfinite(values.astype(np.float64)).all()
+    numeric = values.dtype.kind in "biuf"
   except (TypeError, ValueError):
+    numeric = False
+  if not numeric:
     raise ValueError(f"the environment returned a reward that is not a number: "
-                     f"{rewards!r} (type {type(rewards).__name__})") from None
+                     f"{rewards!r} (type {type(rewards).__name__}) at episode step {steps}")
   if not finite:
     raise ValueError(f"the environment returned a non-finite reward {rewards!r} at "
                      f"episode step {steps}; muax cannot learn from it (check the "

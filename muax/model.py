@@ -41,13 +41,12 @@ def optimizer(init_value=0., peak_value=2e-2, end_value=1e-3, warmup_steps=1000,
   below `end_value`.
   """
   for name, value in (("warmup_steps", warmup_steps), ("transition_steps", transition_steps)):
-    if value < 0:
-      raise ValueError(f"{name} must be >= 0, got {name}={value!r}")
+    checks.number(name, value, low=0., what=">= 0 (a number of steps)")
   for name, value in (("init_value", init_value), ("peak_value", peak_value),
                       ("end_value", end_value)):
-    _check_number(name, value, low=0., what="a learning rate >= 0")
-  _check_number("decay_rate", decay_rate, low=0., strict=True, what="a number > 0")
-  _check_number("clip_by_global_norm", clip_by_global_norm, low=0., strict=True,
+    checks.number(name, value, low=0., what="a learning rate >= 0")
+  checks.number("decay_rate", decay_rate, low=0., strict=True, what="a number > 0")
+  checks.number("clip_by_global_norm", clip_by_global_norm, low=0., strict=True,
                 what="a number > 0")
   if transition_steps == 0:
     transition_steps = 1
@@ -142,7 +141,7 @@ class MuZero:
       raise ValueError(f"unknown policy {policy!r}: choose one of {known}")
     if not isinstance(two_player, (bool, np.bool_)):
       raise TypeError(f"two_player must be True or False, got two_player={two_player!r}")
-    _check_number("discount", discount, low=0., high=1., what="a number in [0, 1]")
+    checks.number("discount", discount, low=0., high=1., what="a number in [0, 1]")
     if isinstance(support_size, bool) or not isinstance(support_size, (int, np.integer)) \
         or support_size < 1:
       raise ValueError(f"support_size must be a positive integer, got {support_size!r}")
@@ -821,19 +820,6 @@ def _check_obs_values(obs: np.ndarray, what: str):
 
 
 
-def _check_number(name, value, *, low=-np.inf, high=np.inf, strict=False, what):
-  """Raises unless `value` is a finite real number in `[low, high]` (`(low,
-  high]` when `strict`): TypeError for a non-number, ValueError otherwise."""
-  if isinstance(value, bool):
-    raise TypeError(f"{name} must be {what}, got {name}={value!r}")
-  try:
-    x = float(value)
-  except (TypeError, ValueError):
-    raise TypeError(f"{name} must be {what}, got {name}={value!r}") from None
-  if not (np.isfinite(x) and (x > low if strict else x >= low) and x <= high):
-    raise ValueError(f"{name} must be {what}, got {name}={value!r}")
-
-
 # act's float search settings in the order `_plan` unpacks them, each with the
 # values it accepts: (name, low, high, low is strict).
 _SEARCH_BOUNDS = (("temperature", 0., np.inf, False), ("dirichlet_fraction", 0., 1., False),
@@ -855,7 +841,7 @@ def _search_settings(*values) -> np.ndarray:
         and 0. <= c_init < _INF and 0. < c_base < _INF and 0. <= gumbel < _INF):
       return hyper
   for (name, low, high, strict), value in zip(_SEARCH_BOUNDS, values):
-    _check_number(name, value, low=low, high=high, strict=strict,
+    checks.number(name, value, low=low, high=high, strict=strict,
                   what=f"a number {'>' if strict else '>='} {low:g}"
                   + (f" and <= {high:g}" if np.isfinite(high) else ""))
   raise TypeError("temperature and the search settings must be scalars, got "

@@ -45,7 +45,6 @@ from muax.loss import value_error
 from muax.loss import weighted_mean
 from muax import model as model_lib
 from muax.model import MuZero
-from muax.model import _check_number
 from muax.support import logits_to_scalar
 from muax.transition import Transition
 
@@ -368,7 +367,7 @@ class SampledMuZero(MuZero):
     if search_policy not in SEARCH_POLICIES:
       raise ValueError(f"search_policy must be one of {SEARCH_POLICIES}, got "
                        f"search_policy={search_policy!r}")
-    _check_number("entropy_weight", entropy_weight, low=0., what="a number >= 0")
+    checks.number("entropy_weight", entropy_weight, low=0., what="a number >= 0")
     super().__init__(representation_fn, prediction_fn, dynamic_fn, "sampled", optimizer,
                      loss_fn, discount, support_size, two_player=two_player)
     if loss_fn is None:

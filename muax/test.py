@@ -2,6 +2,7 @@
 import jax
 import numpy as np
 
+from muax import checks
 from muax.acting import KeyStream, check_env, run_episode
 
 __all__ = ["test"]
@@ -25,6 +26,9 @@ def test(model, env, key, num_simulations, num_test_episodes=10, random_seed=Non
   if isinstance(num_test_episodes, bool) or not isinstance(
       num_test_episodes, (int, np.integer)) or num_test_episodes < 1:
     raise ValueError(f"num_test_episodes must be a positive integer, got {num_test_episodes!r}")
+  checks.positive_int("max_episode_steps", max_episode_steps, allow_none=True)
+  if random_seed is not None:
+    checks.seed("random_seed", random_seed)
   keys = KeyStream(jax.random.PRNGKey(key) if isinstance(key, int) else key)
   returns = []
   for i in range(num_test_episodes):

@@ -228,6 +228,12 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
   _check_counts(allow_zero=True, buffer_warm_up=buffer_warm_up,
                 num_update_per_episode=num_update_per_episode)
   _check_settings(vectorization, checkpoint_interval, target_return, resume)
+  _check_run_arguments(env_id=env_id, test_env=test_env, tracer=tracer, buffer=buffer,
+                       name=name, tensorboard_dir=tensorboard_dir,
+                       model_save_path=model_save_path, save_name=save_name,
+                       random_seed=random_seed, temperature_fn=temperature_fn,
+                       log_all_metrics=log_all_metrics, progress=progress,
+                       max_episode_steps=max_episode_steps)
   tracer = _check_two_player(model, tracer, opponent)
   if reanalyze is not None:
     model.set_reanalyze(reanalyze)
@@ -558,6 +564,33 @@ def _check_settings(vectorization, checkpoint_interval, target_return, resume):
   if not isinstance(resume, (bool, str, os.PathLike)) and resume is not None:
     raise TypeError("resume must be True, False or the path of a run folder, got "
                     f"{type(resume).__name__}")
+
+
+def _check_run_arguments(*, env_id, test_env, tracer, buffer, name, tensorboard_dir,
+                         model_save_path, save_name, random_seed, temperature_fn,
+                         log_all_metrics, progress, max_episode_steps):
+  """The checks of `fit`'s remaining arguments: each names the argument."""
+  if env_id is not None and not isinstance(env_id, str):
+    raise TypeError(f"env_id must be a registered gymnasium id such as 'CartPole-v1', "
+                    f"got env_id={env_id!r}")
+  if test_env is not None and not isinstance(test_env, (gym.Env, gym.vector.VectorEnv)):
+    raise TypeError(f"test_env must be a gymnasium environment, got test_env={test_env!r}")
+  for what, value, methods, kind in (
+      ("tracer", tracer, ("reset", "add", "pop"), "an n-step tracer (muax.PNStep)"),
+      ("buffer", buffer, ("add", "sample"), "a replay buffer (muax.TrajectoryReplayBuffer)")):
+    if value is not None and not all(callable(getattr(value, m, None)) for m in methods):
+      raise TypeError(f"{what} must be {kind} or None, got {what}={value!r}")
+  for what, value in (("name", name), ("tensorboard_dir", tensorboard_dir),
+                      ("model_save_path", model_save_path)):
+    checks.path(what, value)
+  if save_name is not None:
+    checks.file_name("save_name", save_name)
+  checks.seed("random_seed", random_seed)
+  checks.function("temperature_fn", temperature_fn,
+                  "fn(max_training_steps=, training_steps=) -> float")
+  checks.flag("log_all_metrics", log_all_metrics)
+  checks.flag("progress", progress)
+  checks.positive_int("max_episode_steps", max_episode_steps, allow_none=True)
 
 
 class _StopSignals:
@@ -906,14 +939,32 @@ def _make_envs(env_id, env, test_env, num_envs=1, vectorization="auto",
       test_env = (acting.make_vector_env(env_fn, num_test_envs, mode="sync",
                                          max_episode_steps=max_episode_steps, model=model)
                   if num_envs > 1 and num_test_envs > 1 else env_fn())
-  except gym.error.Error as e:
-    raise ValueError(f"cannot make environment env_id={env_id!r}: {e}") from e
+  except gym.error.Error as e:  # its own type, which scripts catch
+    raise _with_context(e, f"cannot make environment env_id={env_id!r}") from e
   for what, e in (("env", env), ("test_env", test_env)):
     if isinstance(e, gym.vector.VectorEnv):
       acting.check_vector_env(e, model)
     else:
       acting.check_env(e, what, model)
   return env, test_env, name or acting.env_name(env)
+
+
+def _with_context(error: Exception, context: str) -> Exception:
+  """`error` with a message that starts with `context`, still of its own type
+  (scripts catch gymnasium.error.DeprecatedEnv) and a ValueError too (as muax
+  raised before)."""
+  try:
+    return _env_error_type(type(error))(f"{context}: {error}")
+  except Exception:  # pylint: disable=broad-except  (an unusual constructor)
+    error.add_note(context)
+    return error
+
+
+@functools.lru_cache(maxsize=None)
+def _env_error_type(kind: type) -> type:
+  if issubclass(kind, ValueError):
+    return kind
+  return type(kind.__name__, (kind, ValueError), {"__module__": __name__})
 
 
 def _custom_env(env, num_envs):

@@ -506,3 +506,154 @@ def test_support_rejects(call, match):
 ])
 def test_wrappers_reject(make, exc, match):
   _raises(make, exc, match)
+
+
+# -- fit: environments that give what muax cannot use -------------------------
+
+_FIT = dict(max_episodes=1, test_interval=1, num_test_episodes=1, max_training_steps=10,
+            num_simulations=2, k_steps=2, buffer_warm_up=1, num_trajectory=2,
+            sample_per_trajectory=1, num_update_per_episode=1, progress=False)
+
+
+class _Spaces(gym.Env):
+  action_space = gym.spaces.Discrete(2)
+
+  def __init__(self, space):
+    self.observation_space = space
+
+  def reset(self, *, seed=None, options=None):
+    super().reset(seed=seed)
+    return self.observation_space.sample(), {}
+
+  def step(self, action):
+    return self.observation_space.sample(), 1., True, False, {}
+
+
+@pytest.mark.parametrize("space, hint", [
+    pytest.param(gym.spaces.Dict({"a": gym.spaces.Box(0., 1., (2,))}), "FlattenObservation",
+                 id="Dict"),
+    pytest.param(gym.spaces.Tuple([gym.spaces.Box(0., 1., (2,))]), "FlattenObservation",
+                 id="Tuple"),
+    pytest.param(gym.spaces.Text(5), "encode the text", id="Text"),
+])
+def test_fit_names_observation_spaces_it_cannot_use(tmp_path, space, hint):
+  for num_envs in (1, 2):
+    env = (lambda: _Spaces(space)) if num_envs > 1 else _Spaces(space)
+    _raises(lambda: muax.fit(make_mlp_model(init=False, obs_dim=2), env=env,
+                             test_env=_Spaces(space), num_envs=num_envs,
+                             model_save_path=str(tmp_path / "m"),
+                             tensorboard_dir=str(tmp_path / "tb"), **_FIT),
+            ValueError, rf"arrays of numbers.*observation_space is {type(space).__name__}"
+                        rf".*{hint}")
+
+
+class _BadStep(gym.Wrapper):
+  """CartPole whose third step returns what `change` makes of it."""
+
+  def __init__(self, change):
+    super().__init__(gym.make("CartPole-v1"))
+    self.change, self.steps = change, 0
+
+  def reset(self, **kwargs):
+    self.steps = 0
+    return self.env.reset(**kwargs)
+
+  def step(self, action):
+    out = list(self.env.step(action))
+    self.steps += 1
+    if self.steps == 3:
+      self.change(out)
+    return tuple(out)
+
+
+def _set(index, value):
+  return lambda out: out.__setitem__(index, value)
+
+
+@pytest.mark.parametrize("change, match", [
+    pytest.param(_set(1, np.array([1., 2.])), r"reward that is not a number: array\(\[1\., "
+                 r"2\.\]\).*step 3", id="reward-array"),
+    pytest.param(_set(1, np.array([1.])), "reward that is not a number", id="reward-array-1"),
+    pytest.param(_set(1, None), "reward that is not a number: None", id="reward-None"),
+    pytest.param(_set(1, "1.0"), "reward that is not a number: '1.0'", id="reward-string"),
+    pytest.param(_set(2, "False"), "terminated='False' .*as a bool", id="terminated-string"),
+    pytest.param(_set(2, np.array([False, True])), r"terminated=array", id="terminated-array"),
+    pytest.param(_set(3, "no"), "truncated='no'", id="truncated-string"),
+    pytest.param(_set(3, 2), "truncated=2", id="truncated-int-2"),
+])
+def test_fit_names_bad_step_values(tmp_path, change, match):
+  _raises(lambda: muax.fit(make_mlp_model(init=False), env=_BadStep(change),
+                           test_env=gym.make("CartPole-v1"),
+                           model_save_path=str(tmp_path / "m"),
+                           tensorboard_dir=str(tmp_path / "tb"), **_FIT),
+          ValueError, match)
+
+
+def test_bool_like_done_flags_are_accepted():
+  from muax import acting
+  for flag in (True, np.bool_(False), np.array(True), 0, np.int64(1)):
+    assert acting._checked_step(np.float32(1.5), flag, False, 1)[1] == bool(flag)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    pytest.param(dict(max_episode_steps=value), ValueError,
+                 f"max_episode_steps must be a positive integer or None, got "
+                 f"max_episode_steps={value!r}", id=f"max_episode_steps-{value!r}")
+    for value in (0, -3, 1.5, True, "100")
+] + [
+    pytest.param(dict(random_seed=value), ValueError,
+                 rf"random_seed must be an integer in \[0, 2\*\*63\), got random_seed="
+                 rf"{value!r}", id=f"random_seed-{value!r}")
+    for value in (-1, None, 1.5, True, 2 ** 64)
+] + [
+    pytest.param(dict(name=3), TypeError, "name must be a path", id="name-int"),
+    pytest.param(dict(model_save_path=""), TypeError, "model_save_path must be a path",
+                 id="model_save_path-empty"),
+    pytest.param(dict(save_name="a/b"), ValueError, "save_name must be a file name",
+                 id="save_name-folder"),
+    pytest.param(dict(save_name=".."), ValueError, "save_name must be a file name",
+                 id="save_name-dots"),
+    pytest.param(dict(temperature_fn=0.5), TypeError, "temperature_fn must be a function",
+                 id="temperature_fn-number"),
+    pytest.param(dict(log_all_metrics="yes"), TypeError, "log_all_metrics must be True or "
+                 "False", id="log_all_metrics-string"),
+    pytest.param(dict(progress="no"), TypeError, "progress must be True or False",
+                 id="progress-string"),
+    pytest.param(dict(tracer=10), TypeError, "tracer must be an n-step tracer",
+                 id="tracer-int"),
+    pytest.param(dict(buffer=[]), TypeError, "buffer must be a replay buffer",
+                 id="buffer-list"),
+    pytest.param(dict(env_id=None, env=gym.make("CartPole-v1"), test_env="CartPole-v1"),
+                 TypeError, "test_env must be a gymnasium environment", id="test_env-string"),
+    pytest.param(dict(env_id=5), TypeError, "env_id must be a registered gymnasium id",
+                 id="env_id-int"),
+])
+def test_fit_names_settings_a_user_can_get_wrong(tmp_path, kwargs, exc, match):
+  kwargs = {"env_id": "CartPole-v1", "tensorboard_dir": str(tmp_path / "tb"),
+            "model_save_path": str(tmp_path / "m"), **_FIT, **kwargs}
+  _raises(lambda: muax.fit(make_mlp_model(init=False), **kwargs), exc, match)
+  assert not (tmp_path / "m").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, "1000", None, True])
+@pytest.mark.parametrize("name", ["warmup_steps", "transition_steps"])
+def test_optimizer_rejects_bad_step_counts(name, value):
+  _raises(lambda: muax.model.optimizer(**{name: value}), (TypeError, ValueError),
+          f"{name} must be >= 0")
+
+
+def test_test_rejects_bad_seed_and_step_cap():
+  env = gym.make("CartPole-v1")
+  _raises(lambda: muax.test.test(_model(), env, KEY, 2, 1, random_seed=-1), ValueError,
+          "random_seed must be an integer")
+  _raises(lambda: muax.test.test(_model(), env, KEY, 2, 1, max_episode_steps=0), ValueError,
+          "max_episode_steps must be a positive integer")
+
+
+def test_a_deprecated_env_id_keeps_gymnasiums_error_type(tmp_path):
+  # Scripts of the old package catch gymnasium's own error; muax's message is added.
+  for env_id, kind in (("LunarLander-v2", gym.error.DeprecatedEnv),
+                       ("NoSuchEnv-v0", gym.error.NameNotFound)):
+    with pytest.raises(kind, match=f"cannot make environment env_id='{env_id}'.*") as info:
+      muax.fit(make_mlp_model(init=False), env_id=env_id)
+    assert isinstance(info.value, ValueError)  # as muax raised it before
