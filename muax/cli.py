@@ -325,7 +325,13 @@ def main(argv=None) -> int:
   values = {k: v for k, v in vars(args).items() if k != "command"}
   given = vars(_parser(suppress_defaults=True).parse_args(argv))
   config = config_from_args(values, given)
-  result = train(config)
+  from muax import checkpoint
+  from muax import train as train_lib
+  try:
+    result = train(config)
+  except (train_lib.RunFolderInUse, train_lib.ResumeMismatch,
+          checkpoint.CheckpointError) as e:
+    raise SystemExit(f"muax train: {e}") from None
   print()
   print(result.summary())
   return 0

@@ -34,8 +34,10 @@ from muax.model import mean_metrics
 from muax.replay_buffer import TrajectoryReplayBuffer
 from muax.test import test as evaluate
 
-__all__ = ["FitResult", "TrainingDiverged", "TrainingInterrupted", "default_temperature_fn",
-           "fit", "run"]
+__all__ = ["FitResult", "ResumeMismatch", "RunFolderInUse", "TrainingDiverged",
+           "TrainingInterrupted", "default_temperature_fn", "fit", "run"]
+
+RunFolderInUse = run_state.RunFolderInUse
 
 
 def default_temperature_fn(max_training_steps, training_steps):
@@ -203,6 +205,10 @@ class TrainingInterrupted(SystemExit):
 
 class TrainingDiverged(RuntimeError):
   """Too many updates in a row had a non-finite loss or gradient."""
+
+
+class ResumeMismatch(ValueError):
+  """`resume` found a run of another environment, model or replay kind."""
 
 
 def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
@@ -515,13 +521,13 @@ def _check_same_run(loop, save_dir, saved, metadata, run, env_name, spaces):
   """Raises ValueError unless the saved run was of this environment, model and
   replay kind (resuming it otherwise would silently change the run)."""
   if saved.get("env") not in (None, "env", env_name):  # "env": unnamed, before 0.1.1
-    raise ValueError(f"cannot resume: the run in {save_dir} trained on "
-                     f"{saved.get('env')!r}, this call trains on {env_name!r}")
+    raise ResumeMismatch(f"cannot resume: the run in {save_dir} trained on "
+                         f"{saved.get('env')!r}, this call trains on {env_name!r}")
 
   def refuse(setting, then, now):
-    raise ValueError(f"cannot resume: the run in {save_dir} was trained with {setting}="
-                     f"{then!r}, this call has {setting}={now!r}; pass the same setting, "
-                     "or resume=False to start a new run")
+    raise ResumeMismatch(f"cannot resume: the run in {save_dir} was trained with "
+                         f"{setting}={then!r}, this call has {setting}={now!r}; pass the "
+                         "same setting, or resume=False to start a new run")
 
   for key, now in spaces.items():
     if saved.get(key, now) != now:
@@ -535,8 +541,9 @@ def _check_same_run(loop, save_dir, saved, metadata, run, env_name, spaces):
   prioritized = isinstance(run.get("buffer"), dict) and "prioritized" in run["buffer"]
   if prioritized != bool(getattr(loop.buffer, "prioritized", False)):
     kinds = {True: "a PrioritizedReplayBuffer", False: "a uniform TrajectoryReplayBuffer"}
-    raise ValueError(f"cannot resume: the run in {save_dir} used {kinds[prioritized]}, "
-                     f"this call passes {kinds[not prioritized]}; pass the same kind")
+    raise ResumeMismatch(f"cannot resume: the run in {save_dir} used "
+                         f"{kinds[prioritized]}, this call passes {kinds[not prioritized]}; "
+                         "pass the same kind")
 
 
 def _close_quietly(loop, terminate=False):

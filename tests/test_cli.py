@@ -178,3 +178,18 @@ def test_train_with_prioritized_replay_and_reanalyze(tmp_path, capsys):
                    "--logdir", str(tmp_path / "tb"), "--save-dir", str(tmp_path / "models"),
                    "--no-progress"])
   assert code == 0 and "6 updates" in capsys.readouterr().out
+
+
+def test_a_run_folder_in_use_or_of_another_run_is_a_message_not_a_traceback(tmp_path):
+  from muax import run_state
+  common = ["train", "CartPole-v1", "--max-episodes", "1", "--buffer-warm-up", "1",
+            "--num-simulations", "2", "--num-test-episodes", "1", "--no-progress",
+            "--logdir", str(tmp_path / "tb"), "--save-dir", str(tmp_path / "models"),
+            "--num-envs", "1"]
+  with run_state.locked(tmp_path / "models"):
+    with pytest.raises(SystemExit, match="muax train: .* is in use by another muax run"):
+      cli.main(common)
+  assert cli.main(common) == 0
+  with pytest.raises(SystemExit, match="muax train: cannot resume: .*policy='muzero', this "
+                                       "call has policy='gumbel'"):
+    cli.main(common + ["--resume", "--policy", "gumbel"])

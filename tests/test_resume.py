@@ -721,3 +721,19 @@ def test_a_second_signal_stops_a_run_whose_env_worker_hangs(tmp_path, signum, co
     _kill_group(proc)
   files = _state_files(save_dir / "models")
   assert files and checkpoint.read(save_dir / "models" / run_state.RUN_DIR / files[-1])
+
+
+def test_a_bit_flip_in_the_newest_state_falls_back_to_the_previous_one(tmp_path, capsys):
+  _fit(tmp_path, "flip", max_episodes=3)
+  folder = tmp_path / "flip" / run_state.RUN_DIR
+  newest = folder / _state_files(tmp_path / "flip")[-1]
+  data = bytearray(newest.read_bytes())
+  # A [64, 21] weight's .npy header: one flip makes it [44, 21], so a reader
+  # that stops there never reaches the entry's zip CRC-32 (numpy's does).
+  at = data.find(b"'shape': (64, 21)") + len(b"'shape': (")
+  assert at > 100 and data[at] == ord("6")
+  data[at] ^= 0b10
+  newest.write_bytes(bytes(data))
+  _, result = _fit(tmp_path, "flip", max_episodes=3, resume=True)
+  assert "skipping unreadable run state" in capsys.readouterr().err
+  assert result.episodes == 3 and (folder / (newest.name + ".bad")).exists()
