@@ -209,6 +209,18 @@ def _directory_count(file: Path):
   return int.from_bytes(record[8:10], "little"), int.from_bytes(record[10:12], "little")
 
 
+def npy_header(f, what: str):
+  """`(shape, fortran_order, dtype)` from the `.npy` header at `f`'s position
+  (numpy's public reader; versions 1.0 and 2.0, which numpy writes)."""
+  version = np.lib.format.read_magic(f)
+  if version == (1, 0):
+    return np.lib.format.read_array_header_1_0(f)
+  if version == (2, 0):
+    return np.lib.format.read_array_header_2_0(f)
+  raise UnreadableCheckpointError(f"{what} has .npy format version {version}, not 1.0 "
+                                  "or 2.0")
+
+
 def _read_entry(zf, members, name: str, file: Path) -> np.ndarray:
   """One `.npy` entry, read to its end (so its CRC-32 is checked), exactly as
   long as its header says; pickled (object) entries are refused."""
@@ -216,13 +228,7 @@ def _read_entry(zf, members, name: str, file: Path) -> np.ndarray:
   if info is None:
     raise UnreadableCheckpointError(f"{file} is damaged: it has no array {name!r}")
   with zf.open(info) as f:
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-      shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-    elif version == (2, 0):
-      shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-    else:
-      raise UnreadableCheckpointError(f"{file}: array {name!r} has .npy version {version}")
+    shape, fortran, dtype = npy_header(f, f"{file}: array {name!r}")
     if dtype.hasobject:
       raise UnreadableCheckpointError(
           f"{file}: array {name!r} holds pickled Python objects; muax never unpickles a "

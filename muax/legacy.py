@@ -178,14 +178,7 @@ def _unpickle(data: bytes, file: Path):
   """The object pickled in `data`: a `.npy` 0-d object array or a plain pickle."""
   stream = io.BytesIO(data)
   if data.startswith(b"\x93NUMPY"):
-    version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-      shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
-    elif version == (2, 0):
-      shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
-    else:
-      raise CheckpointError(f"{file} is a .npy file of format version {version}; the "
-                            "old muax package wrote versions 1.0 and 2.0")
+    shape, _, dtype = checkpoint.npy_header(stream, str(file))
     if shape != () or dtype != np.dtype(object):
       raise CheckpointError(
           f"{file} holds an array of shape {shape} and dtype {dtype}, not the 0-d object "

@@ -518,7 +518,7 @@ def _resume(loop, save_dir, env_name, spaces, state_file=None) -> Optional[str]:
 
 
 def _check_same_run(loop, save_dir, saved, metadata, run, env_name, spaces):
-  """Raises ValueError unless the saved run was of this environment, model and
+  """Raises ResumeMismatch unless the saved run was of this environment, model and
   replay kind (resuming it otherwise would silently change the run)."""
   if saved.get("env") not in (None, "env", env_name):  # "env": unnamed, before 0.1.1
     raise ResumeMismatch(f"cannot resume: the run in {save_dir} trained on "
