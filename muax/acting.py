@@ -100,14 +100,12 @@ def check_env(env, what: str = "env", model=None):
   check_action_space(env.action_space, f"{what}.action_space", model)
 
 
-# Spaces whose samples are arrays of numbers, which the networks take.
-_ARRAY_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete,
-                 gym.spaces.MultiBinary)
-
-
 def check_observation_space(space, what: str):
-  """Raises ValueError unless observations from `space` are arrays of numbers."""
-  if isinstance(space, _ARRAY_SPACES):
+  """Raises ValueError unless observations from `space` are arrays of numbers
+  (a Box, Discrete, MultiDiscrete, MultiBinary, or any space with a numeric
+  dtype and a shape)."""
+  dtype, shape = getattr(space, "dtype", None), getattr(space, "shape", None)
+  if dtype is not None and shape is not None and np.dtype(dtype).kind in "biuf":
     return
   if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
     hint = "flatten it into one array with gymnasium.wrappers.FlattenObservation"
@@ -465,10 +463,14 @@ def _checked_step(reward, terminated, truncated, step):
 
 
 def _flag(name, value, step) -> bool:
-  if isinstance(value, (bool, np.bool_)) or (
-      np.ndim(value) == 0 and isinstance(value, (int, np.integer, np.ndarray))
-      and np.asarray(value).dtype.kind in "biu" and value in (0, 1)):
+  """A done flag as a bool: bools, and 0/1 as a number or a 0-d array (numpy,
+  JAX); strings, None and arrays of flags are refused."""
+  if isinstance(value, (bool, np.bool_)):
     return bool(value)
+  if not isinstance(value, (str, bytes)) and value is not None and np.ndim(value) == 0:
+    x = np.asarray(value)
+    if x.dtype.kind in "biuf" and x in (0, 1):
+      return bool(x)
   raise ValueError(f"the environment returned {name}={value!r} (type "
                    f"{type(value).__name__}) at episode step {step}; step must return "
                    f"{name} as a bool")
@@ -487,7 +489,7 @@ def _checked_vector_step(rewards, terminated, truncated, num_envs: int, steps):
   flags = []
   for name, x in (("terminations", terminated), ("truncations", truncated)):
     x = np.asarray(x)
-    if x.dtype.kind != "b" and not (x.dtype.kind in "iu" and np.isin(x, (0, 1)).all()):
+    if x.dtype.kind != "b" and not (x.dtype.kind in "iuf" and np.isin(x, (0, 1)).all()):
       raise ValueError(f"the vector environment returned {name} {x!r}; expected bools")
     flags.append(x.astype(bool))
   return np.asarray(rewards, np.float64), flags[0], flags[1]

@@ -202,7 +202,9 @@ def _directory_count(file: Path):
     size = f.tell()
     f.seek(max(0, size - (1 << 16) - 22))
     tail = f.read()
-  at = tail.rfind(b"PK\x05\x06")
+  at = len(tail) - 22  # np.savez writes no archive comment: the record ends the file
+  if at < 0 or tail[at:at + 4] != b"PK\x05\x06":
+    at = tail.rfind(b"PK\x05\x06")
   record = tail[at:at + 22]
   if at < 0 or len(record) < 22:
     return None
@@ -261,6 +263,9 @@ def _read_manifest(zf, members, file: Path) -> dict:
     raise UnreadableCheckpointError(f"{file} has a damaged manifest (not JSON bytes)")
   manifest = json.loads(raw.tobytes().decode())
   _check_manifest(manifest, file)
+  if len(manifest["param_paths"]) + manifest["num_opt_leaves"] >= len(members):
+    raise UnreadableCheckpointError(
+        f"{file} is damaged: its manifest lists more arrays than it holds")
   expected = ({_MANIFEST} | {f"p{i}" for i in range(len(manifest["param_paths"]))}
               | {f"o{i}" for i in range(manifest["num_opt_leaves"])})
   unexpected = [name for name in members

@@ -196,9 +196,9 @@ def _array(value, file: Path, where: str) -> np.ndarray:
   """`value` as a numeric numpy array; anything else is refused."""
   if isinstance(value, (bool, int, float, np.generic)):  # numbers, numpy scalars
     value = np.asarray(value)
-  if not isinstance(value, np.ndarray) or value.dtype.hasobject:
-    raise CheckpointError(f"{file} holds {type(value).__name__} at {where}, not a "
-                          "numeric array")
+  if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+    kind = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
+    raise CheckpointError(f"{file} holds {kind} at {where}, not a numeric array")
   return value
 
 
@@ -321,7 +321,7 @@ def _fits(old_leaves, template_leaves) -> bool:
     return False
   for a, b in zip(old_leaves, template_leaves):
     kind_a, kind_b = np.dtype(a.dtype).kind, np.dtype(b.dtype).kind
-    if np.shape(a) != np.shape(b) or (kind_a in "iub") != (kind_b in "iub"):
+    if np.shape(a) != np.shape(b) or (kind_a == "f") != (kind_b == "f"):
       return False
   return True
 

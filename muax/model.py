@@ -675,10 +675,15 @@ class MuZero:
           jax.random.PRNGKey(0), jnp.zeros((1,) + obs_shape))
       return initial
 
-    expected = jax.eval_shape(init_shapes)
+    try:
+      expected = jax.eval_shape(init_shapes)
+    except (ValueError, TypeError) as e:  # the networks cannot take such observations
+      raise checkpoint.CheckpointError(
+          f"checkpoint {file} was saved for observations of shape {obs_shape}, which "
+          f"this model's networks cannot take: {type(e).__name__}: {e}") from e
     _check_tree(params, expected, file, "parameters")
     if meta["num_actions"] != found["num_actions"]:
-      raise checkpoint.CheckpointError(
+      raise checkpoint.UnreadableCheckpointError(
           f"checkpoint {file} is damaged: its metadata says num_actions="
           f"{meta['num_actions']}, its networks have {found['num_actions']}")
     params = jax.tree_util.tree_map(jnp.asarray, params)
@@ -920,12 +925,13 @@ def _check_tree(params, expected, file, what):
 
 def _check_kinds(arrays, templates, file, what):
   """Float arrays for float templates, integers for integers: a checkpoint
-  holding bools, complex numbers or strings there is refused, never cast."""
+  holding bools, complex numbers or strings there is refused, never cast
+  (muax writes neither, so the file is damaged)."""
   for i, (x, template) in enumerate(zip(arrays, templates)):
     want = np.dtype(template.dtype)
     if not (np.issubdtype(want, np.floating) and np.issubdtype(x.dtype, np.floating)
             or np.issubdtype(want, np.integer) and np.issubdtype(x.dtype, np.integer)):
-      raise checkpoint.CheckpointError(
+      raise checkpoint.UnreadableCheckpointError(
           f"checkpoint {file} is damaged: its {what} leaf {i} has dtype {x.dtype}, "
           f"this model needs {want}")
 
@@ -948,7 +954,7 @@ def _check_metadata(meta: dict, file):
     if name not in meta and name == "two_player":
       continue  # checkpoints written before two-player games had no flag
     if name not in meta or not valid(meta[name]):
-      raise checkpoint.CheckpointError(
+      raise checkpoint.UnreadableCheckpointError(
           f"checkpoint {file} is damaged: its metadata field {name!r} is "
           f"{meta.get(name, 'missing')!r}")
 

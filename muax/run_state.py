@@ -44,7 +44,8 @@ except ImportError:  # Windows
 
 __all__ = ["Boundary", "LOCK_FILE", "RUN_DIR", "RunFolderInUse", "archive", "best_folder",
            "best_folder_names", "clean_temporary", "find_run_dir", "locate", "locked",
-           "prune_best", "read_state", "set_aside", "state_files", "write"]
+           "prune_best", "read_state", "set_aside", "set_newer_aside", "state_files",
+           "write"]
 
 RUN_DIR = "run"
 LATEST_DIR = "latest"
@@ -98,7 +99,7 @@ def write(save_dir, boundary: Boundary, model, buffer, config: dict, *,
   path = Path(save_dir) / RUN_DIR / f"state_{boundary.collected:07d}.npz"
   checkpoint.save(path, boundary.params, boundary.opt_state, model.checkpoint_metadata(),
                   run=run, arrays=arrays)
-  _prune(path.parent, keep)
+  _prune(path, keep)
   return path
 
 
@@ -145,6 +146,29 @@ def locate(path):
                    f"folder holding {RUN_DIR}/state_*.npz)")
 
 
+def set_newer_aside(save_dir, file) -> Optional[Path]:
+  """Moves the run states newer than `file` (resumed from on request) to
+  `run-<time>/`, so pruning never deletes them; returns where, or None."""
+  number = int(_PATTERN.match(Path(file).name).group(1))
+  newer = [f for f in state_files(save_dir) if int(_PATTERN.match(f.name).group(1)) > number]
+  if not newer:
+    return None
+  target = _free_name(Path(save_dir) / RUN_DIR, [RUN_DIR])[0]
+  target.mkdir()
+  for f in newer:
+    os.replace(f, target / f.name)
+  return target
+
+
+def _free_name(folder: Path, names) -> List[Path]:
+  """`<name>-<time>` siblings of `folder`, one per name, none existing yet."""
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  suffix, tag = 1, stamp
+  while any(folder.with_name(f"{n}-{tag}").exists() for n in names):
+    tag, suffix = f"{stamp}-{suffix}", suffix + 1
+  return [folder.with_name(f"{n}-{tag}") for n in names]
+
+
 def archive(save_dir) -> List[Path]:
   """Moves an earlier run's states and `latest/` aside before a new run.
 
@@ -156,16 +180,10 @@ def archive(save_dir) -> List[Path]:
   folders = [f for f in folders if f.is_dir() and any(f.iterdir())]
   if not folders:
     return []
-  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-  suffix, tag = 1, stamp
-  while any(f.with_name(f"{f.name}-{tag}").exists() for f in folders):
-    tag, suffix = f"{stamp}-{suffix}", suffix + 1
-  moved = []
-  for folder in folders:
-    target = folder.with_name(f"{folder.name}-{tag}")
+  targets = _free_name(folders[0], [f.name for f in folders])
+  for folder, target in zip(folders, targets):
     os.replace(folder, target)
-    moved.append(target)
-  return moved
+  return targets
 
 
 @contextlib.contextmanager
@@ -174,7 +192,8 @@ def locked(save_dir):
 
   The lock is an OS file lock on `<save_dir>/.muax-lock`, which holds the
   owner's pid, host and start time; the OS drops it when its process ends in
-  any way (a SIGKILL too), so a lock left by a dead run is never stale.
+  any way (a SIGKILL too), so a lock left by a dead run is never stale. (A
+  process forked without exec from the run shares the lock while it lives.)
 
   Raises:
     RunFolderInUse: another process (or another `fit` in this one) holds it.
@@ -383,9 +402,11 @@ def _state_files(folder: Path) -> List[Path]:
   return sorted(files, key=lambda f: int(_PATTERN.match(f.name).group(1)))
 
 
-def _prune(folder: Path, keep: int):
-  stale = _state_files(folder)[:-keep]
-  # Temporary files of writes that a crash cut short (one writer at a time).
+def _prune(written: Path, keep: int):
+  """Deletes all but the newest `keep` run states (never `written`), and the
+  temporary files of writes a crash cut short (one writer at a time)."""
+  folder = written.parent
+  stale = [f for f in _state_files(folder)[:-keep] if f != written]
   stale += [f for f in folder.iterdir() if checkpoint.is_temporary(f.name)]
   for file in stale:
     _unlink(file)

@@ -501,6 +501,11 @@ def _resume(loop, save_dir, env_name, spaces, state_file=None) -> Optional[str]:
       run_state.set_aside(file, e)
       errors.append(e)
       continue
+    if state_file is not None:
+      moved = run_state.set_newer_aside(save_dir, file)
+      if moved is not None:
+        print(f"muax: resuming from an older state; the newer run states were moved to "
+              f"{moved}", file=sys.stderr)
     if loop.buffer_bounds() != bounds:
       print(f"muax: the replay buffer keeps the saved run's bounds "
             f"(capacity, max_transitions, max_bytes) = {loop.buffer_bounds()}, not the "
@@ -544,6 +549,11 @@ def _check_same_run(loop, save_dir, saved, metadata, run, env_name, spaces):
     raise ResumeMismatch(f"cannot resume: the run in {save_dir} used "
                          f"{kinds[prioritized]}, this call passes {kinds[not prioritized]}; "
                          "pass the same kind")
+
+
+def _damaged(file, error) -> checkpoint.UnreadableCheckpointError:
+  return checkpoint.UnreadableCheckpointError(
+      f"run state {file} is incomplete or damaged: {type(error).__name__}: {error}")
 
 
 def _close_quietly(loop, terminate=False):
@@ -756,16 +766,19 @@ class _Loop:
       keys.set_state(arrays["key"], arrays["spare_keys"])
       seeds = np.random.default_rng()
       seeds.bit_generator.state = loop["seeds_state"]
-      buffer_arrays = {k[len("buffer."):]: v for k, v in arrays.items()
-                       if k.startswith("buffer.")}
-      self.model.load(file)
+    except checkpoint.UnreadableCheckpointError:
+      raise
+    except (KeyError, ValueError, TypeError) as e:
+      raise _damaged(file, e) from e
+    # A model that does not fit raises CheckpointError (every state is alike,
+    # none is set aside); a damaged state raises UnreadableCheckpointError.
+    self.model.load(file)
+    buffer_arrays = {k[len("buffer."):]: v for k, v in arrays.items()
+                     if k.startswith("buffer.")}
+    try:
       self.buffer.restore(run["buffer"], buffer_arrays)
     except (KeyError, ValueError, TypeError) as e:
-      if isinstance(e, checkpoint.CheckpointError) and not isinstance(
-          e, checkpoint.UnreadableCheckpointError):
-        raise  # a checkpoint that does not fit this model: every state is alike
-      raise checkpoint.UnreadableCheckpointError(
-          f"run state {file} is incomplete or damaged: {type(e).__name__}: {e}") from e
+      raise _damaged(file, e) from e
     self.keys, self.seeds = keys, seeds
     for name in ("warmup_done", "episode", "env_steps", "training_steps",
                  "skipped_in_a_row"):

@@ -193,3 +193,12 @@ def test_temporary_file_names():
   assert checkpoint.is_temporary(".state_0000004.npz.abcdefgh.tmp")
   assert not checkpoint.is_temporary("model_params.npz")
   assert not checkpoint.is_temporary(".notes.tmp")
+
+
+def test_the_directory_record_is_found_where_numpy_writes_it(tmp_path):
+  # A run state whose zip directory starts at byte 0x06054B50 (about 101 MB)
+  # holds the record's own signature in its offset field.
+  record = (b"PK\x05\x06" + (0).to_bytes(4, "little") + (2).to_bytes(2, "little") * 2
+            + (92).to_bytes(4, "little") + b"PK\x05\x06" + b"\x00\x00")
+  (tmp_path / "tail.npz").write_bytes(b"x" * 100 + record)
+  assert checkpoint._directory_count(tmp_path / "tail.npz") == (2, 2)

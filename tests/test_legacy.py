@@ -247,3 +247,15 @@ def test_foreign_optimizer_state_is_reset_and_out_not_overwritten(tmp_path):
   with pytest.raises(FileExistsError):
     legacy.convert(tmp_path / "sgd", make_mlp_model(), out=tmp_path / "sgd")
   assert open(out, "rb").read() == before
+
+
+def test_string_arrays_are_refused_not_converted(tmp_path, trained):
+  # '7.5' must not come back as 7.5, nor 'abc' as a raw ValueError.
+  for text in ("7.5", "abc"):
+    leaves = [np.array(text) if np.issubdtype(np.asarray(x).dtype, np.floating) else x
+              for x in jax.tree_util.tree_leaves(trained.optimizer_state)]
+    np.save(tmp_path / f"old_{text}.npy",
+            np.array({"params": jax.tree_util.tree_map(np.asarray, trained.params),
+                      "optimizer_state": tuple(leaves)}, dtype=object), allow_pickle=True)
+    with pytest.raises(CheckpointError, match="not a numeric array"):
+      legacy.convert(tmp_path / f"old_{text}", make_mlp_model(init=False), SAMPLE)

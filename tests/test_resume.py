@@ -737,3 +737,39 @@ def test_a_bit_flip_in_the_newest_state_falls_back_to_the_previous_one(tmp_path,
   _, result = _fit(tmp_path, "flip", max_episodes=3, resume=True)
   assert "skipping unreadable run state" in capsys.readouterr().err
   assert result.episodes == 3 and (folder / (newest.name + ".bad")).exists()
+
+
+def test_resuming_an_older_state_by_name_keeps_the_newer_ones(tmp_path, capsys):
+  _fit(tmp_path, "older", max_episodes=6, keep_checkpoints=3)
+  newer = _state_files(tmp_path / "older")
+  assert newer == ["state_0000006.npz", "state_0000007.npz", "state_0000008.npz"]
+  chosen = tmp_path / "older" / run_state.RUN_DIR / newer[0]
+  model = make_mlp_model(init=False)
+  muax.train.run(model, env_id="CartPole-v1", tensorboard_dir=str(tmp_path / "tb"),
+                 resume=str(chosen), buffer=muax.TrajectoryReplayBuffer(30),
+                 **dict(TINY, max_episodes=5, keep_checkpoints=1))
+  assert "the newer run states were moved to" in capsys.readouterr().err
+  moved = [d for d in os.listdir(tmp_path / "older") if d.startswith("run-")]
+  assert len(moved) == 1
+  assert sorted(os.listdir(tmp_path / "older" / moved[0])) == newer[1:]
+  assert _state_files(tmp_path / "older") == ["state_0000007.npz"]  # the resumed run's
+
+
+def test_a_model_that_cannot_take_the_saved_observations_sets_nothing_aside(tmp_path):
+  import haiku as hk
+  _fit(tmp_path, "conv", max_episodes=2)
+  files = _state_files(tmp_path / "conv")
+
+  def conv_representation(obs):  # needs [B, H, W, C] images
+    return hk.Conv2D(8, 3)(obs).reshape(obs.shape[0], -1)
+
+  size = 21
+  model = muax.MuZero(conv_representation,
+                      muax.nn._init_prediction_func(muax.nn.Prediction, 2, size),
+                      muax.nn._init_dynamic_func(muax.nn.Dynamic, 8, 2, size))
+  with pytest.raises(checkpoint.CheckpointError, match="cannot take") as info:
+    muax.train.run(model, env_id="CartPole-v1", model_save_path=str(tmp_path / "conv"),
+                   tensorboard_dir=str(tmp_path / "tb"), resume=True,
+                   buffer=muax.TrajectoryReplayBuffer(30), **dict(TINY, max_episodes=3))
+  assert not isinstance(info.value, checkpoint.UnreadableCheckpointError)
+  assert _state_files(tmp_path / "conv") == files

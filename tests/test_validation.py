@@ -589,10 +589,18 @@ def test_fit_names_bad_step_values(tmp_path, change, match):
           ValueError, match)
 
 
-def test_bool_like_done_flags_are_accepted():
+def test_bool_like_done_flags_and_numeric_spaces_are_accepted():
   from muax import acting
-  for flag in (True, np.bool_(False), np.array(True), 0, np.int64(1)):
+  for flag in (True, np.bool_(False), np.array(True), 0, np.int64(1), 1.0, np.float32(0.),
+               jnp.array(True), jnp.array(0)):
     assert acting._checked_step(np.float32(1.5), flag, False, 1)[1] == bool(flag)
+  assert acting._checked_step(jnp.float32(2.), False, False, 1)[0] == 2.
+  rewards, terminated, _ = acting._checked_vector_step(
+      np.ones(2, np.float32), np.array([0., 1.]), jnp.array([False, True]), 2, 1)
+  assert terminated.tolist() == [False, True] and rewards.dtype == np.float64
+  for space in (gym.spaces.Space(shape=(4,), dtype=np.float32), gym.spaces.Discrete(16),
+                gym.spaces.MultiDiscrete([2, 3]), gym.spaces.MultiBinary(4)):
+    acting.check_observation_space(space, "env.observation_space")
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
