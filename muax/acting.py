@@ -499,14 +499,12 @@ def _check_rewards(rewards, steps):
   """Raises ValueError for rewards that are not finite numbers."""
   try:
     values = np.asarray(rewards)
-    finite = values.dtype.kind in "biuf" and np.isfinite(values.astype(np.float64)).all()
-    numeric = values.dtype.kind in "biuf"
-  except (TypeError, ValueError):
-    numeric = False
-  if not numeric:
+  except (TypeError, ValueError):  # ragged sequences
+    values = np.asarray(None)
+  if values.dtype.kind not in "biuf":
     raise ValueError(f"the environment returned a reward that is not a number: "
                      f"{rewards!r} (type {type(rewards).__name__}) at episode step {steps}")
-  if not finite:
+  if not np.isfinite(values.astype(np.float64)).all():
     raise ValueError(f"the environment returned a non-finite reward {rewards!r} at "
                      f"episode step {steps}; muax cannot learn from it (check the "
                      "environment, or wrap it to clip or replace such rewards)")
