@@ -20,6 +20,8 @@ import optax
 from muax import checks
 from muax import checkpoint
 from muax import nn
+from muax.core import learner
+from muax.core.types import TrainState
 from muax import reanalyze as reanalyze_lib
 from muax import search
 from muax.loss import default_loss_fn
@@ -169,15 +171,13 @@ class MuZero:
     self._discount = float(discount)
     self._two_player = bool(two_player)
     self._support_size = int(support_size)
-    self._params = None
-    self._opt_state = None
+    self._state: Optional[TrainState] = None  # all that learning depends on
     self._obs_shape = None
     self._num_actions = None
     self._no_mask = {}
-    self._reanalyze, self._target_params, self._learn_count = None, None, 0
+    self._reanalyze = None
     self._plan = jax.jit(self._plan_packed, static_argnames=_STATIC_PLAN_ARGS)
-    self._update_step = jax.jit(self._update_fn)
-    self._update_scan = jax.jit(self._update_many_fn)
+    self._learners = None  # jitted (update, update_many) for the reanalysis setting
     self._apply_repr = jax.jit(self.repr_func.apply)
     self._apply_pred = jax.jit(self.pred_func.apply)
     self._apply_dyn = jax.jit(self.dy_func.apply)
@@ -208,10 +208,17 @@ class MuZero:
       raise ValueError(f"sample_input is an empty batch of shape {sample.shape}: give at "
                        "least one observation [1, ...]")
     _check_obs_values(sample, "sample_input")
-    self._params, self._num_actions = self._init_params(rng_key, sample)
-    self._opt_state = self._optimizer.init(self._params)
+    params, self._num_actions = self._init_params(rng_key, sample)
+    self._state = self._fresh_state(params, self._optimizer.init(params))
     self._obs_shape = tuple(sample.shape[1:])
-    return self._params
+    return params
+
+  def _fresh_state(self, params, opt_state) -> TrainState:
+    """A `TrainState` at update 0 (the target network and the reanalysis key
+    start afresh, as `set_reanalyze` sets them)."""
+    seed = 0 if self._reanalyze is None else self._reanalyze.seed
+    return learner.init_state(params, opt_state, key=jax.random.PRNGKey(seed),
+                              with_target=self._reanalyze is not None)
 
   def _init_params(self, rng_key, sample):
     """Pure: initial params for `sample[B, ...]`, checked, and num_actions."""
@@ -338,8 +345,8 @@ class MuZero:
 
   def _dispatch_plan(self, params, rng_key, obs, mask, hyper, **static):
     """The jitted search, with the model's params unless `params` is given."""
-    return self._plan(self._params if params is None else params, rng_key, obs, mask,
-                      hyper, **static)
+    return self._plan(self._state.params if params is None else params, rng_key, obs,
+                      mask, hyper, **static)
 
   def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, **static):
     """Traced: one search on `obs[B, ...]`, packed into one `[B, P]` array."""
@@ -437,13 +444,8 @@ class MuZero:
     """`update` without waiting for the result: metrics stay on the device."""
     self._require_params("update")
     batch = self._check_batch(batch)
-    if self._reanalyze is None:
-      self._params, self._opt_state, metrics = self._update_step(
-          self._params, self._opt_state, batch)
-      return metrics
-    carry, metrics = self._reanalyze_step(self._learn_carry(), batch, self._next_key())
-    self._set_learn_carry(carry)
-    return metrics
+    self._state, out = self._jitted_learners()[0](self._state, batch)
+    return _metrics_dict(out)
 
   def update_many(self, batches: Transition, *, return_priorities: bool = False):
     """`U` gradient steps in one dispatch on batches `[U, B, K, ...]`.
@@ -463,22 +465,34 @@ class MuZero:
     `[U, B]`) stay on the device."""
     self._require_params("update_many")
     batches = self._check_batch(batches, stacked=True)
-    if self._reanalyze is None:
-      self._params, self._opt_state, metrics = self._update_scan(
-          self._params, self._opt_state, batches)
-      return metrics
-    keys = jax.random.split(self._next_key(), np.shape(batches.obs)[0])
-    carry, metrics = self._reanalyze_scan(self._learn_carry(), batches, keys)
-    self._set_learn_carry(carry)
-    return metrics
+    self._state, out = self._jitted_learners()[1](self._state, batches)
+    return _metrics_dict(out)
 
-  def _update_many_fn(self, params, opt_state, batches):
-    def step(carry, batch):
-      new_params, new_opt_state, metrics = self._update_fn(*carry, batch)
-      return (new_params, new_opt_state), metrics
+  def _jitted_learners(self):
+    """`(update, update_many)`, jitted pure functions of the `TrainState`
+    (built once per reanalysis setting)."""
+    if self._learners is None:
+      step = learner.make_gradient_step(self._loss, self._optimizer,
+                                        priority=self._window_error,
+                                        batch_is_sane=self._batch_is_sane)
+      config = self._reanalyze
+      update = learner.make_update(
+          step, reanalysis=None if config is None else functools.partial(
+              reanalyze_lib.reanalyze_batch, self, config=config),
+          target_update_interval=1 if config is None else config.target_update_interval)
+      self._learners = (jax.jit(update), jax.jit(learner.make_update_many(update)))
+    return self._learners
 
-    (params, opt_state), metrics = jax.lax.scan(step, (params, opt_state), batches)
-    return params, opt_state, metrics
+  def _loss(self, params, batch):
+    """Traced: the loss function's `(scalar, metrics)`."""
+    out = self._loss_fn(self, params, batch)
+    return out if isinstance(out, tuple) else (out, {})
+
+  def _window_error(self, params, batch):
+    """Traced: each window's value error `[B]` (a custom loss's priorities)."""
+    s = self.networks.representation(params["representation"], batch.obs[:, 0])
+    value_logits = self.networks.prediction(params["prediction"], s)[0]
+    return value_error(logits_to_scalar(value_logits, self._support_size), batch)
 
   # -- reanalyze ------------------------------------------------------------
 
@@ -489,9 +503,8 @@ class MuZero:
 
   @property
   def target_params(self):
-    """The target network's parameters (reanalysis), or None before its
-    first update."""
-    return self._target_params
+    """The target network's parameters (reanalysis), or None without it."""
+    return None if self._state is None else self._state.target_params
 
   def set_reanalyze(self, config):
     """Turns reanalysis on (`muax.Reanalyze` or a fraction) or off (None).
@@ -499,7 +512,7 @@ class MuZero:
     Updates then refresh the targets of part of each batch (see
     `muax.reanalyze`); batches must come from `sample(...,
     bootstrap=(n, discount))`. The target network starts as a copy of the
-    current parameters at the next update.
+    current parameters, the update counter at 0.
 
     Raises:
       ValueError: invalid settings, or a policy reanalysis does not support.
@@ -508,63 +521,31 @@ class MuZero:
     if config is not None and self._policy not in search.POLICIES:
       raise ValueError(f"reanalyze works with policy 'muzero' or 'gumbel', not "
                        f"policy={self._policy!r}")
-    self._reanalyze = config
-    self._target_params, self._learn_count = None, 0
-    if config is not None:
-      self._reanalyze_key = jax.random.PRNGKey(config.seed)
-      self._reanalyze_step = jax.jit(self._reanalyze_step_fn)
-      self._reanalyze_scan = jax.jit(self._reanalyze_scan_fn)
+    self._reanalyze, self._learners = config, None
+    if self._state is not None:
+      self._state = self._fresh_state(self._state.params, self._state.opt_state)
 
-  def _next_key(self):
-    self._reanalyze_key, key = jax.random.split(self._reanalyze_key)
-    return key
+  @property
+  def train_state(self) -> Optional[TrainState]:
+    """Everything learning depends on (params, optimizer state, target network,
+    update counter, key), as one pytree; None before `init` or `load`."""
+    return self._state
 
-  def _learn_carry(self):
-    target = self._params if self._target_params is None else self._target_params
-    return self._params, self._opt_state, target, jnp.int32(self._learn_count)
+  def restore_train_state(self, state: TrainState):
+    """Continues learning from `state` (a run state's saved `train_state`).
 
-  def _set_learn_carry(self, carry):
-    self._params, self._opt_state, self._target_params, count = carry
-    self._learn_count = count  # stays on the device; read when needed
-
-  def _reanalyze_learn(self, carry, batch_and_key):
-    """Traced: refresh the target network when due, reanalyse, update."""
-    params, opt_state, target, count = carry
-    batch, key = batch_and_key
-    config = self._reanalyze
-    refresh = count % config.target_update_interval == 0
-    target = jax.tree_util.tree_map(lambda p, t: jnp.where(refresh, p, t), params, target)
-    batch, extra = reanalyze_lib.reanalyze_batch(self, params, target, key, batch, config)
-    params, opt_state, metrics = self._update_fn(params, opt_state, batch)
-    return (params, opt_state, target, count + 1), dict(metrics, **extra)
-
-  def _reanalyze_step_fn(self, carry, batch, key):
-    return self._reanalyze_learn(carry, (batch, key))
-
-  def _reanalyze_scan_fn(self, carry, batches, keys):
-    return jax.lax.scan(self._reanalyze_learn, carry, (batches, keys))
-
-  def _update_fn(self, params, opt_state, batch):
-    def loss(p):
-      out = self._loss_fn(self, p, batch)
-      return out if isinstance(out, tuple) else (out, {})
-
-    (value, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params)
-    if PRIORITY not in metrics:  # a custom loss: the value error, computed here
-      s = self.networks.representation(params["representation"], batch.obs[:, 0])
-      value_logits = self.networks.prediction(params["prediction"], s)[0]
-      metrics = dict(metrics, **{PRIORITY: value_error(
-          logits_to_scalar(value_logits, self._support_size), batch)})
-    updates, new_opt_state = self._optimizer.update(grads, opt_state, params)
-    new_params = optax.apply_updates(params, updates)
-    grad_norm = _global_norm(grads)
-    # A non-finite target can still give a finite loss (the two-hot encoding
-    # clips an infinite return to the edge of the support): check the data too.
-    finite = jnp.isfinite(value) & jnp.isfinite(grad_norm) & self._batch_is_sane(batch)
-    keep = functools.partial(jax.tree_util.tree_map, lambda new, old: jnp.where(finite, new, old))
-    metrics = dict(metrics, loss=value, grad_norm=grad_norm,
-                   skipped=1. - finite.astype(jnp.float32))
-    return keep(new_params, params), keep(new_opt_state, opt_state), metrics
+    Raises:
+      ValueError: `state` does not have this model's structure and shapes.
+    """
+    self._require_params("restore_train_state")
+    want = jax.tree_util.tree_map(np.shape, self._state)
+    got = jax.tree_util.tree_map(np.shape, state)
+    if jax.tree_util.tree_structure(got) != jax.tree_util.tree_structure(want) or \
+        jax.tree_util.tree_leaves(got) != jax.tree_util.tree_leaves(want):
+      raise ValueError("the training state does not fit this model (another "
+                       "architecture, optimizer or reanalysis setting)")
+    self._state = jax.tree_util.tree_map(
+        lambda x, t: jnp.asarray(x, t.dtype), state, self._state)
 
   def _batch_is_sane(self, batch):
     """Traced: every float field finite and every action in `[0, num_actions)`
@@ -639,7 +620,7 @@ class MuZero:
   def save(self, file):
     """Writes params and optimizer state to `file` (.npz added if missing)."""
     self._require_params("save")
-    return str(checkpoint.save(file, self._params, self._opt_state,
+    return str(checkpoint.save(file, self._state.params, self._state.opt_state,
                                self.checkpoint_metadata()))
 
   def checkpoint_metadata(self) -> dict:
@@ -695,25 +676,24 @@ class MuZero:
           f"checkpoint {file} has an optimizer state that does not fit this model's "
           "optimizer")
     _check_kinds(opt_leaves, leaves, file, "optimizer state")
-    self._params = params
-    self._opt_state = jax.tree_util.tree_unflatten(
-        treedef, [jnp.asarray(x, b.dtype) for x, b in zip(opt_leaves, leaves)])
+    self._state = self._fresh_state(params, jax.tree_util.tree_unflatten(
+        treedef, [jnp.asarray(x, b.dtype) for x, b in zip(opt_leaves, leaves)]))
     self._obs_shape = obs_shape
     self._num_actions = found["num_actions"]
     return self
 
   def _require_params(self, what):
-    if self._params is None:
+    if self._state is None:
       raise RuntimeError(f"call model.init(rng_key, sample_input) or model.load(path) "
                          f"before {what}()")
 
   @property
   def params(self):
-    return self._params
+    return None if self._state is None else self._state.params
 
   @property
   def optimizer_state(self):
-    return self._opt_state
+    return None if self._state is None else self._state.opt_state
 
   @property
   def optimizer(self):
@@ -750,15 +730,15 @@ class MuZero:
 
   def representation(self, obs):
     """Hidden state of `obs[B, ...]` under the current parameters."""
-    return self._apply_repr(self._params["representation"], obs)
+    return self._apply_repr(self._state.params["representation"], obs)
 
   def prediction(self, s):
     """`(value_logits, policy_logits)` of hidden state `s`."""
-    return self._apply_pred(self._params["prediction"], s)
+    return self._apply_pred(self._state.params["prediction"], s)
 
   def dynamic(self, s, a):
     """`(reward_logits, next_s)` of hidden state `s` and actions `a[B]`."""
-    return self._apply_dyn(self._params["dynamic"], s, a)
+    return self._apply_dyn(self._state.params["dynamic"], s, a)
 
 
 _SEARCH_SETTINGS = ("dirichlet_fraction", "dirichlet_alpha", "pb_c_init", "pb_c_base",
@@ -890,6 +870,11 @@ def require_discrete(space, what: str = "action_space"):
                      "the environment to discretise it, or use policy='sampled'")
 
 
+def _metrics_dict(out) -> dict:
+  """The metrics dict `update` has always returned, from a `LearnerOutput`."""
+  return dict(out.metrics, skipped=out.skipped, **{PRIORITY: out.priority})
+
+
 def mean_metrics(metrics) -> dict:
   """Host floats from per-update metrics `[U]`: means, and `'skipped'` summed
   (the per-window priorities are left out)."""
@@ -962,10 +947,3 @@ def _check_metadata(meta: dict, file):
 def _default_optimizer():
   return optimizer()
 
-
-def _global_norm(tree):
-  # optax.tree.norm replaced optax.global_norm (deprecated) in newer optax.
-  tree_api = getattr(optax, "tree", None)
-  if tree_api is not None and hasattr(tree_api, "norm"):
-    return tree_api.norm(tree)
-  return optax.global_norm(tree)

@@ -32,9 +32,11 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+import jax
 import numpy as np
 
 from muax import checkpoint
+from muax.core.types import TrainState
 
 try:
   import fcntl
@@ -44,7 +46,8 @@ except ImportError:  # Windows
 
 __all__ = ["Boundary", "LOCK_FILE", "RUN_DIR", "RunFolderInUse", "archive", "best_folder",
            "best_folder_names", "clean_temporary", "find_run_dir", "locate", "locked",
-           "prune_best", "read_state", "set_aside", "set_newer_aside", "state_files",
+           "prune_best", "read_state", "saved_train_state", "set_aside", "set_newer_aside",
+           "state_files",
            "write"]
 
 RUN_DIR = "run"
@@ -52,6 +55,7 @@ LATEST_DIR = "latest"
 LOCK_FILE = ".muax-lock"
 _PATTERN = re.compile(r"^state_(\d+)\.npz$")
 _BEST = re.compile(r"^epoch_\d+_test_")
+_TARGET = "train.target."  # + leaf index: the target network's parameters
 
 
 class RunFolderInUse(RuntimeError):
@@ -67,8 +71,7 @@ class Boundary:
   training_steps: int
   seconds: float
   skipped_in_a_row: int
-  params: object
-  opt_state: object
+  train_state: TrainState  # params, optimizer state, target network, counter, key
   key: np.ndarray  # [2] uint32: the key stream's next key
   spare_keys: np.ndarray  # [n, 2] uint32: keys split but not yet handed out
   seeds_state: dict  # numpy Generator state of the episode seeds
@@ -93,14 +96,47 @@ def write(save_dir, boundary: Boundary, model, buffer, config: dict, *,
   """
   run = {"loop": _loop_record(boundary), "config": config}
   arrays = {"key": boundary.key, "spare_keys": boundary.spare_keys}
+  arrays.update(_train_state_arrays(boundary.train_state))
   buffer_meta, buffer_arrays = buffer.state()
   run["buffer"] = buffer_meta
   arrays.update({f"buffer.{k}": v for k, v in buffer_arrays.items()})
   path = Path(save_dir) / RUN_DIR / f"state_{boundary.collected:07d}.npz"
-  checkpoint.save(path, boundary.params, boundary.opt_state, model.checkpoint_metadata(),
+  state = boundary.train_state
+  checkpoint.save(path, state.params, state.opt_state, model.checkpoint_metadata(),
                   run=run, arrays=arrays)
   _prune(path, keep)
   return path
+
+
+def saved_train_state(arrays: dict, fresh: TrainState) -> TrainState:
+  """`fresh` (the model's state after loading a run state's parameters and
+  optimizer state) with the saved update counter, key and target network.
+
+  A state written before these were saved (release 0.1.0) gives `fresh`. A
+  target network is used when the model has one (reanalysis on).
+
+  Raises:
+    ValueError: the saved fields have the wrong shape or dtype.
+  """
+  if "train.count" not in arrays:
+    return fresh
+  count, key = np.asarray(arrays["train.count"]), np.asarray(arrays["train.key"])
+  if count.shape != () or count.dtype.kind not in "iu" or key.shape != np.shape(fresh.key) \
+      or key.dtype != np.uint32:
+    raise ValueError(f"the saved update counter {count.dtype}{list(count.shape)} or key "
+                     f"{key.dtype}{list(key.shape)} is not a scalar integer and a "
+                     f"uint32{list(np.shape(fresh.key))} key")
+  target = fresh.target_params
+  names = sorted((k for k in arrays if k.startswith(_TARGET)), key=lambda k: int(k[len(_TARGET):]))
+  if target is not None and names:
+    leaves, treedef = jax.tree_util.tree_flatten(fresh.params)
+    saved = [arrays[k] for k in names]
+    if len(saved) != len(leaves) or any(np.shape(x) != np.shape(y) or
+                                        np.asarray(x).dtype != np.asarray(y).dtype
+                                        for x, y in zip(saved, leaves)):
+      raise ValueError("the saved target network does not fit the parameters")
+    target = jax.tree_util.tree_unflatten(treedef, saved)
+  return fresh.replace(count=count.astype(np.int32), key=key, target_params=target)
 
 
 def state_files(save_dir) -> List[Path]:
@@ -393,6 +429,15 @@ def _loop_record(b: Boundary) -> dict:
           "best_history": [_relative(p) for p in b.best_history],
           "stale_best": [_relative(p) for p in b.stale_best],
           "taken_best": list(b.taken_best), "tests": list(b.tests)}
+
+
+def _train_state_arrays(state: TrainState) -> dict:
+  """The parts of a `TrainState` a model checkpoint does not hold."""
+  arrays = {"train.count": np.asarray(state.count), "train.key": np.asarray(state.key)}
+  if state.target_params is not None:
+    for i, leaf in enumerate(jax.tree_util.tree_leaves(state.target_params)):
+      arrays[f"{_TARGET}{i}"] = np.asarray(leaf)
+  return arrays
 
 
 def _state_files(folder: Path) -> List[Path]:

@@ -498,7 +498,7 @@ class SampledMuZero(MuZero):
   def dynamic(self, s, a):
     """`(reward_logits, next_s)` of hidden state `s` and actions `a[B, D]` in the
     Box's units (the dynamics network sees them normalised)."""
-    return self._apply_dyn(self._params["dynamic"], s, from_env(a, self._low, self._high))
+    return self._apply_dyn(self.params["dynamic"], s, from_env(a, self._low, self._high))
 
   @property
   def action_space(self) -> gym.spaces.Box:

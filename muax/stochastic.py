@@ -191,15 +191,15 @@ class StochasticMuZero(model_lib.MuZero):
 
   def afterstate(self, s, a):
     """Afterstate of hidden state `s` and actions `a[B]`."""
-    return self.afterstate_dy_func.apply(self._params["afterstate_dynamic"], s, a)
+    return self.afterstate_dy_func.apply(self.params["afterstate_dynamic"], s, a)
 
   def afterstate_prediction(self, afterstate):
     """`(q_logits[B, 2S+1], chance_logits[B, C])` of an afterstate."""
-    return self.afterstate_pred_func.apply(self._params["afterstate_prediction"], afterstate)
+    return self.afterstate_pred_func.apply(self.params["afterstate_prediction"], afterstate)
 
   def encode(self, obs, next_obs):
     """Chance code logits `[B, C]` of the transitions `obs -> next_obs`."""
-    return self.encoder_func.apply(self._params["encoder"], obs, next_obs)
+    return self.encoder_func.apply(self.params["encoder"], obs, next_obs)
 
 
 # -- search ------------------------------------------------------------------

@@ -723,8 +723,8 @@ class _Loop:
     self.boundary = run_state.Boundary(
         warmup_done=self.warmup_done, episode=self.episode, env_steps=self.env_steps,
         training_steps=self.training_steps, seconds=self.elapsed(),
-        skipped_in_a_row=self.skipped_in_a_row, params=self.model.params,
-        opt_state=self.model.optimizer_state, key=key, spare_keys=spare,
+        skipped_in_a_row=self.skipped_in_a_row, train_state=self.model.train_state,
+        key=key, spare_keys=spare,
         seeds_state=self.seeds.bit_generator.state, best_return=self.best_return,
         best_path=self.best_path, best_history=list(self.best_history),
         tests=list(self.tests), stale_best=list(self.stale_best),
@@ -773,6 +773,11 @@ class _Loop:
     # A model that does not fit raises CheckpointError (every state is alike,
     # none is set aside); a damaged state raises UnreadableCheckpointError.
     self.model.load(file)
+    try:
+      self.model.restore_train_state(
+          run_state.saved_train_state(arrays, self.model.train_state))
+    except (KeyError, ValueError, TypeError) as e:
+      raise _damaged(file, e) from e
     buffer_arrays = {k[len("buffer."):]: v for k, v in arrays.items()
                      if k.startswith("buffer.")}
     try:

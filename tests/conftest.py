@@ -1,11 +1,22 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import jax
 import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+# One compilation cache for the session: tests build many models with the
+# same networks, whose programs are then compiled once, not once per model.
+_CACHE = tempfile.mkdtemp(prefix="muax-test-jax-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 import muax  # noqa: E402
 from muax import nn  # noqa: E402

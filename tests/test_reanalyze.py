@@ -159,7 +159,7 @@ def test_target_network_refreshes_every_interval():
                                           target_update_interval=3))
   batches = [sample() for _ in range(5)]
   scan_model.update_many(jax.tree_util.tree_map(lambda *x: np.stack(x), *batches))
-  assert int(scan_model._learn_count) == 5
+  assert int(scan_model.train_state.count) == 5
   assert not same(scan_model.target_params, scan_model.params)
 
 
@@ -195,7 +195,7 @@ def test_fit_with_reanalyze_and_prioritized_replay(tmp_path):
       sample_per_trajectory=2, num_update_per_episode=3, test_interval=2,
       num_test_episodes=1, tensorboard_dir=str(tmp_path), model_save_path=str(tmp_path / "m"),
       progress=False, random_seed=0, log_all_metrics=True)
-  assert result.training_steps == 6 and int(model._learn_count) == 6
+  assert result.training_steps == 6 and int(model.train_state.count) == 6
   assert model.target_params is not None
   tags = read_scalars(result.logdir)
   assert any("reanalyze_value_shift" in tag for tag in tags)

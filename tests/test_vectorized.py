@@ -87,8 +87,8 @@ def test_replay_samples_several_batches_at_once():
 def test_act_can_search_with_other_params():
   model, other = make_mlp_model(), make_mlp_model()
   rng = np.random.default_rng(1)
-  other._params = jax.tree_util.tree_map(
-      lambda x: x + rng.normal(scale=0.3, size=x.shape).astype(np.float32), other.params)
+  other.restore_train_state(other.train_state.replace(params=jax.tree_util.tree_map(
+      lambda x: x + rng.normal(scale=0.3, size=x.shape).astype(np.float32), other.params)))
   obs = np.linspace(-1, 1, 4).astype(np.float32)
   key = jax.random.PRNGKey(0)
   own = model.act(key, obs, with_pi=True, with_value=True, num_simulations=8)
