@@ -21,6 +21,8 @@ from muax import checks
 from muax import checkpoint
 from muax import nn
 from muax.core import learner
+from muax.core.types import SearchBudget
+from muax.core.types import SearchConfig
 from muax.core.types import TrainState
 from muax import reanalyze as reanalyze_lib
 from muax import search
@@ -349,15 +351,19 @@ class MuZero:
                       mask, hyper, **static)
 
   def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, **static):
-    """Traced: one search on `obs[B, ...]`, packed into one `[B, P]` array."""
-    return _pack_plan(*self._search(params, rng_key, obs, invalid_actions, hyper, **static))
+    """Traced: one search on `obs[B, ...]`, packed into one `[B, P]` array
+    (`hyper`: the `[6]` packed `SearchConfig`; `static`: `SearchBudget`'s)."""
+    return _pack_plan(*self.search(params, rng_key, obs, invalid_actions,
+                                   SearchConfig.unpack(hyper), SearchBudget(**static)))
 
-  def _search(self, params, rng_key, obs, invalid_actions, hyper, **static):
-    """Traced: `(action[B], pi[B, A], value[B])` of one search on `obs[B, ...]`
-    (`hyper`: temperature and the noise and pUCT settings, as `search.plan`)."""
-    return search.plan(
-        self.networks, params, rng_key, obs, invalid_actions, *hyper, policy=self._policy,
-        support_size=self._support_size, discount=self.search_discount, **static)
+  def search(self, params, rng_key, obs, invalid_actions, config: SearchConfig,
+             budget: SearchBudget):
+    """Traced (call it inside `jax.jit`): one search on `obs[B, ...]` with
+    `invalid_actions[B, A]` (1 = invalid); returns `(action[B], pi[B, A],
+    value[B])`. Reanalysis searches through it too."""
+    return search.search(self.networks, params, rng_key, obs, invalid_actions, config,
+                         budget, policy=self._policy, support_size=self._support_size,
+                         discount=self.search_discount)
 
   def _unpack(self, packed: np.ndarray):
     """`(action[B], value[B], pi[B, A], extras)` from `_plan_packed`'s output on

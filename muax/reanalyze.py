@@ -22,6 +22,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from muax.core.types import SearchBudget
+from muax.core.types import SearchConfig
 from muax.support import logits_to_scalar
 
 __all__ = ["Reanalyze", "reanalyze_batch"]
@@ -110,10 +112,9 @@ def reanalyze_batch(model, params, target_params, rng_key, batch, config: Reanal
     if invalid is None:
       invalid = jnp.zeros((rows * k, model.num_actions), jnp.int32)
     # Greedy search settings: no exploration noise (temperature 0).
-    hyper = (jnp.float32(0.), 0., 0.3, 1.25, 19652., 1.)
-    _, new_pi, _ = model._search(search_params, rng_key, flat(head.obs),
-                                 invalid.astype(jnp.int32), hyper,
-                                 num_simulations=config.num_simulations)
+    _, new_pi, _ = model.search(search_params, rng_key, flat(head.obs),
+                                invalid.astype(jnp.int32), SearchConfig.greedy(),
+                                SearchBudget(num_simulations=config.num_simulations))
     old = jnp.asarray(head.pi, jnp.float32)
     new_pi = jnp.where(head.inside[..., None], new_pi.reshape(old.shape), old)
     metrics["reanalyze_policy_shift"] = 0.5 * jnp.mean(jnp.sum(jnp.abs(new_pi - old), -1))

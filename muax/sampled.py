@@ -37,6 +37,9 @@ import numpy as np
 
 from muax import checkpoint
 from muax import checks
+from muax.core import search as core_search
+from muax.core.types import SearchBudget
+from muax.core.types import SearchConfig
 from muax import nn
 from muax import search
 from muax.loss import _categorical_loss
@@ -220,35 +223,21 @@ def plan(nets: search.Networks, params, rng_key, obs, temperature, dirichlet_fra
   Returns:
     `(slot[B], candidates u[B, K, D], pi[B, K], value[B])`.
   """
-  if jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
-    rng_key = jax.random.key_data(rng_key)
-  explore = temperature > 0
-  keys = jax.random.split(rng_key, 3)
-  keys = jnp.where(explore, keys, jax.random.split(jax.random.PRNGKey(0), 3))
-  k_root, k_search, k_action = keys[0], keys[1], keys[2]
-  root = root_fn(nets, params, k_root, obs, num_samples=num_samples,
-                 support_size=support_size)
+  config = SearchConfig(temperature=temperature, dirichlet_fraction=dirichlet_fraction,
+                        dirichlet_alpha=dirichlet_alpha, pb_c_init=pb_c_init,
+                        pb_c_base=pb_c_base, gumbel_scale=gumbel_scale)
+  budget = SearchBudget(num_simulations=num_simulations, max_depth=max_depth,
+                        max_num_considered_actions=max_num_considered_actions,
+                        loop_fn=loop_fn, qtransform=qtransform)
   recurrent_fn = make_recurrent_fn(nets, num_samples=num_samples,
                                    support_size=support_size, discount=discount)
-  explore = explore.astype(jnp.float32)
-  common = dict(params=params, rng_key=k_search, root=root, recurrent_fn=recurrent_fn,
-                num_simulations=num_simulations, max_depth=max_depth, loop_fn=loop_fn)
-  if qtransform is not None:
-    common["qtransform"] = qtransform
-  elif search_policy == "muzero":
-    common["qtransform"] = qtransform_completed_by_parent
-  if search_policy == "gumbel":
-    out = mctx.gumbel_muzero_policy(
-        max_num_considered_actions=max_num_considered_actions,
-        gumbel_scale=gumbel_scale * explore, **common)
-    slot = out.action
-  else:
-    out = mctx.muzero_policy(
-        dirichlet_fraction=dirichlet_fraction * explore, dirichlet_alpha=dirichlet_alpha,
-        pb_c_init=pb_c_init, pb_c_base=pb_c_base, **common)
-    counts = out.search_tree.summary().visit_counts
-    slot = search._select_action(k_action, counts, jnp.zeros_like(counts), temperature)
-  return slot, root.embedding[1], out.action_weights, out.search_tree.summary().value
+  out = core_search.run(
+      search_policy, params, rng_key,
+      lambda k_root: root_fn(nets, params, k_root, obs, num_samples=num_samples,
+                             support_size=support_size),
+      recurrent_fn, None, config, budget,
+      default_qtransform=qtransform_completed_by_parent if search_policy == "muzero" else None)
+  return out.action, out.root.embedding[1], out.pi, out.value
 
 
 # -- loss ---------------------------------------------------------------------

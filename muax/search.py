@@ -11,6 +11,9 @@ import jax
 import jax.numpy as jnp
 import mctx
 
+from muax.core import search as core_search
+from muax.core.types import SearchBudget
+from muax.core.types import SearchConfig
 from muax.support import logits_to_scalar
 
 POLICIES = ("muzero", "gumbel")
@@ -63,7 +66,8 @@ def plan(nets: Networks, params, rng_key, obs, invalid_actions, temperature,
   """Searches from a batch of observations and chooses actions.
 
   `temperature == 0` is greedy and deterministic: no Dirichlet or Gumbel noise,
-  and the most visited action (muzero) or the search's choice (gumbel).
+  and the most visited action (muzero) or the search's choice (gumbel). The
+  search itself is `muax.core.search.run`.
 
   Args:
     obs: `[B, ...]` observations.
@@ -77,46 +81,25 @@ def plan(nets: Networks, params, rng_key, obs, invalid_actions, temperature,
   `root` and `recurrent_fn` replace `root_fn` and `make_recurrent_fn` (model
   variants whose embedding carries more than the hidden state).
   """
-  if jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
-    rng_key = jax.random.key_data(rng_key)
-  k_search, k_action = jax.random.split(rng_key)
-  explore = temperature > 0
-  # mctx breaks ties between equal scores with tiny random noise; greedy play
-  # uses a fixed key for it so that it is a function of the observation alone.
-  k_search = jnp.where(explore, k_search, jax.random.PRNGKey(0))
+  config = SearchConfig(temperature=temperature, dirichlet_fraction=dirichlet_fraction,
+                        dirichlet_alpha=dirichlet_alpha, pb_c_init=pb_c_init,
+                        pb_c_base=pb_c_base, gumbel_scale=gumbel_scale)
+  budget = SearchBudget(num_simulations=num_simulations, max_depth=max_depth,
+                        max_num_considered_actions=max_num_considered_actions,
+                        loop_fn=loop_fn, qtransform=qtransform)
+  return search(nets, params, rng_key, obs, invalid_actions, config, budget, policy=policy,
+                support_size=support_size, discount=discount, root=root,
+                recurrent_fn=recurrent_fn)
+
+
+def search(nets: Networks, params, rng_key, obs, invalid_actions, config: SearchConfig,
+           budget: SearchBudget, *, policy: str, support_size: int, discount: float,
+           root=None, recurrent_fn=None):
+  """`plan` with its settings as a `SearchConfig` and a `SearchBudget`."""
   if root is None:
     root = root_fn(nets, params, obs, support_size=support_size)
   if recurrent_fn is None:
     recurrent_fn = make_recurrent_fn(nets, support_size=support_size, discount=discount)
-  explore = explore.astype(jnp.float32)
-  common = dict(params=params, root=root, recurrent_fn=recurrent_fn,
-                num_simulations=num_simulations, invalid_actions=invalid_actions,
-                max_depth=max_depth, loop_fn=loop_fn)
-  if qtransform is not None:
-    common["qtransform"] = qtransform
-  if policy == "gumbel":
-    out = mctx.gumbel_muzero_policy(
-        rng_key=k_search, max_num_considered_actions=max_num_considered_actions,
-        gumbel_scale=gumbel_scale * explore, **common)
-    action = out.action
-  else:
-    out = mctx.muzero_policy(
-        rng_key=k_search, dirichlet_fraction=dirichlet_fraction * explore,
-        dirichlet_alpha=dirichlet_alpha, pb_c_init=pb_c_init, pb_c_base=pb_c_base,
-        **common)
-    action = _select_action(k_action, out.search_tree.summary().visit_counts,
-                            invalid_actions, temperature)
-  return action, out.action_weights, out.search_tree.summary().value
-
-
-def _select_action(rng_key, visit_counts, invalid_actions, temperature):
-  """Samples `N^(1/T)` for T > 0, else the most visited valid action."""
-  counts = visit_counts.astype(jnp.float32)
-  valid = invalid_actions == 0
-  greedy = jnp.argmax(jnp.where(valid, counts, -1.), axis=-1)
-  logits = jnp.where(valid & (counts > 0), jnp.log(jnp.maximum(counts, 1e-30)), -jnp.inf)
-  # All-zero visits (num_simulations smaller than needed) fall back to greedy.
-  safe_t = jnp.maximum(temperature, 1e-6)
-  sampled = jax.random.categorical(rng_key, logits / safe_t, axis=-1)
-  sampled = jnp.where(jnp.isfinite(jnp.max(logits, axis=-1)), sampled, greedy)
-  return jnp.where(temperature > 0, sampled, greedy)
+  out = core_search.run(policy, params, rng_key, lambda _: root, recurrent_fn,
+                        invalid_actions, config, budget)
+  return out.action, out.pi, out.value

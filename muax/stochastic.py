@@ -35,9 +35,11 @@ import numpy as np
 import optax
 
 from muax import checks
+from muax.core import search as core_search
+from muax.core.types import SearchBudget
+from muax.core.types import SearchConfig
 from muax import model as model_lib
 from muax import nn
-from muax import search
 from muax.loss import _categorical_loss
 from muax.loss import _scale_gradient
 from muax.loss import policy_target
@@ -259,11 +261,6 @@ def plan(nets: StochasticNetworks, params, rng_key, obs, invalid_actions, temper
     `(action[B], pi[B, A], value[B])`: pi is the visit distribution over the
     root's actions, value the search value of the root.
   """
-  if jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
-    rng_key = jax.random.key_data(rng_key)
-  k_search, k_action = jax.random.split(rng_key)
-  explore = temperature > 0
-  k_search = jnp.where(explore, k_search, jax.random.PRNGKey(0))
   s = nets.representation(params["representation"], obs)
   value_logits, prior_logits = nets.prediction(params["prediction"], s)
   root = mctx.RootFnOutput(prior_logits=prior_logits,
@@ -271,17 +268,14 @@ def plan(nets: StochasticNetworks, params, rng_key, obs, invalid_actions, temper
   decision_fn, chance_fn = make_recurrent_fns(
       nets, support_size=support_size, discount=discount,
       num_chance_outcomes=num_chance_outcomes)
-  extra = {} if qtransform is None else {"qtransform": qtransform}
-  out = mctx.stochastic_muzero_policy(
-      params=params, rng_key=k_search, root=root, decision_recurrent_fn=decision_fn,
-      chance_recurrent_fn=chance_fn, num_simulations=num_simulations,
-      invalid_actions=invalid_actions, max_depth=max_depth, loop_fn=loop_fn,
-      dirichlet_fraction=dirichlet_fraction * explore.astype(jnp.float32),
-      dirichlet_alpha=dirichlet_alpha, pb_c_init=pb_c_init, pb_c_base=pb_c_base, **extra)
-  summary = out.search_tree.summary()
-  action = search._select_action(k_action, summary.visit_counts, invalid_actions,
-                                 temperature)
-  return action, out.action_weights, summary.value
+  config = SearchConfig(temperature=temperature, dirichlet_fraction=dirichlet_fraction,
+                        dirichlet_alpha=dirichlet_alpha, pb_c_init=pb_c_init,
+                        pb_c_base=pb_c_base, gumbel_scale=jnp.float32(0.))
+  budget = SearchBudget(num_simulations=num_simulations, max_depth=max_depth,
+                        loop_fn=loop_fn, qtransform=qtransform)
+  out = core_search.run("stochastic", params, rng_key, lambda _: root, decision_fn,
+                        invalid_actions, config, budget, chance_recurrent_fn=chance_fn)
+  return out.action, out.pi, out.value
 
 # -- loss --------------------------------------------------------------------
 

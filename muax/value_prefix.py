@@ -112,11 +112,12 @@ class ValuePrefixMuZero(model_lib.MuZero):
                                                    self._initial_state(sample.shape[0]))
     return params, num_actions
 
-  def _search(self, params, rng_key, obs, invalid_actions, hyper, **static):
-    return search.plan(self.networks, params, rng_key, obs, invalid_actions, *hyper,
-                       policy=self._policy, support_size=self._support_size,
-                       discount=self.search_discount, root=self._root(params, obs),
-                       recurrent_fn=self._recurrent_fn(), **static)
+  def search(self, params, rng_key, obs, invalid_actions, config, budget):
+    """`MuZero.search` with the prefix LSTM's root and recurrent function."""
+    return search.search(self.networks, params, rng_key, obs, invalid_actions, config,
+                         budget, policy=self.policy, support_size=self.support_size,
+                         discount=self.search_discount, root=self._root(params, obs),
+                         recurrent_fn=self._recurrent_fn())
 
   def _root(self, params, obs) -> mctx.RootFnOutput:
     """Traced: the search root, its embedding with a fresh prefix LSTM."""

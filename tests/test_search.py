@@ -5,6 +5,7 @@ import pytest
 
 import muax
 from muax import search
+from muax.core import search as core_search
 from muax.support import scalar_to_support
 
 S = 10
@@ -90,9 +91,9 @@ def test_recurrent_fn_uses_next_state_old_defect_1():
 def test_select_action_greedy_and_sampled():
   counts = jnp.array([[1, 7, 2], [0, 0, 5]])
   valid = jnp.zeros((2, 3))
-  greedy = search._select_action(jax.random.PRNGKey(0), counts, valid, 0.)
+  greedy = core_search.select_action(jax.random.PRNGKey(0), counts, valid, 0.)
   np.testing.assert_array_equal(greedy, [1, 2])
-  draws = np.stack([search._select_action(jax.random.PRNGKey(k), counts, valid, 1.)
+  draws = np.stack([core_search.select_action(jax.random.PRNGKey(k), counts, valid, 1.)
                     for k in range(400)])
   assert set(draws[:, 1]) == {2}  # never an unvisited action
   assert 0.6 < (draws[:, 0] == 1).mean() < 0.8  # 7 / 10
