@@ -18,6 +18,7 @@ from muax import test
 from muax import train
 from muax import utils
 from muax import value_prefix
+from muax import variants
 from muax import wrappers
 from muax.episode_tracer import NStep
 from muax.episode_tracer import PNStep
@@ -58,5 +59,6 @@ __all__ = [
     "train",
     "utils",
     "value_prefix",
+    "variants",
     "wrappers",
 ]

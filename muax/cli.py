@@ -12,6 +12,8 @@ from typing import Optional
 import gymnasium as gym
 import numpy as np
 
+from muax import variants
+
 __all__ = ["TrainConfig", "build_buffer", "build_model", "build_reanalyze", "main", "train"]
 
 
@@ -165,9 +167,9 @@ def build_model(config: TrainConfig, num_actions, *, two_player: bool = False,
         init_value=config.learning_rate, peak_value=config.learning_rate,
         end_value=config.end_learning_rate, warmup_steps=5000, transition_steps=5000)
   if _is_image(observation_space):
-    if config.policy not in ("muzero", "gumbel"):
-      raise SystemExit(f"muax train: image observations are trained with policy muzero or "
-                       f"gumbel, not {config.policy}")
+    if "images" not in variants.get(config.policy).supports:
+      raise SystemExit(f"muax train: image observations are trained with policy "
+                       f"{_policies('images')}, not {config.policy}")
     downsample = "muzero" if min(observation_space.shape[:2]) >= 32 else 1
     return muax.MuZero(
         *nn.resnet_networks(num_actions, config.support_size, channels=32, num_blocks=1,
@@ -245,10 +247,12 @@ def train(config: TrainConfig):
   if target is None and not two_player:
     target = getattr(env.spec, "reward_threshold", None)
   name = (config.name or f"{config.env_id}_{config.policy}_seed{config.seed}").replace(":", "-")
-  if (config.reanalyze or config.consistency or config.value_prefix) and \
-      config.policy not in ("muzero", "gumbel"):
+  wanted = [option for option, on in (("reanalysis", config.reanalyze),
+                                      ("consistency", config.consistency),
+                                      ("value_prefix", config.value_prefix)) if on]
+  if any(option not in variants.get(config.policy).supports for option in wanted):
     raise SystemExit(f"muax train: --reanalyze, --consistency and --value-prefix work with "
-                     f"policy muzero or gumbel, not {config.policy}")
+                     f"policy {_policies(*wanted)}, not {config.policy}")
   try:
     buffer, reanalyze = build_buffer(config), build_reanalyze(config)
     model = build_model(config, env.action_space, two_player=two_player,
@@ -339,3 +343,9 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
   sys.exit(main())
+
+
+def _policies(*options) -> str:
+  """'muzero or gumbel': the policies that support every one of `options`."""
+  names = [p for p in variants.names() if set(options) <= set(variants.get(p).supports)]
+  return " or ".join(names)

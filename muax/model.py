@@ -6,7 +6,6 @@ one per `update`. Temperature, keys, noise settings and data are traced
 arguments, so changing them never recompiles.
 """
 import functools
-import importlib
 import inspect
 from typing import Callable, Optional
 
@@ -26,6 +25,7 @@ from muax.core.types import SearchConfig
 from muax.core.types import TrainState
 from muax import reanalyze as reanalyze_lib
 from muax import search
+from muax import variants
 from muax.loss import default_loss_fn
 from muax.loss import value_error
 from muax.support import logits_to_scalar
@@ -121,12 +121,12 @@ class MuZero:
   def __new__(cls, *args, **kwargs):
     # `MuZero(..., policy='stochastic')` and `policy='sampled'` build the
     # subclass that implements that search (muax.stochastic, muax.sampled).
+    # The registry (muax.variants) names the class of each policy.
     policy = kwargs.get("policy", args[3] if len(args) > 3 else "muzero")
-    if cls is MuZero and isinstance(policy, str) and policy in search.VARIANTS:
-      module, name = search.VARIANTS[policy]
-      cls = getattr(importlib.import_module(module), name)
-    elif cls is MuZero and kwargs.get("value_prefix") is True:
-      cls = importlib.import_module("muax.value_prefix").ValuePrefixMuZero
+    if cls is MuZero and isinstance(policy, str) and policy in variants.names():
+      cls = variants.get(policy).model_class
+    if cls is MuZero and kwargs.get("value_prefix") is True:
+      cls = variants.option_class("value_prefix") or cls
     return super().__new__(cls)
 
   def __init__(self, representation_fn: Callable, prediction_fn: Callable,
@@ -135,16 +135,17 @@ class MuZero:
                loss_fn: Optional[Callable] = None, discount: float = 0.99,
                support_size: int = 10, *, two_player: bool = False,
                value_prefix: bool = False):
-    if value_prefix is not False and type(self).__name__ != "ValuePrefixMuZero":
+    if value_prefix is not False and type(self) is not variants.option_class("value_prefix"):
+      allowed = " or ".join(f"'{p}'" for p in variants.supporting("value_prefix"))
       raise ValueError(f"value_prefix must be True or False, and works with policy "
-                       f"'muzero' or 'gumbel'; got value_prefix={value_prefix!r} with "
+                       f"{allowed}; got value_prefix={value_prefix!r} with "
                        f"policy={policy!r}")
-    known = search.POLICIES + tuple(search.VARIANTS)
-    if policy not in known or (policy in search.VARIANTS
-                               and not isinstance(self, self._variant_class(policy))):
-      raise ValueError(f"unknown policy {policy!r}: choose one of {known}")
+    if not isinstance(self, variants.get(policy).model_class):
+      raise ValueError(f"unknown policy {policy!r}: choose one of {variants.names()}")
     if not isinstance(two_player, (bool, np.bool_)):
       raise TypeError(f"two_player must be True or False, got two_player={two_player!r}")
+    if two_player and "two_player" not in variants.get(policy).supports:
+      raise ValueError(f"policy={policy!r} does not support two_player=True")
     checks.number("discount", discount, low=0., high=1., what="a number in [0, 1]")
     if isinstance(support_size, bool) or not isinstance(support_size, (int, np.integer)) \
         or support_size < 1:
@@ -372,11 +373,6 @@ class MuZero:
     action, value, pi = unpack_plan(packed)
     return action, value, pi, {}
 
-  @staticmethod
-  def _variant_class(policy):
-    module, name = search.VARIANTS[policy]
-    return getattr(importlib.import_module(module), name)
-
   def _check_obs(self, obs, from_batch):
     what = "batch of observations" if from_batch else "observation"
     if obs.ndim < 1 or obs.shape[1:] != self._obs_shape:
@@ -524,9 +520,8 @@ class MuZero:
       ValueError: invalid settings, or a policy reanalysis does not support.
     """
     config = reanalyze_lib.as_reanalyze(config)
-    if config is not None and self._policy not in search.POLICIES:
-      raise ValueError(f"reanalyze works with policy 'muzero' or 'gumbel', not "
-                       f"policy={self._policy!r}")
+    if config is not None:
+      variants.require(self._policy, "reanalysis")
     self._reanalyze, self._learners = config, None
     if self._state is not None:
       self._state = self._fresh_state(self._state.params, self._state.opt_state)
@@ -953,3 +948,8 @@ def _check_metadata(meta: dict, file):
 def _default_optimizer():
   return optimizer()
 
+
+for _name in ("muzero", "gumbel"):
+  variants.register(_name, MuZero,
+                    supports=("reanalysis", "value_prefix", "two_player", "masks", "images",
+                              "consistency"))

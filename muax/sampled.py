@@ -37,6 +37,7 @@ import numpy as np
 
 from muax import checkpoint
 from muax import checks
+from muax import variants
 from muax.core import search as core_search
 from muax.core.types import SearchBudget
 from muax.core.types import SearchConfig
@@ -552,3 +553,6 @@ def _check_box(space) -> gym.spaces.Box:
     raise ValueError(f"action_space must have finite bounds with low < high, got "
                      f"low={space.low}, high={space.high}")
   return space
+
+
+variants.register("sampled", SampledMuZero, supports=("two_player",))

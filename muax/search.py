@@ -16,12 +16,6 @@ from muax.core.types import SearchBudget
 from muax.core.types import SearchConfig
 from muax.support import logits_to_scalar
 
-POLICIES = ("muzero", "gumbel")
-# Policies implemented by subclasses of `MuZero` in their own modules.
-VARIANTS = {"stochastic": ("muax.stochastic", "StochasticMuZero"),
-            "sampled": ("muax.sampled", "SampledMuZero")}
-
-
 class Networks(NamedTuple):
   """Haiku `apply` functions of the three MuZero networks."""
   representation: Callable  # (params, obs[B, ...]) -> s[B, ...]

@@ -35,6 +35,7 @@ import numpy as np
 import optax
 
 from muax import checks
+from muax import variants
 from muax.core import search as core_search
 from muax.core.types import SearchBudget
 from muax.core.types import SearchConfig
@@ -110,8 +111,6 @@ class StochasticMuZero(model_lib.MuZero):
                two_player: bool = False):
     if policy != "stochastic":
       raise ValueError(f"StochasticMuZero needs policy='stochastic', got policy={policy!r}")
-    if isinstance(two_player, (bool, np.bool_)) and two_player:
-      raise ValueError("policy='stochastic' does not support two_player=True")
     extras = (("afterstate_dynamic_fn", afterstate_dynamic_fn),
               ("afterstate_prediction_fn", afterstate_prediction_fn),
               ("encoder_fn", encoder_fn))
@@ -666,3 +665,6 @@ def _check_shape(fn_name, what, x, expected):
   if tuple(x.shape) != tuple(expected):
     raise ValueError(f"{fn_name} returned {what} of shape {tuple(x.shape)}; expected "
                      f"{tuple(expected)}")
+
+
+variants.register("stochastic", StochasticMuZero)

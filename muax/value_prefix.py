@@ -22,6 +22,7 @@ import mctx
 from muax import checks
 from muax import model as model_lib
 from muax import search
+from muax import variants
 from muax.loss import prefix_targets
 from muax.support import logits_to_scalar
 
@@ -77,9 +78,7 @@ class ValuePrefixMuZero(model_lib.MuZero):
                consistency_weight: float = 0.):
     if value_prefix is not True:
       raise ValueError("ValuePrefixMuZero needs value_prefix=True")
-    if policy not in search.POLICIES:
-      raise ValueError(f"value_prefix works with policy 'muzero' or 'gumbel', not "
-                       f"policy={policy!r}")
+    variants.require(policy, "value_prefix")
     self._prefix_hidden = checks.positive_int("prefix_hidden", prefix_hidden)
     self._prefix_horizon = checks.positive_int("prefix_horizon", prefix_horizon)
     if loss_fn is None and consistency_weight:
@@ -161,3 +160,5 @@ class PrefixHead(NamedTuple):
   initial_state: Callable  # (B) -> (h, c)
   horizon: int
 
+
+variants.register_option_class("value_prefix", ValuePrefixMuZero)
