@@ -6,6 +6,7 @@ from muax import envs
 from muax import episode_tracer
 from muax import games
 from muax import legacy
+from muax import loop
 from muax import loss
 from muax import model
 from muax import nn
@@ -47,6 +48,7 @@ __all__ = [
     "fit",
     "games",
     "legacy",
+    "loop",
     "loss",
     "model",
     "nn",

@@ -470,19 +470,29 @@ class MuZero:
     self._state, out = self._jitted_learners()[1](self._state, batches)
     return _metrics_dict(out)
 
+  def update_functions(self):
+    """`(update, update_many)`: this model's updates as pure functions of a
+    `TrainState`, not jitted (`muax.core.learner`).
+
+    `update(state, batch[B, K, ...])` and `update_many(state, batches[U, B,
+    K, ...])` return `(state, LearnerOutput)`; they use the model's networks,
+    loss, optimizer and reanalysis setting, never its parameters, so a
+    `muax.loop.Learner` (or a compiled loop) can own the state.
+    """
+    step = learner.make_gradient_step(self._loss, self._optimizer,
+                                      priority=self._window_error,
+                                      batch_is_sane=self._batch_is_sane)
+    config = self._reanalyze
+    update = learner.make_update(
+        step, reanalysis=None if config is None else functools.partial(
+            reanalyze_lib.reanalyze_batch, self, config=config),
+        target_update_interval=1 if config is None else config.target_update_interval)
+    return update, learner.make_update_many(update)
+
   def _jitted_learners(self):
-    """`(update, update_many)`, jitted pure functions of the `TrainState`
-    (built once per reanalysis setting)."""
+    """`update_functions()`, jitted (built once per reanalysis setting)."""
     if self._learners is None:
-      step = learner.make_gradient_step(self._loss, self._optimizer,
-                                        priority=self._window_error,
-                                        batch_is_sane=self._batch_is_sane)
-      config = self._reanalyze
-      update = learner.make_update(
-          step, reanalysis=None if config is None else functools.partial(
-              reanalyze_lib.reanalyze_batch, self, config=config),
-          target_update_interval=1 if config is None else config.target_update_interval)
-      self._learners = (jax.jit(update), jax.jit(learner.make_update_many(update)))
+      self._learners = tuple(jax.jit(fn) for fn in self.update_functions())
     return self._learners
 
   def _loss(self, params, batch):

@@ -6,7 +6,6 @@ network, the update counter and the keys learning consumes.
 """
 import jax
 import numpy as np
-import pytest
 
 import muax
 from muax import nn
