@@ -363,8 +363,8 @@ class MuZero:
     `invalid_actions[B, A]` (1 = invalid); returns `(action[B], pi[B, A],
     value[B])`. Reanalysis searches through it too."""
     return search.search(self.networks, params, rng_key, obs, invalid_actions, config,
-                         budget, policy=self._policy, support_size=self._support_size,
-                         discount=self.search_discount)
+                         budget, policy=variants.get(self._policy).search_policy,
+                         support_size=self._support_size, discount=self.search_discount)
 
   def _unpack(self, packed: np.ndarray):
     """`(action[B], value[B], pi[B, A], extras)` from `_plan_packed`'s output on
@@ -960,6 +960,6 @@ def _default_optimizer():
 
 
 for _name in ("muzero", "gumbel"):
-  variants.register(_name, MuZero,
+  variants.register(_name, MuZero, search_policy=_name,
                     supports=("reanalysis", "value_prefix", "two_player", "masks", "images",
                               "consistency"))

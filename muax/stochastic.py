@@ -667,4 +667,4 @@ def _check_shape(fn_name, what, x, expected):
                      f"{tuple(expected)}")
 
 
-variants.register("stochastic", StochasticMuZero)
+variants.register("stochastic", StochasticMuZero, search_policy="stochastic")

@@ -114,7 +114,8 @@ class ValuePrefixMuZero(model_lib.MuZero):
   def search(self, params, rng_key, obs, invalid_actions, config, budget):
     """`MuZero.search` with the prefix LSTM's root and recurrent function."""
     return search.search(self.networks, params, rng_key, obs, invalid_actions, config,
-                         budget, policy=self.policy, support_size=self.support_size,
+                         budget, policy=variants.get(self.policy).search_policy,
+                         support_size=self.support_size,
                          discount=self.search_discount, root=self._root(params, obs),
                          recurrent_fn=self._recurrent_fn())
 

@@ -10,10 +10,10 @@ when `muax` is imported (`muax.model` registers 'muzero' and 'gumbel',
 `muax.stochastic` and `muax.sampled` theirs).
 """
 import dataclasses
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 __all__ = ["OPTIONS", "Variant", "get", "names", "option_class", "register",
-           "register_option_class", "require", "supporting"]
+           "register_option_class", "require", "supporting", "unregister"]
 
 # The options a variant may support, each with how messages name it.
 OPTIONS = {"reanalysis": "reanalyze", "value_prefix": "value_prefix",
@@ -26,18 +26,28 @@ class Variant:
   """One registered algorithm."""
   name: str  # the `policy` argument of `MuZero`
   model_class: type  # the class `MuZero(policy=name)` builds
+  search_policy: Optional[str]  # the mctx policy (muax.core.search); None: the model's
   supports: Tuple[str, ...]  # the OPTIONS it combines with
 
 
 _REGISTRY: Dict[str, Variant] = {}
 
 
-def register(name: str, model_class: type, *, supports=()) -> Variant:
-  """Registers (or re-registers) the algorithm `name`."""
+def register(name: str, model_class: type, *, search_policy: Optional[str] = None,
+             supports=()) -> Variant:
+  """Registers (or re-registers) the algorithm `name`.
+
+  Args:
+    name: the `policy` argument that selects it.
+    model_class: `muax.MuZero` or a class derived from it.
+    search_policy: 'muzero', 'gumbel' or 'stochastic' (`muax.core.search.run`);
+      None when the model chooses (Sampled MuZero's `search_policy`).
+    supports: the OPTIONS it combines with.
+  """
   unknown = set(supports) - set(OPTIONS)
   if unknown:
     raise ValueError(f"unknown options {sorted(unknown)}: choose from {sorted(OPTIONS)}")
-  variant = Variant(name, model_class, tuple(supports))
+  variant = Variant(name, model_class, search_policy, tuple(supports))
   _REGISTRY[name] = variant
   return variant
 
@@ -53,6 +63,11 @@ def register_option_class(option: str, model_class: type):
 def option_class(option: str):
   """The class registered for `option`, or None."""
   return _OPTION_CLASSES.get(option)
+
+
+def unregister(name: str):
+  """Removes the algorithm `name` (a test's own variant, say)."""
+  _REGISTRY.pop(name, None)
 
 
 def names() -> Tuple[str, ...]:
