@@ -224,12 +224,10 @@ def plan(nets: search.Networks, params, rng_key, obs, temperature, dirichlet_fra
   Returns:
     `(slot[B], candidates u[B, K, D], pi[B, K], value[B])`.
   """
-  config = SearchConfig(temperature=temperature, dirichlet_fraction=dirichlet_fraction,
-                        dirichlet_alpha=dirichlet_alpha, pb_c_init=pb_c_init,
-                        pb_c_base=pb_c_base, gumbel_scale=gumbel_scale)
-  budget = SearchBudget(num_simulations=num_simulations, max_depth=max_depth,
-                        max_num_considered_actions=max_num_considered_actions,
-                        loop_fn=loop_fn, qtransform=qtransform)
+  config = SearchConfig.of(temperature, dirichlet_fraction, dirichlet_alpha, pb_c_init,
+                          pb_c_base, gumbel_scale)
+  budget = SearchBudget(num_simulations, max_depth, max_num_considered_actions, loop_fn,
+                        qtransform)
   recurrent_fn = make_recurrent_fn(nets, num_samples=num_samples,
                                    support_size=support_size, discount=discount)
   out = core_search.run(

@@ -75,12 +75,10 @@ def plan(nets: Networks, params, rng_key, obs, invalid_actions, temperature,
   `root` and `recurrent_fn` replace `root_fn` and `make_recurrent_fn` (model
   variants whose embedding carries more than the hidden state).
   """
-  config = SearchConfig(temperature=temperature, dirichlet_fraction=dirichlet_fraction,
-                        dirichlet_alpha=dirichlet_alpha, pb_c_init=pb_c_init,
-                        pb_c_base=pb_c_base, gumbel_scale=gumbel_scale)
-  budget = SearchBudget(num_simulations=num_simulations, max_depth=max_depth,
-                        max_num_considered_actions=max_num_considered_actions,
-                        loop_fn=loop_fn, qtransform=qtransform)
+  config = SearchConfig.of(temperature, dirichlet_fraction, dirichlet_alpha, pb_c_init,
+                          pb_c_base, gumbel_scale)
+  budget = SearchBudget(num_simulations, max_depth, max_num_considered_actions, loop_fn,
+                        qtransform)
   return search(nets, params, rng_key, obs, invalid_actions, config, budget, policy=policy,
                 support_size=support_size, discount=discount, root=root,
                 recurrent_fn=recurrent_fn)

@@ -34,6 +34,11 @@ class SearchConfig:
   gumbel_scale: chex.Array  # [] scale of the Gumbel noise (gumbel)
 
   @classmethod
+  def of(cls, *values) -> "SearchConfig":
+    """From the six settings given in `SEARCH_FIELDS` order."""
+    return cls(**dict(zip(SEARCH_FIELDS, values, strict=True)))
+
+  @classmethod
   def unpack(cls, packed: chex.Array) -> "SearchConfig":
     """From a `[6]` array in `SEARCH_FIELDS` order (one transfer for the six)."""
     return cls(**{name: packed[i] for i, name in enumerate(SEARCH_FIELDS)})
