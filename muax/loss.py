@@ -61,7 +61,7 @@ def muzero_loss(nets: Networks, params, batch, *, support_size: int,
       prefix_state = tuple(jnp.where(fresh, 0., x) for x in prefix_state)
       reward_logits, prefix_state = value_prefix.apply(params["value_prefix"], next_s,
                                                        prefix_state)
-    next_s = _scale_gradient(next_s, 0.5)
+    next_s = scale_gradient(next_s, 0.5)
     return (next_s, prefix_state), (value_logits, policy_logits, reward_logits, next_s)
 
   prefix_state = () if value_prefix is None else value_prefix.initial_state(s.shape[0])
@@ -74,8 +74,8 @@ def muzero_loss(nets: Networks, params, batch, *, support_size: int,
   if value_prefix is not None:
     reward_targets = prefix_targets(batch.r, value_prefix.horizon)
 
-  value_loss = _categorical_loss(value_logits, batch.Rn, support_size)
-  reward_loss = _categorical_loss(reward_logits, reward_targets, support_size)
+  value_loss = categorical_loss(value_logits, batch.Rn, support_size)
+  reward_loss = categorical_loss(reward_logits, reward_targets, support_size)
   policy_loss = optax.softmax_cross_entropy(policy_logits, policy_target(batch))
   per_step = (value_weight * value_loss + reward_weight * reward_loss
               + policy_weight * policy_loss)  # [B, K]
@@ -180,11 +180,13 @@ def make_loss_fn(*, value_weight: float = 1., reward_weight: float = 1.,
   return loss_fn
 
 
-def _categorical_loss(logits, scalar_targets, support_size):
+def categorical_loss(logits, scalar_targets, support_size):
+  """`[...]` cross-entropy of `logits[..., 2S+1]` against the two-hot encoding
+  of `scalar_targets[...]` (no gradient into the targets)."""
   targets = scalar_to_support(jax.lax.stop_gradient(scalar_targets), support_size)
   return optax.softmax_cross_entropy(logits, targets)
 
 
-def _scale_gradient(x, scale):
+def scale_gradient(x, scale):
   """Identity forward; multiplies the gradient by `scale` backward."""
   return x * scale + jax.lax.stop_gradient(x) * (1. - scale)

@@ -354,7 +354,7 @@ class MuZero:
   def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, **static):
     """Traced: one search on `obs[B, ...]`, packed into one `[B, P]` array
     (`hyper`: the `[6]` packed `SearchConfig`; `static`: `SearchBudget`'s)."""
-    return _pack_plan(*self.search(params, rng_key, obs, invalid_actions,
+    return pack_plan(*self.search(params, rng_key, obs, invalid_actions,
                                    SearchConfig.unpack(hyper), SearchBudget(**static)))
 
   def search(self, params, rng_key, obs, invalid_actions, config: SearchConfig,
@@ -561,7 +561,7 @@ class MuZero:
   def _batch_is_sane(self, batch):
     """Traced: every float field finite and every action in `[0, num_actions)`
     (an update on a batch that is not is skipped)."""
-    return _batch_is_sane(batch, self._num_actions)
+    return batch_is_sane(batch, self._num_actions)
 
   def _check_batch(self, batch, stacked=False):
     """Checks shapes (no device sync) and, on host arrays, the action range."""
@@ -860,7 +860,7 @@ def _check_actions(a: np.ndarray, num_actions: int, what: str):
                      f"[0, {num_actions}); {what} would train the dynamics on it silently")
 
 
-def _batch_is_sane(batch, num_actions):
+def batch_is_sane(batch, num_actions):
   """Traced: every float field finite and every action in `[0, num_actions)`
   (no range check when `num_actions` is None: float action vectors)."""
   ok = jnp.array(True)
@@ -896,7 +896,7 @@ def mean_metrics(metrics) -> dict:
   return out
 
 
-def _pack_plan(action, pi, value):
+def pack_plan(action, pi, value):
   """`[B, 2 + A]` float32: action (exact below 2**24), value, then pi."""
   return jnp.concatenate([action[:, None].astype(jnp.float32),
                           value[:, None].astype(jnp.float32), pi.astype(jnp.float32)], -1)

@@ -43,8 +43,8 @@ from muax.core.types import SearchBudget
 from muax.core.types import SearchConfig
 from muax import nn
 from muax import search
-from muax.loss import _categorical_loss
-from muax.loss import _scale_gradient
+from muax.loss import categorical_loss
+from muax.loss import scale_gradient
 from muax.loss import value_error
 from muax.loss import weighted_mean
 from muax import model as model_lib
@@ -270,12 +270,12 @@ def sampled_loss(nets: search.Networks, params, batch, *, support_size: int, low
   def unroll(s, u_t):
     value_logits, policy_params = nets.prediction(params["prediction"], s)
     reward_logits, next_s = nets.dynamic(params["dynamic"], s, u_t)
-    return _scale_gradient(next_s, 0.5), (value_logits, policy_params, reward_logits)
+    return scale_gradient(next_s, 0.5), (value_logits, policy_params, reward_logits)
 
   _, outs = jax.lax.scan(unroll, s, jnp.swapaxes(u, 0, 1))
   value_logits, policy_params, reward_logits = (jnp.swapaxes(x, 0, 1) for x in outs)
-  value_loss = _categorical_loss(value_logits, batch.Rn, support_size)
-  reward_loss = _categorical_loss(reward_logits, batch.r, support_size)
+  value_loss = categorical_loss(value_logits, batch.Rn, support_size)
+  reward_loss = categorical_loss(reward_logits, batch.r, support_size)
   candidates = from_env(jnp.asarray(batch.candidates, jnp.float32), low, high)
   b, k = candidates.shape[:2]
   logp = log_prob(policy_params.reshape(b * k, -1),
@@ -462,7 +462,7 @@ class SampledMuZero(MuZero):
   def _batch_is_sane(self, batch):
     # Float actions are not indices: no range check (the host check covers
     # the bounds), only finiteness.
-    return model_lib._batch_is_sane(batch, None)
+    return model_lib.batch_is_sane(batch, None)
 
   # -- parameters -----------------------------------------------------------
 

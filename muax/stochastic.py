@@ -41,8 +41,8 @@ from muax.core.types import SearchBudget
 from muax.core.types import SearchConfig
 from muax import model as model_lib
 from muax import nn
-from muax.loss import _categorical_loss
-from muax.loss import _scale_gradient
+from muax.loss import categorical_loss
+from muax.loss import scale_gradient
 from muax.loss import policy_target
 from muax.loss import value_error
 from muax.loss import weighted_mean
@@ -177,7 +177,7 @@ class StochasticMuZero(model_lib.MuZero):
         support_size=self._support_size, discount=self.search_discount,
         num_chance_outcomes=self._num_chance_outcomes, num_simulations=num_simulations,
         max_depth=max_depth, loop_fn=loop_fn, qtransform=qtransform)
-    return model_lib._pack_plan(action, pi, value)
+    return model_lib.pack_plan(action, pi, value)
 
   def _check_batch(self, batch, stacked=False):
     batch = super()._check_batch(batch, stacked)
@@ -330,7 +330,7 @@ def stochastic_muzero_loss(nets: StochasticNetworks, params, batch, *, support_s
     q_logits, chance_logits = nets.afterstate_prediction(params["afterstate_prediction"],
                                                          afterstate)
     reward_logits, next_s = nets.dynamic(params["dynamic"], afterstate, c)
-    return _scale_gradient(next_s, 0.5), (value_logits, policy_logits, q_logits,
+    return scale_gradient(next_s, 0.5), (value_logits, policy_logits, q_logits,
                                           chance_logits, reward_logits)
 
   s = nets.representation(params["representation"], obs[:, 0])
@@ -339,9 +339,9 @@ def stochastic_muzero_loss(nets: StochasticNetworks, params, batch, *, support_s
   value_logits, policy_logits, q_logits, chance_logits, reward_logits = (
       jnp.swapaxes(x, 0, 1) for x in outputs)  # back to [B, K, ...]
 
-  value_loss = _categorical_loss(value_logits, batch.Rn, support_size)
-  q_loss = _categorical_loss(q_logits, batch.Rn, support_size)
-  reward_loss = _categorical_loss(reward_logits, batch.r, support_size) * has_next
+  value_loss = categorical_loss(value_logits, batch.Rn, support_size)
+  q_loss = categorical_loss(q_logits, batch.Rn, support_size)
+  reward_loss = categorical_loss(reward_logits, batch.r, support_size) * has_next
   policy_loss = optax.softmax_cross_entropy(policy_logits, policy_target(batch))
   chance_loss = optax.softmax_cross_entropy(chance_logits[:, :-1],
                                             jax.lax.stop_gradient(hard))  # [B, K-1]

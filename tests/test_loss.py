@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import muax
-from muax.loss import _scale_gradient, muzero_loss
+from muax.loss import scale_gradient, muzero_loss
 
 S = 10
 
@@ -56,9 +56,9 @@ def test_loss_weights_and_value_target():
 
 
 def test_scale_gradient_halves_gradient():
-  grad = jax.grad(lambda x: jnp.sum(_scale_gradient(x, 0.5) * 3.))(jnp.ones(3))
+  grad = jax.grad(lambda x: jnp.sum(scale_gradient(x, 0.5) * 3.))(jnp.ones(3))
   np.testing.assert_allclose(grad, 1.5)
-  np.testing.assert_allclose(_scale_gradient(jnp.arange(3.), 0.5), jnp.arange(3.))
+  np.testing.assert_allclose(scale_gradient(jnp.arange(3.), 0.5), jnp.arange(3.))
 
 
 def test_dynamics_gradient_halved_per_unroll_step():
