@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import signal
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional
 
 import gymnasium as gym
 import jax

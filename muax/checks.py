@@ -1,55 +1,74 @@
 """Argument checks shared by the public API: one wording for one mistake."""
 import os
+from typing import Optional
 
 import numpy as np
 
 _MAX_SEED = 2 ** 63  # what jax.random.PRNGKey and numpy's generators accept
 
 
-def positive_int(name: str, value, *, allow_zero: bool = False,
-                 allow_none: bool = False):
-  """`int(value)` if it is a positive (or, with `allow_zero`, non-negative) integer.
+def _got(name: str, value, echo_name: bool) -> str:
+  return f"{name}={value!r}" if echo_name else repr(value)
+
+
+def integer(name: str, value, *, low: int = 1, allow_none: bool = False,
+            what: Optional[str] = None, label: Optional[str] = None,
+            echo_name: bool = True) -> Optional[int]:
+  """`int(value)` if it is an integer >= `low` (numpy's too; bools refused).
+
+  The message reads "`label` must be `what`, got `name=value`": `label`
+  defaults to `name`, `what` to "an integer >= low" ("a positive integer" for 1,
+  "a non-negative integer" for 0), and `echo_name=False` shows the bare value.
 
   Raises:
-    ValueError: naming `name` and `value`; bools are refused.
+    ValueError: naming `name` and `value`.
   """
   if allow_none and value is None:
     return None
-  low = 0 if allow_zero else 1
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-    kind = "a non-negative" if allow_zero else "a positive"
-    none = " or None" if allow_none else ""
-    raise ValueError(f"{name} must be {kind} integer{none}, got {name}={value!r}")
+    if what is None:
+      what = {1: "a positive integer", 0: "a non-negative integer"}.get(
+          low, f"an integer >= {low}") + (" or None" if allow_none else "")
+    raise ValueError(f"{label or name} must be {what}, got {_got(name, value, echo_name)}")
   return int(value)
 
 
+def positive_int(name: str, value, *, allow_zero: bool = False,
+                 allow_none: bool = False, **message) -> Optional[int]:
+  """`int(value)` if it is a positive (or, with `allow_zero`, non-negative)
+  integer; `integer` with `low` 1 (or 0), the same `message` keywords."""
+  return integer(name, value, low=0 if allow_zero else 1, allow_none=allow_none, **message)
+
+
 def number(name: str, value, *, low=-np.inf, high=np.inf, strict: bool = False,
-           what: str) -> float:
+           what: str, label: Optional[str] = None, echo_name: bool = True,
+           not_a_number: type = TypeError) -> float:
   """`float(value)` if it is a finite real number in `[low, high]` (`(low, high]`
-  when `strict`).
+  when `strict`). The message reads as `integer`'s.
 
   Raises:
     TypeError: not a number (bools and strings included), naming `name` and
-      `value`.
+      `value` (`not_a_number` picks another exception type).
     ValueError: NaN, infinite or out of range.
   """
+  message = f"{label or name} must be {what}, got {_got(name, value, echo_name)}"
   if isinstance(value, (bool, str, bytes)):
-    raise TypeError(f"{name} must be {what}, got {name}={value!r}")
+    raise not_a_number(message)
   try:
     x = float(value)
   except (TypeError, ValueError):
-    raise TypeError(f"{name} must be {what}, got {name}={value!r}") from None
+    raise not_a_number(message) from None
   if not (np.isfinite(x) and (x > low if strict else x >= low) and x <= high):
-    raise ValueError(f"{name} must be {what}, got {name}={value!r}")
+    raise ValueError(message)
   return x
 
 
 def seed(name: str, value) -> int:
   """`int(value)` if it is an integer in [0, 2**63), what every random
   generator muax seeds accepts."""
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-      or not 0 <= value < _MAX_SEED:
-    raise ValueError(f"{name} must be an integer in [0, 2**63), got {name}={value!r}")
+  what = "an integer in [0, 2**63)"
+  if integer(name, value, low=0, what=what) >= _MAX_SEED:
+    raise ValueError(f"{name} must be {what}, got {name}={value!r}")
   return int(value)
 
 

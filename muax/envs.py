@@ -119,10 +119,8 @@ class MinAtarEnv(gym.Env):
     minatar = _import_minatar()
     if game not in MINATAR_GAMES:
       raise ValueError(f"unknown MinAtar game {game!r}: choose one of {MINATAR_GAMES}")
-    if isinstance(sticky_action_prob, bool) or not isinstance(
-        sticky_action_prob, (int, float, np.number)) or not 0 <= sticky_action_prob <= 1:
-      raise ValueError("sticky_action_prob must be a probability in [0, 1], got "
-                       f"sticky_action_prob={sticky_action_prob!r}")
+    checks.number("sticky_action_prob", sticky_action_prob, low=0., high=1.,
+                  what="a probability in [0, 1]", not_a_number=ValueError)
     self.game = game
     self._game = minatar.Environment(game, sticky_action_prob=float(sticky_action_prob),
                                      difficulty_ramping=bool(difficulty_ramping))

@@ -23,6 +23,8 @@ import gymnasium as gym
 import jax
 import numpy as np
 
+from muax import checks
+
 __all__ = ["PettingZooEnv", "RandomOpenings", "RandomOpponent", "VersusOpponent",
            "is_game_id", "make", "model_opponent"]
 
@@ -171,9 +173,7 @@ class RandomOpenings(gym.Wrapper):
 
   def __init__(self, env: gym.Env, max_plies: int = 2, seed: Optional[int] = None):
     super().__init__(env)
-    if isinstance(max_plies, bool) or not isinstance(max_plies, (int, np.integer)) \
-        or max_plies < 0:
-      raise ValueError(f"max_plies must be an integer >= 0, got max_plies={max_plies!r}")
+    checks.integer("max_plies", max_plies, low=0, what="an integer >= 0")
     self.max_plies = int(max_plies)
     self.rng = np.random.default_rng(seed)
 

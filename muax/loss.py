@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from muax import checks
 from muax.search import Networks
 from muax.support import logits_to_scalar, scalar_to_support
 
@@ -165,9 +166,7 @@ def make_loss_fn(*, value_weight: float = 1., reward_weight: float = 1.,
   for name, value in (("value_weight", value_weight), ("reward_weight", reward_weight),
                       ("policy_weight", policy_weight),
                       ("consistency_weight", consistency_weight)):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-        not 0. <= float(value) < float("inf"):
-      raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+    checks.number(name, value, low=0., what="a finite number >= 0", not_a_number=ValueError)
   weights = dict(value_weight=float(value_weight), reward_weight=float(reward_weight),
                  policy_weight=float(policy_weight),
                  consistency_weight=float(consistency_weight))

@@ -147,9 +147,7 @@ class MuZero:
     if two_player and "two_player" not in variants.get(policy).supports:
       raise ValueError(f"policy={policy!r} does not support two_player=True")
     checks.number("discount", discount, low=0., high=1., what="a number in [0, 1]")
-    if isinstance(support_size, bool) or not isinstance(support_size, (int, np.integer)) \
-        or support_size < 1:
-      raise ValueError(f"support_size must be a positive integer, got {support_size!r}")
+    checks.positive_int("support_size", support_size, echo_name=False)
     for name, fn in (("representation_fn", representation_fn),
                      ("prediction_fn", prediction_fn), ("dynamic_fn", dynamic_fn)):
       if not callable(fn):

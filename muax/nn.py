@@ -11,7 +11,6 @@ import threading
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from muax import checks
 
@@ -354,11 +353,8 @@ def resnet_networks(num_actions, support_size, *, channels=32, num_blocks=2,
 def _check_downsample(downsample):
   if downsample == "muzero":
     return downsample
-  if isinstance(downsample, bool) or not isinstance(downsample, (int, np.integer)) \
-      or downsample < 1:
-    raise ValueError("downsample must be a stride >= 1 (1: none) or 'muzero' (96x96 "
-                     f"Atari frames to 6x6), got downsample={downsample!r}")
-  return int(downsample)
+  return checks.integer("downsample", downsample, what="a stride >= 1 (1: none) or 'muzero' "
+                        "(96x96 Atari frames to 6x6)")
 
 
 def _muzero_downsample(x, channels):

@@ -22,6 +22,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from muax import checks
 from muax.core.types import SearchBudget
 from muax.core.types import SearchConfig
 from muax.support import logits_to_scalar
@@ -54,14 +55,12 @@ class Reanalyze:
   seed: int = 0
 
   def __post_init__(self):
-    if isinstance(self.fraction, bool) or not isinstance(self.fraction, (int, float)) \
-        or not 0. < float(self.fraction) <= 1.:
-      raise ValueError(f"Reanalyze fraction must be a number in (0, 1], got "
-                       f"fraction={self.fraction!r}")
+    checks.number("fraction", self.fraction, low=0., high=1., strict=True,
+                  what="a number in (0, 1]", label="Reanalyze fraction",
+                  not_a_number=ValueError)
     for name in ("num_simulations", "target_update_interval"):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Reanalyze {name} must be a positive integer, got {value!r}")
+      checks.positive_int(name, getattr(self, name), label=f"Reanalyze {name}",
+                          echo_name=False)
     if self.search_with not in SEARCH_WITH:
       raise ValueError(f"Reanalyze search_with must be one of {SEARCH_WITH}, got "
                        f"{self.search_with!r}")

@@ -536,10 +536,8 @@ class PrioritizedReplayBuffer(TrajectoryReplayBuffer):
 def _check_per_settings(alpha, beta, beta_final, beta_steps, epsilon):
   for name, value, low, high in (("alpha", alpha, 0., np.inf), ("beta", beta, 0., 1.),
                                  ("beta_final", beta_final, 0., 1.)):
-    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) \
-        or not low <= float(value) <= high:
-      raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got "
-                       f"{name}={value!r}")
+    checks.number(name, value, low=low, high=high, what=f"a number in [{low:g}, {high:g}]",
+                  not_a_number=ValueError)
   checks.positive_int("beta_steps", beta_steps)
   if not isinstance(epsilon, (int, float, np.number)) or not 0. < float(epsilon) < np.inf:
     raise ValueError(f"epsilon must be a number > 0, got epsilon={epsilon!r}")

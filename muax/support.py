@@ -10,10 +10,11 @@ A scalar becomes a "two-hot" target: its transformed value `h(x)` lies between
 two neighbouring integers and the probability mass is split between them in
 proportion to the distance, so the expectation of the target is exactly h(x).
 """
-import operator
 
 import jax
 import jax.numpy as jnp
+
+from muax import checks
 
 EPS = 1e-3
 
@@ -78,13 +79,4 @@ def logits_to_scalar(logits, support_size: int):
 
 def _check_support_size(support_size) -> int:
   """`support_size` as an int; ValueError unless it is a positive integer."""
-  try:
-    if isinstance(support_size, bool):
-      raise TypeError
-    size = operator.index(support_size)
-  except TypeError:
-    raise ValueError(f"support_size must be a positive integer, got "
-                     f"support_size={support_size!r}") from None
-  if size < 1:
-    raise ValueError(f"support_size must be a positive integer, got support_size={size!r}")
-  return size
+  return checks.positive_int("support_size", support_size)

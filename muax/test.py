@@ -23,9 +23,7 @@ def test(model, env, key, num_simulations, num_test_episodes=10, random_seed=Non
     max_episode_steps: cap for environments without a time limit.
   """
   check_env(env, model=model)
-  if isinstance(num_test_episodes, bool) or not isinstance(
-      num_test_episodes, (int, np.integer)) or num_test_episodes < 1:
-    raise ValueError(f"num_test_episodes must be a positive integer, got {num_test_episodes!r}")
+  checks.positive_int("num_test_episodes", num_test_episodes, echo_name=False)
   checks.positive_int("max_episode_steps", max_episode_steps, allow_none=True)
   if random_seed is not None:
     checks.seed("random_seed", random_seed)

@@ -6,6 +6,8 @@ from typing import Optional
 import gymnasium as gym
 import numpy as np
 
+from muax import checks
+
 __all__ = ["FrameStacking", "PixelStack", "TrainMonitor"]
 
 
@@ -20,10 +22,7 @@ class TrainMonitor(gym.Wrapper):
 
   def __init__(self, env, tensorboard_dir: Optional[str] = None, log_interval: int = 10):
     super().__init__(env)
-    if isinstance(log_interval, bool) or not isinstance(log_interval, (int, np.integer)) \
-        or log_interval < 0:
-      raise ValueError("log_interval must be an integer >= 0 (0: never print), got "
-                       f"log_interval={log_interval!r}")
+    checks.integer("log_interval", log_interval, low=0, what="an integer >= 0 (0: never print)")
     self.log_interval = log_interval
     self.episode = 0
     self.total_steps = 0
@@ -77,9 +76,7 @@ class FrameStacking(gym.ObservationWrapper):
 
   def __init__(self, env, num_frames: int):
     super().__init__(env)
-    if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) \
-        or num_frames < 1:
-      raise ValueError(f"num_frames must be an integer >= 1, got num_frames={num_frames!r}")
+    checks.integer("num_frames", num_frames, what="an integer >= 1")
     space = env.observation_space
     if not isinstance(space, gym.spaces.Box):
       raise TypeError(f"FrameStacking stacks array observations (a Box space), but the "
@@ -133,9 +130,7 @@ class PixelStack(gym.Wrapper):
 
   def __init__(self, env, num_frames: int = 4, *, action_planes: bool = True):
     super().__init__(env)
-    if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) \
-        or num_frames < 1:
-      raise ValueError(f"num_frames must be an integer >= 1, got num_frames={num_frames!r}")
+    checks.integer("num_frames", num_frames, what="an integer >= 1")
     space = env.observation_space
     if not (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
             and len(space.shape) in (2, 3)):
