@@ -394,3 +394,53 @@ def _fsync_dir(directory):
     pass
   finally:
     os.close(fd)
+
+
+def check_tree(params, expected, file, what: str):
+  """CheckpointError unless `params` has the structure and shapes of
+  `expected` (arrays or shape structs), then `check_kinds` on the leaves."""
+  got = jax.tree_util.tree_map(np.shape, params)
+  want = jax.tree_util.tree_map(lambda x: tuple(x.shape), expected)
+  if jax.tree_util.tree_structure(got) != jax.tree_util.tree_structure(want) or \
+      jax.tree_util.tree_leaves(got) != jax.tree_util.tree_leaves(want):
+    raise CheckpointError(
+        f"checkpoint {file} holds {what} that do not fit this model's networks "
+        "(different architecture or observation shape)")
+  check_kinds(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(expected),
+               file, what)
+
+
+def check_kinds(arrays, templates, file, what: str):
+  """Float arrays for float templates, integers for integers: a checkpoint
+  holding bools, complex numbers or strings there is refused, never cast
+  (muax writes neither, so the file is damaged)."""
+  for i, (x, template) in enumerate(zip(arrays, templates)):
+    want = np.dtype(template.dtype)
+    if not (np.issubdtype(want, np.floating) and np.issubdtype(x.dtype, np.floating)
+            or np.issubdtype(want, np.integer) and np.issubdtype(x.dtype, np.integer)):
+      raise UnreadableCheckpointError(
+          f"checkpoint {file} is damaged: its {what} leaf {i} has dtype {x.dtype}, "
+          f"this model needs {want}")
+
+
+def check_metadata(meta: dict, file):
+  """Raises CheckpointError unless the model fields of a checkpoint's metadata
+  have the types `save` writes."""
+  def is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+  fields = {
+      "obs_shape": lambda x: isinstance(x, list) and all(is_int(d) and d >= 0 for d in x),
+      "num_actions": lambda x: x is None or (is_int(x) and x >= 1),
+      "support_size": lambda x: is_int(x) and x >= 1,
+      "policy": lambda x: isinstance(x, str),
+      "discount": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool),
+      "two_player": lambda x: isinstance(x, bool),
+  }
+  for name, valid in fields.items():
+    if name not in meta and name == "two_player":
+      continue  # checkpoints written before two-player games had no flag
+    if name not in meta or not valid(meta[name]):
+      raise UnreadableCheckpointError(
+          f"checkpoint {file} is damaged: its metadata field {name!r} is "
+          f"{meta.get(name, 'missing')!r}")

@@ -1,7 +1,9 @@
 """Argument checks shared by the public API: one wording for one mistake."""
+import functools
 import os
 from typing import Optional
 
+import jax
 import numpy as np
 
 _MAX_SEED = 2 ** 63  # what jax.random.PRNGKey and numpy's generators accept
@@ -102,3 +104,53 @@ def function(name: str, value, signature: str):
   if value is not None and not callable(value):
     raise TypeError(f"{name} must be a function {signature} or None, got {name}={value!r}")
   return value
+
+
+def prng_key(rng_key):
+  """Raises TypeError unless `rng_key` is one JAX PRNG key (shape and dtype only)."""
+  dtype, shape = getattr(rng_key, "dtype", None), getattr(rng_key, "shape", None)
+  if dtype == np.uint32 and shape == _raw_key_shape():
+    return
+  if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
+    return
+  got = (f"an array of shape {shape} and dtype {dtype}" if dtype is not None
+         else f"{rng_key!r} (type {type(rng_key).__name__})")
+  raise TypeError("rng_key must be one JAX PRNG key, jax.random.PRNGKey(seed) or "
+                  f"jax.random.key(seed), got {got}")
+
+
+@functools.lru_cache(maxsize=None)
+def _raw_key_shape():
+  return tuple(jax.eval_shape(lambda: jax.random.PRNGKey(0)).shape)
+
+
+def array_of_numbers(obs, what: str) -> np.ndarray:
+  """`np.asarray(obs)`; ValueError naming `what` for ragged or non-array input."""
+  try:
+    return np.asarray(obs)
+  except (TypeError, ValueError) as e:  # ragged nested lists, say
+    raise ValueError(f"{what} must be an array of numbers: {e}") from None
+
+
+def finite_numbers(obs: np.ndarray, what: str):
+  """TypeError unless `obs` holds numbers; ValueError if it holds NaN or inf."""
+  if obs.dtype.kind not in "biuf":
+    raise TypeError(f"{what} must hold numbers, got dtype {obs.dtype}")
+  if obs.dtype.kind == "f" and not np.isfinite(obs).all():
+    raise ValueError(f"{what} contains NaN or inf")
+
+
+def actions_in_range(a: np.ndarray, num_actions: int, what: str):
+  """Host check that actions are integers in `[0, num_actions)`."""
+  if a.dtype.kind not in "biuf":
+    raise TypeError(f"batch.a must hold integer actions, got dtype {a.dtype}")
+  if a.size == 0:
+    return
+  if a.dtype.kind == "f" and (np.floor(a) != a).any():
+    bad = a[np.floor(a) != a].flat[0].item()
+    raise ValueError(f"batch.a must hold integer actions, found {bad!r}")
+  low, high = a.min(), a.max()
+  if low < 0 or high >= num_actions:
+    bad = (low if low < 0 else high).item()
+    raise ValueError(f"batch.a holds action {bad!r} outside [0, num_actions) = "
+                     f"[0, {num_actions}); {what} would train the dynamics on it silently")

@@ -200,15 +200,15 @@ class MuZero:
       ValueError: `sample_input` is a scalar, an empty batch or holds NaN/inf;
         the networks return shapes that do not fit `support_size`.
     """
-    _check_key(rng_key)
-    sample = _as_array(sample_input, "sample_input")
+    checks.prng_key(rng_key)
+    sample = checks.array_of_numbers(sample_input, "sample_input")
     if sample.ndim < 1:
       raise ValueError("sample_input must be a batch of observations [B, ...], "
                        f"got a scalar of shape {sample.shape}")
     if sample.shape[0] < 1:
       raise ValueError(f"sample_input is an empty batch of shape {sample.shape}: give at "
                        "least one observation [1, ...]")
-    _check_obs_values(sample, "sample_input")
+    checks.finite_numbers(sample, "sample_input")
     params, self._num_actions = self._init_params(rng_key, sample)
     self._state = self._fresh_state(params, self._optimizer.init(params))
     self._obs_shape = tuple(sample.shape[1:])
@@ -290,8 +290,8 @@ class MuZero:
         other than 0/1, or masking every action of an observation.
     """
     self._require_params("act")
-    _check_key(rng_key)
-    obs = _as_array(obs, "batch of observations" if obs_from_batch else "observation")
+    checks.prng_key(rng_key)
+    obs = checks.array_of_numbers(obs, "batch of observations" if obs_from_batch else "observation")
     if not obs_from_batch:
       obs = obs[None]
     self._check_obs(obs, obs_from_batch)
@@ -331,8 +331,8 @@ class MuZero:
     collectors to overlap their bookkeeping with the next search.
     """
     self._require_params("act")
-    _check_key(rng_key)
-    obs = _as_array(obs, "batch of observations" if obs_from_batch else "observation")
+    checks.prng_key(rng_key)
+    obs = checks.array_of_numbers(obs, "batch of observations" if obs_from_batch else "observation")
     if not obs_from_batch:
       obs = obs[None]
     self._check_obs(obs, obs_from_batch)
@@ -382,7 +382,7 @@ class MuZero:
     if obs.shape[0] < 1:
       raise ValueError(f"{what} is an empty batch of shape {obs.shape}: give at least "
                        "one observation")
-    _check_obs_values(obs, what)
+    checks.finite_numbers(obs, what)
 
   def _mask(self, invalid_actions, batch):
     if invalid_actions is None:
@@ -614,7 +614,7 @@ class MuZero:
     """Host checks of a batch's values: actions in range (device arrays are
     checked on the device, where a bad batch is a skipped step)."""
     if isinstance(batch.a, np.ndarray):
-      _check_actions(batch.a, self._num_actions, what)
+      checks.actions_in_range(batch.a, self._num_actions, what)
 
   def check_action_space(self, space, what: str = "action_space"):
     """Raises ValueError unless this model can act in `space`: a Discrete
@@ -648,7 +648,7 @@ class MuZero:
         an initialised model) observation shape.
     """
     params, opt_leaves, meta = checkpoint.load(file)
-    _check_metadata(meta, file)
+    checkpoint.check_metadata(meta, file)
     if meta["support_size"] != self._support_size:
       raise checkpoint.CheckpointError(
           f"checkpoint {file} has support_size={meta['support_size']}, this model "
@@ -671,7 +671,7 @@ class MuZero:
       raise checkpoint.CheckpointError(
           f"checkpoint {file} was saved for observations of shape {obs_shape}, which "
           f"this model's networks cannot take: {type(e).__name__}: {e}") from e
-    _check_tree(params, expected, file, "parameters")
+    checkpoint.check_tree(params, expected, file, "parameters")
     if meta["num_actions"] != found["num_actions"]:
       raise checkpoint.UnreadableCheckpointError(
           f"checkpoint {file} is damaged: its metadata says num_actions="
@@ -684,7 +684,7 @@ class MuZero:
       raise checkpoint.CheckpointError(
           f"checkpoint {file} has an optimizer state that does not fit this model's "
           "optimizer")
-    _check_kinds(opt_leaves, leaves, file, "optimizer state")
+    checkpoint.check_kinds(opt_leaves, leaves, file, "optimizer state")
     self._state = self._fresh_state(params, jax.tree_util.tree_unflatten(
         treedef, [jnp.asarray(x, b.dtype) for x, b in zip(opt_leaves, leaves)]))
     self._obs_shape = obs_shape
@@ -781,37 +781,6 @@ def _float_observations(representation_fn):
   return fn
 
 
-def _check_key(rng_key):
-  """Raises TypeError unless `rng_key` is one JAX PRNG key (shape and dtype only)."""
-  dtype, shape = getattr(rng_key, "dtype", None), getattr(rng_key, "shape", None)
-  if dtype == np.uint32 and shape == _raw_key_shape():
-    return
-  if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
-    return
-  got = (f"an array of shape {shape} and dtype {dtype}" if dtype is not None
-         else f"{rng_key!r} (type {type(rng_key).__name__})")
-  raise TypeError("rng_key must be one JAX PRNG key, jax.random.PRNGKey(seed) or "
-                  f"jax.random.key(seed), got {got}")
-
-
-@functools.lru_cache(maxsize=None)
-def _raw_key_shape():
-  return tuple(jax.eval_shape(lambda: jax.random.PRNGKey(0)).shape)
-
-
-def _as_array(obs, what: str) -> np.ndarray:
-  try:
-    return np.asarray(obs)
-  except (TypeError, ValueError) as e:  # ragged nested lists, say
-    raise ValueError(f"{what} must be an array of numbers: {e}") from None
-
-
-def _check_obs_values(obs: np.ndarray, what: str):
-  if obs.dtype.kind not in "biuf":
-    raise TypeError(f"{what} must hold numbers, got dtype {obs.dtype}")
-  if obs.dtype.kind == "f" and not np.isfinite(obs).all():
-    raise ValueError(f"{what} contains NaN or inf")
-
 
 
 # act's float search settings in the order `_plan` unpacks them, each with the
@@ -840,22 +809,6 @@ def _search_settings(*values) -> np.ndarray:
                   + (f" and <= {high:g}" if np.isfinite(high) else ""))
   raise TypeError("temperature and the search settings must be scalars, got "
                   + ", ".join(f"{b[0]}={v!r}" for b, v in zip(_SEARCH_BOUNDS, values)))
-
-
-def _check_actions(a: np.ndarray, num_actions: int, what: str):
-  """Host check that actions are integers in `[0, num_actions)`."""
-  if a.dtype.kind not in "biuf":
-    raise TypeError(f"batch.a must hold integer actions, got dtype {a.dtype}")
-  if a.size == 0:
-    return
-  if a.dtype.kind == "f" and (np.floor(a) != a).any():
-    bad = a[np.floor(a) != a].flat[0].item()
-    raise ValueError(f"batch.a must hold integer actions, found {bad!r}")
-  low, high = a.min(), a.max()
-  if low < 0 or high >= num_actions:
-    bad = (low if low < 0 else high).item()
-    raise ValueError(f"batch.a holds action {bad!r} outside [0, num_actions) = "
-                     f"[0, {num_actions}); {what} would train the dynamics on it silently")
 
 
 def batch_is_sane(batch, num_actions):
@@ -903,54 +856,6 @@ def pack_plan(action, pi, value):
 def unpack_plan(packed):
   """`(action[B] int32, value[B], pi[B, A])` from a packed plan on the host."""
   return packed[:, 0].astype(np.int32), packed[:, 1], packed[:, 2:]
-
-
-def _check_tree(params, expected, file, what):
-  got = jax.tree_util.tree_map(np.shape, params)
-  want = jax.tree_util.tree_map(lambda x: tuple(x.shape), expected)
-  if jax.tree_util.tree_structure(got) != jax.tree_util.tree_structure(want) or \
-      jax.tree_util.tree_leaves(got) != jax.tree_util.tree_leaves(want):
-    raise checkpoint.CheckpointError(
-        f"checkpoint {file} holds {what} that do not fit this model's networks "
-        "(different architecture or observation shape)")
-  _check_kinds(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(expected),
-               file, what)
-
-
-def _check_kinds(arrays, templates, file, what):
-  """Float arrays for float templates, integers for integers: a checkpoint
-  holding bools, complex numbers or strings there is refused, never cast
-  (muax writes neither, so the file is damaged)."""
-  for i, (x, template) in enumerate(zip(arrays, templates)):
-    want = np.dtype(template.dtype)
-    if not (np.issubdtype(want, np.floating) and np.issubdtype(x.dtype, np.floating)
-            or np.issubdtype(want, np.integer) and np.issubdtype(x.dtype, np.integer)):
-      raise checkpoint.UnreadableCheckpointError(
-          f"checkpoint {file} is damaged: its {what} leaf {i} has dtype {x.dtype}, "
-          f"this model needs {want}")
-
-
-def _check_metadata(meta: dict, file):
-  """Raises CheckpointError unless the model fields of a checkpoint's metadata
-  have the types `save` writes."""
-  def is_int(x):
-    return isinstance(x, int) and not isinstance(x, bool)
-
-  fields = {
-      "obs_shape": lambda x: isinstance(x, list) and all(is_int(d) and d >= 0 for d in x),
-      "num_actions": lambda x: x is None or (is_int(x) and x >= 1),
-      "support_size": lambda x: is_int(x) and x >= 1,
-      "policy": lambda x: isinstance(x, str),
-      "discount": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool),
-      "two_player": lambda x: isinstance(x, bool),
-  }
-  for name, valid in fields.items():
-    if name not in meta and name == "two_player":
-      continue  # checkpoints written before two-player games had no flag
-    if name not in meta or not valid(meta[name]):
-      raise checkpoint.UnreadableCheckpointError(
-          f"checkpoint {file} is damaged: its metadata field {name!r} is "
-          f"{meta.get(name, 'missing')!r}")
 
 
 def _default_optimizer():
