@@ -25,19 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import muax
-from muax import nn
-
-
-def make_model(policy, support_size=10, embedding=8, num_actions=2):
-  size = 2 * support_size + 1
-  model = muax.MuZero(
-      nn._init_representation_func(nn.Representation, embedding),
-      nn._init_prediction_func(nn.Prediction, num_actions, size),
-      nn._init_dynamic_func(nn.Dynamic, embedding, num_actions, size),
-      policy=policy, support_size=support_size)
-  model.init(jax.random.PRNGKey(0), np.zeros((1, 4), np.float32))
-  return model
+from act_speed import make_model  # benchmarks/ is the script's folder
 
 
 def microseconds(fns, calls, repeats):
@@ -77,7 +65,6 @@ def main():
            "split": lambda: jax.random.split(fixed)}
     params, batch = model.params, jnp.asarray(obs[None])
     mask = jnp.zeros((1, model.num_actions), jnp.float32)
-    settings = jnp.zeros(6, jnp.float32)
     floor = jax.jit(lambda p, k, o, m, h: jnp.concatenate([o, m], -1) + h[0])
     fns["dispatch_floor"] = lambda: np.asarray(
         floor(params, fixed, np.asarray(obs[None]), np.zeros((1, 2), np.float32),

@@ -27,6 +27,12 @@ from muax import cli
 SETTINGS = (("muzero", 50), ("gumbel", 8))
 
 
+def _method(model, name):
+  """`model.<name>`, or `model._<name>` on releases that kept it private (so the
+  same script measures the old and the new code side by side)."""
+  return getattr(model, name, None) or getattr(model, "_" + name)
+
+
 def make_model(policy):
   model = cli.build_model(cli.TrainConfig(env_id="CartPole-v1", policy=policy), 2)
   model.init(jax.random.PRNGKey(0), np.zeros((1, 4), np.float32))
@@ -119,10 +125,10 @@ def update_rates(repeats, num_updates=50):
   one, many = batch((32,)), batch((num_updates, 32))
 
   def unfused():
-    jax.block_until_ready([model._update_async(one) for _ in range(num_updates)])
+    jax.block_until_ready([_method(model, "update_async")(one) for _ in range(num_updates)])
 
   def fused():
-    jax.block_until_ready(model._update_many_async(many))
+    jax.block_until_ready(_method(model, "update_many_async")(many))
 
   out = {}
   for name, fn in (("per_dispatch", unfused), ("fused", fused)):

@@ -204,10 +204,10 @@ def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
       a = model.act(keys(), obs, num_simulations=num_simulations, temperature=temperature,
                     invalid_actions=invalid)
     else:
-      packed = model._act_batch_async(
+      packed = model.act_async(
           keys(), obs, num_simulations=num_simulations, temperature=temperature,
           invalid_actions=invalid, obs_from_batch=False)
-      actions, values, pis, extras = model._unpack(np.asarray(packed))
+      actions, values, pis, extras = model.unpack(np.asarray(packed))
       a = actions[0].item() if actions.ndim == 1 else actions[0]
       pi, v = pis[0], float(values[0])
       extras = {name: x[0] for name, x in extras.items()}
@@ -361,7 +361,7 @@ class VectorCollector:
     if self._pending is None:
       self._dispatch(temperature, params)
     obs, invalid, packed = self._pending
-    actions, values, pis, extras = self.model._unpack(np.asarray(packed))
+    actions, values, pis, extras = self.model.unpack(np.asarray(packed))
     next_obs, rewards, terminated, truncated, infos = self.envs.step(
         actions + self._offset if self._offset else actions)
     rewards, terminated, truncated = _checked_vector_step(
@@ -397,7 +397,7 @@ class VectorCollector:
 
   def _dispatch(self, temperature, params):
     obs = np.array(self._obs, copy=True)
-    self._pending = (obs, self._invalid, self.model._act_batch_async(
+    self._pending = (obs, self._invalid, self.model.act_async(
         self.keys(), obs, num_simulations=self.num_simulations, temperature=temperature,
         params=params, invalid_actions=self._invalid))
 

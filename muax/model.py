@@ -307,7 +307,7 @@ class MuZero:
         params, rng_key, obs, mask, hyper, num_simulations=int(num_simulations),
         max_depth=None if max_depth is None else int(max_depth), loop_fn=loop_fn,
         qtransform=qtransform, max_num_considered_actions=int(max_num_considered_actions)))
-    action, value, pi, _ = self._unpack(packed)
+    action, value, pi, _ = self.unpack(packed)
     if not obs_from_batch:
       action = action[0].item() if action.ndim == 1 else action[0]
       pi, value = pi[0], float(value[0])
@@ -319,15 +319,15 @@ class MuZero:
       return action, value
     return action
 
-  def _act_batch_async(self, rng_key, obs, *, num_simulations, temperature, params=None,
-                       invalid_actions=None, obs_from_batch=True):
+  def act_async(self, rng_key, obs, *, num_simulations: int, temperature: float,
+                params=None, invalid_actions=None, obs_from_batch: bool = True):
     """Dispatches a search on `obs[B, ...]` with the default search settings.
 
     `invalid_actions` `[B, num_actions]` (1 = invalid) as in `act`; with
     `obs_from_batch=False`, `obs` is one observation searched as a batch of 1.
 
     Returns the packed `[B, 2 + A]` device array without waiting for it;
-    `unpack_plan(np.asarray(packed))` gives `(action, value, pi)`. Used by
+    `model.unpack(np.asarray(packed))` gives `(action, value, pi, extras)`. Used by
     collectors to overlap their bookkeeping with the next search.
     """
     self._require_params("act")
@@ -364,8 +364,8 @@ class MuZero:
                          budget, policy=variants.get(self._policy).search_policy,
                          support_size=self._support_size, discount=self.search_discount)
 
-  def _unpack(self, packed: np.ndarray):
-    """`(action[B], value[B], pi[B, A], extras)` from `_plan_packed`'s output on
+  def unpack(self, packed: np.ndarray):
+    """`(action[B], value[B], pi[B, A], extras)` from `act_async`'s output on
     the host; `extras` maps optional Transition fields (e.g. `candidates`) to
     `[B, ...]` arrays the acting code stores with each step."""
     action, value, pi = unpack_plan(packed)
@@ -435,12 +435,12 @@ class MuZero:
         (`a`, `r`, `Rn` `[B, K]`, `pi` `[B, K, num_actions]`), or (numpy
         batches) actions that are not integers in `[0, num_actions)`.
     """
-    metrics = jax.device_get(self._update_async(batch))
+    metrics = jax.device_get(self.update_async(batch))
     priorities = np.asarray(metrics.pop(PRIORITY))
     metrics = {k: float(v) for k, v in metrics.items()}
     return (metrics, priorities) if return_priorities else metrics
 
-  def _update_async(self, batch: Transition) -> dict:
+  def update_async(self, batch: Transition) -> dict:
     """`update` without waiting for the result: metrics stay on the device."""
     self._require_params("update")
     batch = self._check_batch(batch)
@@ -455,12 +455,12 @@ class MuZero:
     over the U steps, with `'skipped'` counting the skipped steps, and with
     `return_priorities` also each update's value errors `[U, B]`.
     """
-    metrics = jax.device_get(self._update_many_async(batches))
+    metrics = jax.device_get(self.update_many_async(batches))
     if return_priorities:
       return mean_metrics(metrics), np.asarray(metrics[PRIORITY])
     return mean_metrics(metrics)
 
-  def _update_many_async(self, batches: Transition) -> dict:
+  def update_many_async(self, batches: Transition) -> dict:
     """`update_many` without waiting: per-step metrics `[U]` (priorities
     `[U, B]`) stay on the device."""
     self._require_params("update_many")

@@ -78,7 +78,9 @@ def encode_action(a, num_actions, dtype=jnp.float32):
   return jax.nn.one_hot(a, num_actions, dtype=dtype)
 
 
-def _mlp(hidden, out, zero_out=False):
+def mlp(hidden, out, zero_out: bool = False) -> hk.Sequential:
+  """ELU layers of widths `hidden`, then a linear layer of width `out` (zero
+  initialised with `zero_out`)."""
   layers = []
   for width in hidden:
     layers += [hk.Linear(width), elu]
@@ -97,7 +99,7 @@ class Representation(hk.Module):
 
   def __call__(self, obs):
     obs = jnp.reshape(obs, (obs.shape[0], -1)).astype(jnp.float32)
-    return min_max_normalize(_mlp(self.hidden, self.embedding_dim)(obs))
+    return min_max_normalize(mlp(self.hidden, self.embedding_dim)(obs))
 
 
 class Prediction(hk.Module):
@@ -111,8 +113,8 @@ class Prediction(hk.Module):
     self.hidden = tuple(hidden)
 
   def __call__(self, s):
-    v = _mlp(self.hidden, self.full_support_size, zero_out=True)(s)
-    logits = _mlp(self.hidden, self.num_actions, zero_out=True)(s)
+    v = mlp(self.hidden, self.full_support_size, zero_out=True)(s)
+    logits = mlp(self.hidden, self.num_actions, zero_out=True)(s)
     return v, logits
 
 
@@ -135,8 +137,8 @@ class Dynamic(hk.Module):
 
   def __call__(self, s, a):
     sa = jnp.concatenate([s, encode_action(a, self.num_actions, s.dtype)], axis=-1)
-    r = _mlp(self.hidden, self.full_support_size, zero_out=True)(sa)
-    ns = min_max_normalize(_mlp(self.hidden, self.embedding_dim)(sa))
+    r = mlp(self.hidden, self.full_support_size, zero_out=True)(sa)
+    ns = min_max_normalize(mlp(self.hidden, self.embedding_dim)(sa))
     return r, ns
 
 
@@ -210,8 +212,8 @@ class ResNetPrediction(hk.Module):
     for _ in range(self.num_blocks):
       x = ResidualBlock(self.channels)(x)
     x = jnp.reshape(x, (x.shape[0], -1))
-    v = _mlp(self.head_hidden, self.full_support_size, zero_out=True)(x)
-    logits = _mlp(self.head_hidden, self.num_actions, zero_out=True)(x)
+    v = mlp(self.head_hidden, self.full_support_size, zero_out=True)(x)
+    logits = mlp(self.head_hidden, self.num_actions, zero_out=True)(x)
     return v, logits
 
 
@@ -233,7 +235,7 @@ class ResNetDynamic(hk.Module):
     for _ in range(self.num_blocks):
       x = ResidualBlock(self.channels)(x)
     ns = min_max_normalize2d(x)
-    r = _mlp(self.head_hidden, self.full_support_size, zero_out=True)(
+    r = mlp(self.head_hidden, self.full_support_size, zero_out=True)(
         jnp.reshape(x, (x.shape[0], -1)))
     return r, ns
 

@@ -83,8 +83,8 @@ class GaussianPrediction(hk.Module):
     self.hidden = tuple(hidden)
 
   def __call__(self, s):
-    v = nn._mlp(self.hidden, self.full_support_size, zero_out=True)(s)
-    out = nn._mlp(self.hidden, 2 * self.action_dim, zero_out=True)(s)
+    v = nn.mlp(self.hidden, self.full_support_size, zero_out=True)(s)
+    out = nn.mlp(self.hidden, 2 * self.action_dim, zero_out=True)(s)
     mean, raw = jnp.split(out, 2, axis=-1)
     # raw = 0 gives log_std = 0: sigmoid(b) = -LOG_STD_MIN / (MAX - MIN).
     bias = np.log(-LOG_STD_MIN / LOG_STD_MAX)
@@ -417,7 +417,7 @@ class SampledMuZero(MuZero):
                             to_env(candidates, self._low, self._high).reshape(batch, -1)],
                            axis=-1).astype(jnp.float32)
 
-  def _unpack(self, packed):
+  def unpack(self, packed):
     """`(action[B, D], value[B], pi[B, K], {'candidates': [B, K, D]})`, actions in
     the Box's units and bounds."""
     k, d = self._num_samples, self.action_dim

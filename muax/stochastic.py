@@ -387,7 +387,7 @@ class AfterstateDynamic(hk.Module):
 
   def __call__(self, s, a):
     sa = jnp.concatenate([s, nn.encode_action(a, self.num_actions, s.dtype)], axis=-1)
-    return nn.min_max_normalize(nn._mlp(self.hidden, self.embedding_dim)(sa))
+    return nn.min_max_normalize(nn.mlp(self.hidden, self.embedding_dim)(sa))
 
 
 class AfterstatePrediction(hk.Module):
@@ -402,8 +402,8 @@ class AfterstatePrediction(hk.Module):
     self.hidden = tuple(hidden)
 
   def __call__(self, afterstate):
-    q = nn._mlp(self.hidden, self.full_support_size, zero_out=True)(afterstate)
-    sigma = nn._mlp(self.hidden, self.num_chance_outcomes, zero_out=True)(afterstate)
+    q = nn.mlp(self.hidden, self.full_support_size, zero_out=True)(afterstate)
+    sigma = nn.mlp(self.hidden, self.num_chance_outcomes, zero_out=True)(afterstate)
     return q, sigma
 
 

@@ -865,11 +865,11 @@ class _Loop:
     else:
       batches = self.buffer.sample(**options)
     if not self.vectorized:
-      metrics = self.model._update_many_async(batches)
+      metrics = self.model.update_many_async(batches)
       self.training_steps += num_updates
       return self._host_metrics((metrics, ids))
     self.actor_params = self.model.params
-    metrics = self.model._update_many_async(batches)
+    metrics = self.model.update_many_async(batches)
     self.training_steps += num_updates
     previous, self.pending_metrics = self.pending_metrics, (metrics, ids)
     return self._host_metrics(previous) if previous is not None else {}

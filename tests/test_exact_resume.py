@@ -60,22 +60,22 @@ def _check_exact_resume(tmp_path, make_model, **kwargs):
   return whole
 
 
-def _mlp(**kwargs):
+def mlp(**kwargs):
   return lambda: make_mlp_model(init=False, **kwargs)
 
 
 def test_reanalysis_resumes_exactly(tmp_path):
-  whole = _check_exact_resume(tmp_path, _mlp(), env_id="CartPole-v1", **REANALYZE)
+  whole = _check_exact_resume(tmp_path, mlp(), env_id="CartPole-v1", **REANALYZE)
   assert whole.target_params is not None
 
 
 def test_prioritized_replay_with_reanalysis_resumes_exactly(tmp_path):
-  _check_exact_resume(tmp_path, _mlp(), env_id="CartPole-v1",
+  _check_exact_resume(tmp_path, mlp(), env_id="CartPole-v1",
                       buffer=muax.PrioritizedReplayBuffer, **REANALYZE)
 
 
 def test_prioritized_replay_resumes_exactly_whole_state(tmp_path):
-  _check_exact_resume(tmp_path, _mlp(), env_id="CartPole-v1",
+  _check_exact_resume(tmp_path, mlp(), env_id="CartPole-v1",
                       buffer=muax.PrioritizedReplayBuffer)
 
 
@@ -92,7 +92,7 @@ def test_value_prefix_resumes_exactly(tmp_path):
 
 
 def test_consistency_loss_resumes_exactly(tmp_path):
-  _check_exact_resume(tmp_path, _mlp(loss_fn=muax.loss.make_loss_fn(consistency_weight=1.)),
+  _check_exact_resume(tmp_path, mlp(loss_fn=muax.loss.make_loss_fn(consistency_weight=1.)),
                       env_id="CartPole-v1")
 
 
@@ -114,5 +114,5 @@ def test_sampled_muzero_resumes_exactly(tmp_path):
 
 def test_two_player_games_resume_exactly(tmp_path):
   env = muax.games.PettingZooEnv("tictactoe_v3")
-  _check_exact_resume(tmp_path, _mlp(num_actions=9, obs_dim=18, two_player=True), env=env,
+  _check_exact_resume(tmp_path, mlp(num_actions=9, obs_dim=18, two_player=True), env=env,
                       test_env=env, tracer=lambda: muax.PNStep(3, 1., two_player=True))

@@ -14,7 +14,7 @@ from test_train import SMALL, Corridor, _constant_value_model
 def _counting(model):
   """Counts searches (`act` and the collector's dispatch) and their batch sizes."""
   calls = []
-  act, dispatch = model.act, model._act_batch_async
+  act, dispatch = model.act, model.act_async
 
   def counted_act(key, obs, *args, **kwargs):
     calls.append(("act", np.shape(obs)[0] if kwargs.get("obs_from_batch") else 1))
@@ -24,7 +24,7 @@ def _counting(model):
     calls.append(("dispatch", np.shape(obs)[0]))
     return dispatch(key, obs, **kwargs)
 
-  model.act, model._act_batch_async = counted_act, counted_dispatch
+  model.act, model.act_async = counted_act, counted_dispatch
   return calls
 
 
