@@ -30,6 +30,7 @@ from muax.loss import default_loss_fn
 from muax.loss import value_error
 from muax.support import logits_to_scalar
 from muax.transition import Transition
+from muax.transition import check_batch_shapes
 
 __all__ = ["MuZero", "optimizer"]
 
@@ -564,42 +565,14 @@ class MuZero:
   def _check_batch(self, batch, stacked=False):
     """Checks shapes (no device sync) and, on host arrays, the action range."""
     what = "update_many" if stacked else "update"
-    if not isinstance(batch, Transition):
-      raise TypeError(f"{what} expects a muax.Transition batch, got {type(batch).__name__}")
     lead = 3 if stacked else 2
-    dims = "U, B, K" if stacked else "B, K"
-    obs_shape = np.shape(batch.obs)
-    if len(obs_shape) < lead or tuple(obs_shape[lead:]) != self._obs_shape:
-      raise ValueError(f"batch.obs has shape {obs_shape}; {what} expects [{dims}, "
-                       f"{', '.join(map(str, self._obs_shape))}]")
-    lead_shape = tuple(obs_shape[:lead])
-    expected, note = self._batch_field_shapes(lead_shape)
-    for name, (shape, tail) in expected.items():
-      got = np.shape(getattr(batch, name))
-      if got != shape:
-        raise ValueError(f"batch.{name} has shape {got}; {what} expects [{dims}"
-                         f"{', ' + tail if tail else ''}] = {shape} to match batch.obs "
-                         f"{obs_shape} ({note})")
-    if batch.mask is not None and np.shape(batch.mask) != lead_shape + (self._num_actions,):
-      raise ValueError(f"batch.mask has shape {np.shape(batch.mask)}; {what} expects "
-                       f"[{dims}, num_actions] = {lead_shape + (self._num_actions,)}")
-    for name in ("done", "v", "w"):  # unused by the default loss: scalars allowed
-      got = np.shape(getattr(batch, name))
-      if got not in ((), lead_shape):
-        raise ValueError(f"batch.{name} has shape {got}; {what} expects [{dims}] = "
-                         f"{lead_shape}")
-    for name in ("weight", "next_v", "next_discount", "inside", "next_obs"):
-      value = getattr(batch, name)
-      shape = lead_shape + (tuple(obs_shape[lead:]) if name == "next_obs" else ())
-      if value is not None and np.shape(value) != shape:
-        raise ValueError(f"batch.{name} has shape {np.shape(value)}; {what} expects "
-                         f"{shape} to match batch.obs {obs_shape}")
-    if self._reanalyze is not None and any(
-        getattr(batch, name) is None for name in ("next_obs", "next_v", "next_discount",
-                                                  "inside")):
-      raise ValueError("reanalyze is on, but the batch lacks the bootstrap fields: "
-                       "sample it with buffer.sample(..., bootstrap=(n, discount)) "
-                       "(the tracer's n and discount), or model.set_reanalyze(None)")
+    if isinstance(batch, Transition) and len(np.shape(batch.obs)) >= lead:
+      fields, note = self._batch_field_shapes(tuple(np.shape(batch.obs)[:lead]))
+    else:
+      fields, note = {}, ""
+    check_batch_shapes(batch, what=what, lead=lead, obs_shape=self._obs_shape,
+                       num_actions=self._num_actions, fields=fields, note=note,
+                       bootstrap=self._reanalyze is not None)
     self._check_batch_values(batch, what)
     return batch
 

@@ -3,6 +3,7 @@ import dataclasses
 from typing import Any
 
 import jax
+import numpy as np
 
 FIELDS = ("obs", "a", "r", "done", "Rn", "v", "pi", "w")
 # Optional fields after the classic eight: None when absent. Iterating a
@@ -63,3 +64,57 @@ class Transition:
   def tree_unflatten(cls, aux, children):
     del aux
     return cls(*children)
+
+
+def check_batch_shapes(batch, *, what: str, lead: int, obs_shape: tuple, num_actions: int,
+                       fields: dict, note: str, bootstrap: bool = False) -> None:
+  """Raises unless `batch` is a Transition whose shapes fit a model (host only,
+  no device sync).
+
+  Args:
+    what: the calling method, for messages ('update', 'update_many').
+    lead: the number of leading axes (2: `[B, K]`, 3: `[U, B, K]`).
+    obs_shape: one observation's shape.
+    num_actions: the width `batch.mask` must have.
+    fields: `{name: (shape, trailing axes' names)}` the variant requires of its
+      action and target fields for this batch's leading axes; `note` names
+      their sizes.
+    bootstrap: the bootstrap fields reanalysis needs must be present.
+
+  Raises:
+    TypeError: not a Transition.
+    ValueError: a field of the wrong shape, naming it and the shape expected.
+  """
+  if not isinstance(batch, Transition):
+    raise TypeError(f"{what} expects a muax.Transition batch, got {type(batch).__name__}")
+  dims = "U, B, K" if lead == 3 else "B, K"
+  got_obs = np.shape(batch.obs)
+  if len(got_obs) < lead or tuple(got_obs[lead:]) != tuple(obs_shape):
+    raise ValueError(f"batch.obs has shape {got_obs}; {what} expects [{dims}, "
+                     f"{', '.join(map(str, obs_shape))}]")
+  lead_shape = tuple(got_obs[:lead])
+  for name, (shape, tail) in fields.items():
+    got = np.shape(getattr(batch, name))
+    if got != shape:
+      raise ValueError(f"batch.{name} has shape {got}; {what} expects [{dims}"
+                       f"{', ' + tail if tail else ''}] = {shape} to match batch.obs "
+                       f"{got_obs} ({note})")
+  if batch.mask is not None and np.shape(batch.mask) != lead_shape + (num_actions,):
+    raise ValueError(f"batch.mask has shape {np.shape(batch.mask)}; {what} expects "
+                     f"[{dims}, num_actions] = {lead_shape + (num_actions,)}")
+  for name in ("done", "v", "w"):  # unused by the default loss: scalars allowed
+    got = np.shape(getattr(batch, name))
+    if got not in ((), lead_shape):
+      raise ValueError(f"batch.{name} has shape {got}; {what} expects [{dims}] = "
+                       f"{lead_shape}")
+  for name in ("weight", "next_v", "next_discount", "inside", "next_obs"):
+    value = getattr(batch, name)
+    shape = lead_shape + (tuple(got_obs[lead:]) if name == "next_obs" else ())
+    if value is not None and np.shape(value) != shape:
+      raise ValueError(f"batch.{name} has shape {np.shape(value)}; {what} expects "
+                       f"{shape} to match batch.obs {got_obs}")
+  if bootstrap and any(getattr(batch, name) is None
+                       for name in ("next_obs", "next_v", "next_discount", "inside")):
+    raise ValueError("reanalyze is on, but the batch lacks the bootstrap fields: "
+                     "sample it with buffer.sample(..., bootstrap=(n, discount)) "
+                     "(the tracer's n and discount), or model.set_reanalyze(None)")
