@@ -118,6 +118,7 @@ def test_fit_refuses_mismatched_two_player_settings(tmp_path):
     muax.fit(one, env=env, test_env=env, tracer=muax.PNStep(9, 1., two_player=True))
 
 
+@pytest.mark.learning
 def test_self_play_learns_to_beat_a_random_player(tmp_path):
   """A short self-play run through fit wins clearly more than it loses against
   a random player (a random player scores about 0: it wins as often as it

@@ -48,6 +48,7 @@ def test_learner_reproduces_the_models_update_many(donate):
   assert not _same(model.params, learner.params)
 
 
+@pytest.mark.learning
 def test_an_actor_and_a_learner_by_hand_learn_cartpole_values():
   """Collect with a VectorCollector that searches with the learner's
   parameters, add to replay, learn: the pieces fit without `fit`."""

@@ -326,6 +326,7 @@ PENDULUM_EPISODES = 100
 PENDULUM_THRESHOLD = -700.
 
 
+@pytest.mark.learning
 def test_pendulum_learns_through_fit(tmp_path):
   model, result = _pendulum_run(tmp_path, seed=1)
   assert result.env_steps == 200 * (PENDULUM_EPISODES + 2)  # 2 warm-up episodes

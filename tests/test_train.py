@@ -176,6 +176,7 @@ def test_fit_argument_errors(tmp_path):
              model_save_path=str(tmp_path / "m"), **SMALL)
 
 
+@pytest.mark.learning
 def test_fit_solves_cartpole_195(tmp_path):
   """End to end: the README's networks and settings reach a greedy test of 195."""
   discount = 0.99

@@ -216,6 +216,7 @@ def test_fit_num_envs_errors(tmp_path):
     muax.fit(make_mlp_model(obs_dim=2, init=False), env=42, test_env=Corridor(), **common)
 
 
+@pytest.mark.learning
 def test_gumbel_at_4_simulations_learns_cartpole(tmp_path):
   """The CLI's networks with policy='gumbel' and 4 simulations beat random play
   (about 22) by far: a greedy test of 195 within 3,000 updates."""
