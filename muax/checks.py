@@ -53,15 +53,17 @@ def number(name: str, value, *, low=-np.inf, high=np.inf, strict: bool = False,
       `value` (`not_a_number` picks another exception type).
     ValueError: NaN, infinite or out of range.
   """
-  message = f"{label or name} must be {what}, got {_got(name, value, echo_name)}"
+  def message():
+    return f"{label or name} must be {what}, got {_got(name, value, echo_name)}"
+
   if isinstance(value, (bool, str, bytes)):
-    raise not_a_number(message)
+    raise not_a_number(message())
   try:
     x = float(value)
   except (TypeError, ValueError):
-    raise not_a_number(message) from None
+    raise not_a_number(message()) from None
   if not (np.isfinite(x) and (x > low if strict else x >= low) and x <= high):
-    raise ValueError(message)
+    raise ValueError(message())
   return x
 
 

@@ -173,8 +173,7 @@ class RandomOpenings(gym.Wrapper):
 
   def __init__(self, env: gym.Env, max_plies: int = 2, seed: Optional[int] = None):
     super().__init__(env)
-    checks.integer("max_plies", max_plies, low=0, what="an integer >= 0")
-    self.max_plies = int(max_plies)
+    self.max_plies = checks.integer("max_plies", max_plies, low=0, what="an integer >= 0")
     self.rng = np.random.default_rng(seed)
 
   def reset(self, *, seed: Optional[int] = None, options=None):

@@ -565,13 +565,8 @@ class MuZero:
   def _check_batch(self, batch, stacked=False):
     """Checks shapes (no device sync) and, on host arrays, the action range."""
     what = "update_many" if stacked else "update"
-    lead = 3 if stacked else 2
-    if isinstance(batch, Transition) and len(np.shape(batch.obs)) >= lead:
-      fields, note = self._batch_field_shapes(tuple(np.shape(batch.obs)[:lead]))
-    else:
-      fields, note = {}, ""
-    check_batch_shapes(batch, what=what, lead=lead, obs_shape=self._obs_shape,
-                       num_actions=self._num_actions, fields=fields, note=note,
+    check_batch_shapes(batch, what=what, lead=3 if stacked else 2, obs_shape=self._obs_shape,
+                       num_actions=self._num_actions, field_shapes=self._batch_field_shapes,
                        bootstrap=self._reanalyze is not None)
     self._check_batch_values(batch, what)
     return batch
@@ -752,8 +747,6 @@ def _float_observations(representation_fn):
     return representation_fn(obs)
 
   return fn
-
-
 
 
 # act's float search settings in the order `_plan` unpacks them, each with the

@@ -41,7 +41,7 @@ def scalar_to_support(x, support_size: int):
     probabilities `[..., 2S + 1]` whose expectation over the atoms is
     `clip(h(x), -S, S)`.
   """
-  support_size = _check_support_size(support_size)
+  support_size = checks.positive_int("support_size", support_size)
   y = jnp.clip(h(jnp.asarray(x, jnp.float32)), -support_size, support_size)
   low = jnp.floor(y)
   upper_weight = y - low
@@ -63,7 +63,7 @@ def support_to_scalar(probs, support_size: int):
   Returns:
     scalars `[...]`.
   """
-  support_size = _check_support_size(support_size)
+  support_size = checks.positive_int("support_size", support_size)
   probs = jnp.asarray(probs)
   if probs.ndim < 1 or probs.shape[-1] != 2 * support_size + 1:
     raise ValueError(f"probs has shape {probs.shape}; support_size={support_size} needs a "
@@ -75,8 +75,3 @@ def support_to_scalar(probs, support_size: int):
 def logits_to_scalar(logits, support_size: int):
   """`support_to_scalar(softmax(logits))`: the scalar a network head predicts."""
   return support_to_scalar(jax.nn.softmax(logits, axis=-1), support_size)
-
-
-def _check_support_size(support_size) -> int:
-  """`support_size` as an int; ValueError unless it is a positive integer."""
-  return checks.positive_int("support_size", support_size)

@@ -1,6 +1,6 @@
 """The `Transition` record exchanged by tracers, trajectories, replay and loss."""
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -67,7 +67,8 @@ class Transition:
 
 
 def check_batch_shapes(batch, *, what: str, lead: int, obs_shape: tuple, num_actions: int,
-                       fields: dict, note: str, bootstrap: bool = False) -> None:
+                       field_shapes: Callable[[tuple], tuple],
+                       bootstrap: bool = False) -> None:
   """Raises unless `batch` is a Transition whose shapes fit a model (host only,
   no device sync).
 
@@ -76,9 +77,9 @@ def check_batch_shapes(batch, *, what: str, lead: int, obs_shape: tuple, num_act
     lead: the number of leading axes (2: `[B, K]`, 3: `[U, B, K]`).
     obs_shape: one observation's shape.
     num_actions: the width `batch.mask` must have.
-    fields: `{name: (shape, trailing axes' names)}` the variant requires of its
-      action and target fields for this batch's leading axes; `note` names
-      their sizes.
+    field_shapes: `lead_shape -> ({name: (shape, trailing axes' names)}, note)`:
+      the shapes the variant requires of its action and target fields for a
+      batch with these leading axes, and a note naming their sizes.
     bootstrap: the bootstrap fields reanalysis needs must be present.
 
   Raises:
@@ -93,6 +94,7 @@ def check_batch_shapes(batch, *, what: str, lead: int, obs_shape: tuple, num_act
     raise ValueError(f"batch.obs has shape {got_obs}; {what} expects [{dims}, "
                      f"{', '.join(map(str, obs_shape))}]")
   lead_shape = tuple(got_obs[:lead])
+  fields, note = field_shapes(lead_shape)
   for name, (shape, tail) in fields.items():
     got = np.shape(getattr(batch, name))
     if got != shape:
