@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from muax import checks
-from muax.model import require_discrete
+from muax.variants.muzero import require_discrete
 from muax.replay_buffer import Trajectory
 
 # Used only when an environment has no time limit of its own: an episode this

@@ -4,12 +4,17 @@ The object holds parameters and optimizer state and calls jitted pure
 functions: one dispatch per `act` (root inference, search and action choice),
 one per `update`. Temperature, keys, noise settings and data are traced
 arguments, so changing them never recompiles.
+
+What differs between algorithms (parameters, search, packing of a decision,
+default loss, batch and checkpoint checks) is the model's `variant`, a frozen
+`muax.core.variant.Variant` of pure functions built by the policy's registered
+`make` (`muax.variants`); the façade only validates, holds the `TrainState`
+and jits.
 """
 import functools
 import inspect
 from typing import Callable, Optional
 
-import gymnasium as gym
 import haiku as hk
 import jax
 import jax.numpy as jnp
@@ -26,11 +31,10 @@ from muax.core.types import TrainState
 from muax import reanalyze as reanalyze_lib
 from muax import search
 from muax import variants
-from muax.loss import default_loss_fn
+from muax.core.variant import Variant
 from muax.loss import value_error
 from muax.support import logits_to_scalar
 from muax.transition import Transition
-from muax.transition import check_batch_shapes
 
 __all__ = ["MuZero", "optimizer"]
 
@@ -121,13 +125,15 @@ class MuZero:
 
   def __new__(cls, *args, **kwargs):
     # `MuZero(..., policy='stochastic')` and `policy='sampled'` build the
-    # subclass that implements that search (muax.stochastic, muax.sampled).
-    # The registry (muax.variants) names the class of each policy.
+    # class that takes those algorithms' extra arguments (muax.stochastic,
+    # muax.sampled); the registry (muax.variants) names it. Such a class only
+    # adds arguments and read-only settings: what the algorithm does is its
+    # `Variant`, built by the registry's `make`.
     policy = kwargs.get("policy", args[3] if len(args) > 3 else "muzero")
     if cls is MuZero and isinstance(policy, str) and policy in variants.names():
-      cls = variants.get(policy).model_class
-    if cls is MuZero and kwargs.get("value_prefix") is True:
-      cls = variants.option_class("value_prefix") or cls
+      cls = variants.get(policy).model_class or cls
+    if cls is MuZero and kwargs.get("value_prefix") is True and variants.option("value_prefix"):
+      cls = variants.option("value_prefix").model_class
     return super().__new__(cls)
 
   def __init__(self, representation_fn: Callable, prediction_fn: Callable,
@@ -136,12 +142,13 @@ class MuZero:
                loss_fn: Optional[Callable] = None, discount: float = 0.99,
                support_size: int = 10, *, two_player: bool = False,
                value_prefix: bool = False):
-    if value_prefix is not False and type(self) is not variants.option_class("value_prefix"):
+    prefix = variants.option("value_prefix")
+    if value_prefix is not False and (prefix is None or type(self) is not prefix.model_class):
       allowed = " or ".join(f"'{p}'" for p in variants.supporting("value_prefix"))
       raise ValueError(f"value_prefix must be True or False, and works with policy "
                        f"{allowed}; got value_prefix={value_prefix!r} with "
                        f"policy={policy!r}")
-    if not isinstance(self, variants.get(policy).model_class):
+    if not isinstance(self, variants.get(policy).model_class or MuZero):
       raise ValueError(f"unknown policy {policy!r}: choose one of {variants.names()}")
     if not isinstance(two_player, (bool, np.bool_)):
       raise TypeError(f"two_player must be True or False, got two_player={two_player!r}")
@@ -168,17 +175,18 @@ class MuZero:
     self.networks = search.Networks(self.repr_func.apply, self.pred_func.apply,
                                     self.dy_func.apply)
     self._policy = policy
+    # The algorithm's functions are built on first use, once the class's own
+    # settings are in place (`variant`).
+    self._make = (prefix if value_prefix else variants.get(policy)).make
     self._optimizer = _default_optimizer() if optimizer is None else optimizer
-    self._loss_fn = default_loss_fn if loss_fn is None else loss_fn
+    self._loss_fn = loss_fn  # None: the variant's default loss
     self._discount = float(discount)
     self._two_player = bool(two_player)
     self._support_size = int(support_size)
     self._state: Optional[TrainState] = None  # all that learning depends on
     self._obs_shape = None
     self._num_actions = None
-    self._no_mask = {}
     self._reanalyze = None
-    self._plan = jax.jit(self._plan_packed, static_argnames=_STATIC_PLAN_ARGS)
     self._learners = None  # jitted (update, update_many) for the reanalysis setting
     self._apply_repr = jax.jit(self.repr_func.apply)
     self._apply_pred = jax.jit(self.pred_func.apply)
@@ -224,35 +232,25 @@ class MuZero:
 
   def _init_params(self, rng_key, sample):
     """Pure: initial params for `sample[B, ...]`, checked, and num_actions."""
-    k_repr, k_pred, k_dyn = jax.random.split(rng_key, 3)
-    repr_params = self.repr_func.init(k_repr, sample)
-    s = self.repr_func.apply(repr_params, sample)
-    pred_params = self.pred_func.init(k_pred, s)
-    dyn_params = self.dy_func.init(k_dyn, s, jnp.zeros((sample.shape[0],), jnp.int32))
-    num_actions = self._check_networks(sample.shape[0], s, pred_params, dyn_params)
-    params = {"representation": repr_params, "prediction": pred_params,
-              "dynamic": dyn_params}
-    return params, num_actions
+    return self.variant.init(rng_key, sample)
 
-  def _check_networks(self, batch, s, pred_params, dyn_params) -> int:
-    size = 2 * self._support_size + 1
-    v, logits = self.pred_func.apply(pred_params, s)
-    if v.shape != (batch, size):
-      raise ValueError(
-          f"prediction_fn returned value logits of shape {v.shape}; expected "
-          f"[B, 2*support_size+1] = {(batch, size)} (support_size={self._support_size})")
-    if logits.ndim != 2 or logits.shape[0] != batch or logits.shape[1] < 1:
-      raise ValueError(f"prediction_fn returned policy logits of shape {logits.shape}; "
-                       f"expected [B, num_actions] with B={batch}")
-    r, next_s = self.dy_func.apply(dyn_params, s, jnp.zeros((batch,), jnp.int32))
-    if r.shape != (batch, size):
-      raise ValueError(
-          f"dynamic_fn returned reward logits of shape {r.shape}; expected "
-          f"[B, 2*support_size+1] = {(batch, size)} (support_size={self._support_size})")
-    if next_s.shape != s.shape:
-      raise ValueError(f"dynamic_fn returned a next state of shape {next_s.shape}; it "
-                       f"must match the representation's state shape {s.shape}")
-    return int(logits.shape[1])
+  @functools.cached_property
+  def variant(self) -> Variant:
+    """This model's algorithm as pure functions (`muax.core.variant.Variant`),
+    built once by its registered `make` (`muax.variants`)."""
+    return self._make(self)
+
+  @functools.cached_property
+  def _plan(self):
+    """The variant's search, jitted: `(params, key, obs, mask, hyper[6],
+    **budget) -> packed [B, P]`."""
+    plan = self.variant.plan
+
+    def packed(params, rng_key, obs, invalid_actions, hyper, **static):
+      return plan(params, rng_key, obs, invalid_actions, SearchConfig.unpack(hyper),
+                  SearchBudget(**static))
+
+    return jax.jit(packed, static_argnames=_STATIC_PLAN_ARGS)
 
   # -- acting ---------------------------------------------------------------
 
@@ -350,27 +348,20 @@ class MuZero:
     return self._plan(self._state.params if params is None else params, rng_key, obs,
                       mask, hyper, **static)
 
-  def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, **static):
-    """Traced: one search on `obs[B, ...]`, packed into one `[B, P]` array
-    (`hyper`: the `[6]` packed `SearchConfig`; `static`: `SearchBudget`'s)."""
-    return pack_plan(*self.search(params, rng_key, obs, invalid_actions,
-                                   SearchConfig.unpack(hyper), SearchBudget(**static)))
-
   def search(self, params, rng_key, obs, invalid_actions, config: SearchConfig,
              budget: SearchBudget):
     """Traced (call it inside `jax.jit`): one search on `obs[B, ...]` with
     `invalid_actions[B, A]` (1 = invalid); returns `(action[B], pi[B, A],
     value[B])`. Reanalysis searches through it too."""
-    return search.search(self.networks, params, rng_key, obs, invalid_actions, config,
-                         budget, policy=variants.get(self._policy).search_policy,
-                         support_size=self._support_size, discount=self.search_discount)
+    if self.variant.search is None:
+      raise NotImplementedError(f"policy={self._policy!r} has no search of this form")
+    return self.variant.search(params, rng_key, obs, invalid_actions, config, budget)
 
   def unpack(self, packed: np.ndarray):
     """`(action[B], value[B], pi[B, A], extras)` from `act_async`'s output on
     the host; `extras` maps optional Transition fields (e.g. `candidates`) to
     `[B, ...]` arrays the acting code stores with each step."""
-    action, value, pi = unpack_plan(packed)
-    return action, value, pi, {}
+    return self.variant.unpack(packed)
 
   def _check_obs(self, obs, from_batch):
     what = "batch of observations" if from_batch else "observation"
@@ -386,30 +377,7 @@ class MuZero:
     checks.finite_numbers(obs, what)
 
   def _mask(self, invalid_actions, batch):
-    if invalid_actions is None:
-      if batch not in self._no_mask:
-        self._no_mask[batch] = np.zeros((batch, self._num_actions), np.float32)
-      return self._no_mask[batch]
-    try:
-      mask = np.asarray(invalid_actions, np.float32)
-    except (TypeError, ValueError):
-      raise TypeError("invalid_actions must be an array of 0 (valid) and 1 (invalid), got "
-                      f"{invalid_actions!r}") from None
-    if mask.ndim == 1:
-      mask = mask[None]
-    if mask.shape != (batch, self._num_actions):
-      raise ValueError(f"invalid_actions has shape {np.shape(invalid_actions)}; expected "
-                       f"[B, num_actions] = {(batch, self._num_actions)}")
-    # mctx treats any non-zero entry (NaN and -1 included) as invalid: accept
-    # only the two values whose meaning is unambiguous.
-    if ((mask != 0.) & (mask != 1.)).any():
-      bad = mask[(mask != 0.) & (mask != 1.)][0].item()
-      raise ValueError(f"invalid_actions must hold 0 (valid) or 1 (invalid), found {bad!r}")
-    if mask.all(axis=-1).any():
-      rows = np.flatnonzero(mask.all(axis=-1)).tolist()
-      raise ValueError("invalid_actions marks every action invalid for observation(s) "
-                       f"{rows}: at least one action must be valid")
-    return mask
+    return self.variant.mask(invalid_actions, batch, self._num_actions)
 
   # -- learning -------------------------------------------------------------
 
@@ -480,7 +448,9 @@ class MuZero:
     """
     step = learner.make_gradient_step(self._loss, self._optimizer,
                                       priority=self._window_error,
-                                      batch_is_sane=self._batch_is_sane)
+                                      batch_is_sane=functools.partial(
+                                          self.variant.batch_is_sane,
+                                          num_actions=self._num_actions))
     config = self._reanalyze
     update = learner.make_update(
         step, reanalysis=None if config is None else functools.partial(
@@ -496,7 +466,7 @@ class MuZero:
 
   def _loss(self, params, batch):
     """Traced: the loss function's `(scalar, metrics)`."""
-    out = self._loss_fn(self, params, batch)
+    out = (self.variant.loss if self._loss_fn is None else self._loss_fn)(self, params, batch)
     return out if isinstance(out, tuple) else (out, {})
 
   def _window_error(self, params, batch):
@@ -557,40 +527,18 @@ class MuZero:
     self._state = jax.tree_util.tree_map(
         lambda x, t: jnp.asarray(x, t.dtype), state, self._state)
 
-  def _batch_is_sane(self, batch):
-    """Traced: every float field finite and every action in `[0, num_actions)`
-    (an update on a batch that is not is skipped)."""
-    return batch_is_sane(batch, self._num_actions)
-
   def _check_batch(self, batch, stacked=False):
-    """Checks shapes (no device sync) and, on host arrays, the action range."""
-    what = "update_many" if stacked else "update"
-    check_batch_shapes(batch, what=what, lead=3 if stacked else 2, obs_shape=self._obs_shape,
-                       num_actions=self._num_actions, field_shapes=self._batch_field_shapes,
-                       bootstrap=self._reanalyze is not None)
-    self._check_batch_values(batch, what)
+    """The variant's host checks: shapes (no device sync) and numpy values."""
+    self.variant.check_batch(batch, what="update_many" if stacked else "update",
+                             lead=3 if stacked else 2, obs_shape=self._obs_shape,
+                             num_actions=self._num_actions,
+                             bootstrap=self._reanalyze is not None)
     return batch
 
-  def _batch_field_shapes(self, lead_shape):
-    """`({field: (shape, trailing axes' names)}, note)`: the shapes `_check_batch`
-    requires of a batch whose leading axes are `lead_shape`."""
-    return ({"a": (lead_shape, ""), "r": (lead_shape, ""), "Rn": (lead_shape, ""),
-             "pi": (lead_shape + (self._num_actions,), "num_actions")},
-            f"num_actions={self._num_actions}")
-
-  def _check_batch_values(self, batch, what):
-    """Host checks of a batch's values: actions in range (device arrays are
-    checked on the device, where a bad batch is a skipped step)."""
-    if isinstance(batch.a, np.ndarray):
-      checks.actions_in_range(batch.a, self._num_actions, what)
-
   def check_action_space(self, space, what: str = "action_space"):
-    """Raises ValueError unless this model can act in `space`: a Discrete
-    space (of `num_actions` actions once the model is initialised)."""
-    require_discrete(space, what)
-    if self._num_actions is not None and int(space.n) != self._num_actions:
-      raise ValueError(f"{what} has {int(space.n)} actions, but the model's networks "
-                       f"have {self._num_actions}")
+    """Raises ValueError unless this model can act in `space` (a Discrete space
+    of `num_actions` actions once initialised; Sampled MuZero: its Box)."""
+    self.variant.check_action_space(space, self._num_actions, what)
 
   # -- parameters -----------------------------------------------------------
 
@@ -604,7 +552,8 @@ class MuZero:
     """What a checkpoint records about this model (checked by `load`)."""
     return {"obs_shape": list(self._obs_shape), "num_actions": self._num_actions,
             "support_size": self._support_size, "policy": self._policy,
-            "discount": self._discount, "two_player": self._two_player}
+            "discount": self._discount, "two_player": self._two_player,
+            **self.variant.metadata}
 
   def load(self, file):
     """Restores params and optimizer state saved by `save` (no code is run).
@@ -616,6 +565,8 @@ class MuZero:
         an initialised model) observation shape.
     """
     params, opt_leaves, meta = checkpoint.load(file)
+    if self.variant.check_checkpoint is not None:
+      self.variant.check_checkpoint(meta, file)
     checkpoint.check_metadata(meta, file)
     if meta["support_size"] != self._support_size:
       raise checkpoint.CheckpointError(
@@ -714,8 +665,9 @@ class MuZero:
     return self._apply_pred(self._state.params["prediction"], s)
 
   def dynamic(self, s, a):
-    """`(reward_logits, next_s)` of hidden state `s` and actions `a[B]`."""
-    return self._apply_dyn(self._state.params["dynamic"], s, a)
+    """`(reward_logits, next_s)` of hidden state `s` and actions `a[B]` (Sampled
+    MuZero: `a[B, D]` in the Box's units, which the network sees normalised)."""
+    return self._apply_dyn(self._state.params["dynamic"], s, self.variant.model_action(a))
 
 
 _SEARCH_SETTINGS = ("dirichlet_fraction", "dirichlet_alpha", "pb_c_init", "pb_c_base",
@@ -777,27 +729,6 @@ def _search_settings(*values) -> np.ndarray:
                   + ", ".join(f"{b[0]}={v!r}" for b, v in zip(_SEARCH_BOUNDS, values)))
 
 
-def batch_is_sane(batch, num_actions):
-  """Traced: every float field finite and every action in `[0, num_actions)`
-  (no range check when `num_actions` is None: float action vectors)."""
-  ok = jnp.array(True)
-  for x in jax.tree_util.tree_leaves(batch):
-    x = jnp.asarray(x)
-    if jnp.issubdtype(x.dtype, jnp.floating):
-      ok &= jnp.isfinite(x).all()
-  if num_actions is None:
-    return ok
-  a = jnp.asarray(batch.a)
-  return ok & jnp.all((a >= 0) & (a < num_actions))
-
-
-def require_discrete(space, what: str = "action_space"):
-  """Raises ValueError unless `space` is a gymnasium Discrete space."""
-  if not isinstance(space, gym.spaces.Discrete):
-    raise ValueError(f"muax plans over discrete actions, but {what} is {space}; wrap "
-                     "the environment to discretise it, or use policy='sampled'")
-
-
 def _metrics_dict(out) -> dict:
   """The metrics dict `update` has always returned, from a `LearnerOutput`."""
   return dict(out.metrics, skipped=out.skipped, **{PRIORITY: out.priority})
@@ -813,22 +744,6 @@ def mean_metrics(metrics) -> dict:
   return out
 
 
-def pack_plan(action, pi, value):
-  """`[B, 2 + A]` float32: action (exact below 2**24), value, then pi."""
-  return jnp.concatenate([action[:, None].astype(jnp.float32),
-                          value[:, None].astype(jnp.float32), pi.astype(jnp.float32)], -1)
-
-
-def unpack_plan(packed):
-  """`(action[B] int32, value[B], pi[B, A])` from a packed plan on the host."""
-  return packed[:, 0].astype(np.int32), packed[:, 1], packed[:, 2:]
-
-
 def _default_optimizer():
   return optimizer()
 
-
-for _name in ("muzero", "gumbel"):
-  variants.register(_name, MuZero, search_policy=_name,
-                    supports=("reanalysis", "value_prefix", "two_player", "masks", "images",
-                              "consistency"))

@@ -47,14 +47,16 @@ from muax.loss import categorical_loss
 from muax.loss import scale_gradient
 from muax.loss import value_error
 from muax.loss import weighted_mean
-from muax import model as model_lib
+from muax.core.variant import Variant
 from muax.model import MuZero
 from muax.support import logits_to_scalar
 from muax.transition import Transition
+from muax.transition import check_batch_shapes
+from muax.variants import muzero
 
 __all__ = [
     "GaussianPrediction", "SampledMuZero", "build_model", "default_loss_fn", "from_env",
-    "log_prob", "make_recurrent_fn", "plan", "qtransform_completed_by_parent", "root_fn",
+    "log_prob", "make_recurrent_fn", "make_variant", "plan", "qtransform_completed_by_parent", "root_fn",
     "sample_actions", "sampled_loss", "to_env",
 ]
 
@@ -358,135 +360,11 @@ class SampledMuZero(MuZero):
     checks.number("entropy_weight", entropy_weight, low=0., what="a number >= 0")
     super().__init__(representation_fn, prediction_fn, dynamic_fn, "sampled", optimizer,
                      loss_fn, discount, support_size, two_player=two_player)
-    if loss_fn is None:
-      self._loss_fn = default_loss_fn
     self._num_samples = int(num_samples)
     self._search_policy = search_policy
     self._entropy_weight = float(entropy_weight)
     self._low = np.asarray(self._action_space.low, np.float32)
     self._high = np.asarray(self._action_space.high, np.float32)
-
-  # -- set-up ---------------------------------------------------------------
-
-  def _init_params(self, rng_key, sample):
-    """Pure: initial params for `sample[B, ...]`, checked, and K."""
-    k_repr, k_pred, k_dyn = jax.random.split(rng_key, 3)
-    batch, dim = sample.shape[0], self.action_dim
-    repr_params = self.repr_func.init(k_repr, sample)
-    s = self.repr_func.apply(repr_params, sample)
-    pred_params = self.pred_func.init(k_pred, s)
-    u = jnp.zeros((batch, dim), jnp.float32)
-    dyn_params = self.dy_func.init(k_dyn, s, u)
-    size = 2 * self._support_size + 1
-    v, policy_params = self.pred_func.apply(pred_params, s)
-    r, next_s = self.dy_func.apply(dyn_params, s, u)
-    for what, got, want in (("prediction_fn value logits", v.shape, (batch, size)),
-                            ("prediction_fn policy params", policy_params.shape,
-                             (batch, 2 * dim)),
-                            ("dynamic_fn reward logits", r.shape, (batch, size)),
-                            ("dynamic_fn next state", next_s.shape, s.shape)):
-      if got != want:
-        raise ValueError(
-            f"{what} have shape {got}; expected {want} (support_size="
-            f"{self._support_size}, action dimension D={dim}: policy params are "
-            "[B, 2D] = mean and log_std, the next state has the representation's shape)")
-    params = {"representation": repr_params, "prediction": pred_params,
-              "dynamic": dyn_params}
-    return params, self._num_samples
-
-  def check_action_space(self, space, what="action_space"):
-    """Raises ValueError unless `space` is this model's Box (shape and bounds)."""
-    if not isinstance(space, gym.spaces.Box) or space.shape != self._action_space.shape \
-        or not np.array_equal(np.asarray(space.low, np.float32), self._low) \
-        or not np.array_equal(np.asarray(space.high, np.float32), self._high):
-      raise ValueError(f"{what} is {space}, but this Sampled MuZero model was built for "
-                       f"{self._action_space}")
-
-  # -- acting ---------------------------------------------------------------
-
-  def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, **static):
-    """Traced: `[B, 1 + K + D + K*D]` = value, pi, action, candidates (Box units)."""
-    del invalid_actions  # continuous actions have no masks
-    slot, candidates, pi, value = plan(
-        self.networks, params, rng_key, obs, *hyper, num_samples=self._num_samples,
-        search_policy=self._search_policy, support_size=self._support_size,
-        discount=self.search_discount, **static)
-    u = jnp.take_along_axis(candidates, slot[:, None, None], axis=1)[:, 0]
-    batch = obs.shape[0]
-    return jnp.concatenate([value[:, None], pi, to_env(u, self._low, self._high),
-                            to_env(candidates, self._low, self._high).reshape(batch, -1)],
-                           axis=-1).astype(jnp.float32)
-
-  def unpack(self, packed):
-    """`(action[B, D], value[B], pi[B, K], {'candidates': [B, K, D]})`, actions in
-    the Box's units and bounds."""
-    k, d = self._num_samples, self.action_dim
-    value, pi = packed[:, 0], packed[:, 1:1 + k]
-    action = np.clip(packed[:, 1 + k:1 + k + d], self._low, self._high)
-    candidates = np.clip(packed[:, 1 + k + d:].reshape(-1, k, d), self._low, self._high)
-    return action, value, pi, {"candidates": candidates}
-
-  def _mask(self, invalid_actions, batch):
-    if invalid_actions is not None:
-      raise ValueError("invalid_actions has no meaning for continuous actions: "
-                       "SampledMuZero searches actions sampled from its policy")
-    return super()._mask(None, batch)
-
-  # -- learning -------------------------------------------------------------
-
-  def _check_batch(self, batch, stacked=False):
-    if isinstance(batch, Transition) and batch.candidates is None:
-      what = "update_many" if stacked else "update"
-      raise ValueError(f"batch.candidates is None; {what} of a Sampled MuZero model needs "
-                       "the sampled actions searched at each step, [..., num_samples, D]")
-    return super()._check_batch(batch, stacked)
-
-  def _batch_field_shapes(self, lead_shape):
-    n, d = self._num_samples, self.action_dim
-    return ({"a": (lead_shape + (d,), "D"), "r": (lead_shape, ""), "Rn": (lead_shape, ""),
-             "pi": (lead_shape + (n,), "num_samples"),
-             "candidates": (lead_shape + (n, d), "num_samples, D")},
-            f"num_samples={n}, D={d}")
-
-  def _check_batch_values(self, batch, what):
-    """Host check that actions and candidates lie in the action space."""
-    del what
-    for name in ("a", "candidates"):
-      x = getattr(batch, name)
-      if isinstance(x, np.ndarray) and x.size and np.isfinite(x).all():
-        slack = 1e-5 * (self._high - self._low)
-        if (x < self._low - slack).any() or (x > self._high + slack).any():
-          raise ValueError(f"batch.{name} holds actions outside the action space "
-                           f"{self._action_space}")
-
-  def _batch_is_sane(self, batch):
-    # Float actions are not indices: no range check (the host check covers
-    # the bounds), only finiteness.
-    return model_lib.batch_is_sane(batch, None)
-
-  # -- parameters -----------------------------------------------------------
-
-  def checkpoint_metadata(self) -> dict:
-    return dict(super().checkpoint_metadata(), num_samples=self._num_samples,
-                action_low=self._low.tolist(), action_high=self._high.tolist(),
-                search_policy=self._search_policy)
-
-  def load(self, file):
-    """`MuZero.load`, also checking K and the action space of the checkpoint."""
-    _, _, meta = checkpoint.load(file)
-    saved = (meta.get("policy"), meta.get("num_samples"), meta.get("action_low"),
-             meta.get("action_high"))
-    mine = ("sampled", self._num_samples, self._low.tolist(), self._high.tolist())
-    if saved != mine:
-      raise checkpoint.CheckpointError(
-          f"checkpoint {file} has (policy, num_samples, action low, action high) = "
-          f"{saved}; this model has {mine}")
-    return super().load(file)
-
-  def dynamic(self, s, a):
-    """`(reward_logits, next_s)` of hidden state `s` and actions `a[B, D]` in the
-    Box's units (the dynamics network sees them normalised)."""
-    return self._apply_dyn(self.params["dynamic"], s, from_env(a, self._low, self._high))
 
   @property
   def action_space(self) -> gym.spaces.Box:
@@ -515,6 +393,129 @@ class SampledMuZero(MuZero):
   @property
   def entropy_weight(self) -> float:
     return self._entropy_weight
+
+
+# -- the variant --------------------------------------------------------------
+
+def make_variant(model: SampledMuZero) -> Variant:
+  """Sampled MuZero's `Variant`: K candidates per node, Box actions in and out,
+  `sampled_loss`, no masks, checkpoints that record K and the bounds."""
+  nets, support, discount = model.networks, model.support_size, model.search_discount
+  k, dim, box = model.num_samples, model.action_dim, model.action_space
+  low, high, search_policy = model.action_low, model.action_high, model.search_policy
+  transforms = (model.repr_func, model.pred_func, model.dy_func)
+  no_mask = muzero.make_mask()
+
+  def init(rng_key, sample):
+    """Pure: initial params for `sample[B, ...]`, checked, and K."""
+    repr_func, pred_func, dy_func = transforms
+    k_repr, k_pred, k_dyn = jax.random.split(rng_key, 3)
+    batch = sample.shape[0]
+    repr_params = repr_func.init(k_repr, sample)
+    s = repr_func.apply(repr_params, sample)
+    pred_params = pred_func.init(k_pred, s)
+    u = jnp.zeros((batch, dim), jnp.float32)
+    dyn_params = dy_func.init(k_dyn, s, u)
+    size = 2 * support + 1
+    v, policy_params = pred_func.apply(pred_params, s)
+    r, next_s = dy_func.apply(dyn_params, s, u)
+    for what, got, want in (("prediction_fn value logits", v.shape, (batch, size)),
+                            ("prediction_fn policy params", policy_params.shape,
+                             (batch, 2 * dim)),
+                            ("dynamic_fn reward logits", r.shape, (batch, size)),
+                            ("dynamic_fn next state", next_s.shape, s.shape)):
+      if got != want:
+        raise ValueError(
+            f"{what} have shape {got}; expected {want} (support_size="
+            f"{support}, action dimension D={dim}: policy params are "
+            "[B, 2D] = mean and log_std, the next state has the representation's shape)")
+    params = {"representation": repr_params, "prediction": pred_params,
+              "dynamic": dyn_params}
+    return params, k
+
+  def plan_packed(params, rng_key, obs, invalid_actions, config, budget):
+    """Traced: `[B, 1 + K + D + K*D]` = value, pi, action, candidates (Box units)."""
+    del invalid_actions  # continuous actions have no masks
+    slot, candidates, pi, value = plan(
+        nets, params, rng_key, obs, config.temperature, config.dirichlet_fraction,
+        config.dirichlet_alpha, config.pb_c_init, config.pb_c_base, config.gumbel_scale,
+        num_samples=k, search_policy=search_policy, support_size=support,
+        discount=discount, num_simulations=budget.num_simulations,
+        max_depth=budget.max_depth, loop_fn=budget.loop_fn, qtransform=budget.qtransform,
+        max_num_considered_actions=budget.max_num_considered_actions)
+    u = jnp.take_along_axis(candidates, slot[:, None, None], axis=1)[:, 0]
+    batch = obs.shape[0]
+    return jnp.concatenate([value[:, None], pi, to_env(u, low, high),
+                            to_env(candidates, low, high).reshape(batch, -1)],
+                           axis=-1).astype(jnp.float32)
+
+  def unpack(packed):
+    """`(action[B, D], value[B], pi[B, K], {'candidates': [B, K, D]})`, actions in
+    the Box's units and bounds."""
+    value, pi = packed[:, 0], packed[:, 1:1 + k]
+    action = np.clip(packed[:, 1 + k:1 + k + dim], low, high)
+    candidates = np.clip(packed[:, 1 + k + dim:].reshape(-1, k, dim), low, high)
+    return action, value, pi, {"candidates": candidates}
+
+  def mask(invalid_actions, batch, num_actions):
+    if invalid_actions is not None:
+      raise ValueError("invalid_actions has no meaning for continuous actions: "
+                       "SampledMuZero searches actions sampled from its policy")
+    return no_mask(None, batch, num_actions)
+
+  def field_shapes(lead_shape):
+    return ({"a": (lead_shape + (dim,), "D"), "r": (lead_shape, ""), "Rn": (lead_shape, ""),
+             "pi": (lead_shape + (k,), "num_samples"),
+             "candidates": (lead_shape + (k, dim), "num_samples, D")},
+            f"num_samples={k}, D={dim}")
+
+  def check_batch(batch, *, what, lead, obs_shape, num_actions, bootstrap):
+    if isinstance(batch, Transition) and batch.candidates is None:
+      raise ValueError(f"batch.candidates is None; {what} of a Sampled MuZero model needs "
+                       "the sampled actions searched at each step, [..., num_samples, D]")
+    check_batch_shapes(batch, what=what, lead=lead, obs_shape=obs_shape,
+                       num_actions=num_actions, field_shapes=field_shapes,
+                       bootstrap=bootstrap)
+    # Host check that actions and candidates lie in the action space.
+    for name in ("a", "candidates"):
+      x = getattr(batch, name)
+      if isinstance(x, np.ndarray) and x.size and np.isfinite(x).all():
+        slack = 1e-5 * (high - low)
+        if (x < low - slack).any() or (x > high + slack).any():
+          raise ValueError(f"batch.{name} holds actions outside the action space {box}")
+
+  def batch_is_sane(batch, num_actions):
+    # Float actions are not indices: no range check (the host check covers
+    # the bounds), only finiteness.
+    del num_actions
+    return muzero.batch_is_sane(batch, None)
+
+  def check_action_space(space, num_actions, what="action_space"):
+    """Raises ValueError unless `space` is this model's Box (shape and bounds)."""
+    del num_actions
+    if not isinstance(space, gym.spaces.Box) or space.shape != box.shape \
+        or not np.array_equal(np.asarray(space.low, np.float32), low) \
+        or not np.array_equal(np.asarray(space.high, np.float32), high):
+      raise ValueError(f"{what} is {space}, but this Sampled MuZero model was built for "
+                       f"{box}")
+
+  def check_checkpoint(meta, file):
+    """K and the action space of the checkpoint must be this model's."""
+    saved = (meta.get("policy"), meta.get("num_samples"), meta.get("action_low"),
+             meta.get("action_high"))
+    mine = ("sampled", k, low.tolist(), high.tolist())
+    if saved != mine:
+      raise checkpoint.CheckpointError(
+          f"checkpoint {file} has (policy, num_samples, action low, action high) = "
+          f"{saved}; this model has {mine}")
+
+  return Variant(init=init, plan=plan_packed, unpack=unpack, loss=default_loss_fn,
+                 check_batch=check_batch, batch_is_sane=batch_is_sane, mask=mask,
+                 check_action_space=check_action_space,
+                 metadata={"num_samples": k, "action_low": low.tolist(),
+                           "action_high": high.tolist(), "search_policy": search_policy},
+                 check_checkpoint=check_checkpoint,
+                 model_action=lambda a: from_env(a, low, high))
 
 
 def build_model(action_space, *, embedding_dim=64, hidden=(64,), support_size=20,
@@ -553,4 +554,4 @@ def _check_box(space) -> gym.spaces.Box:
   return space
 
 
-variants.register("sampled", SampledMuZero, supports=("two_player",))
+variants.register("sampled", make_variant, model_class=SampledMuZero, supports=("two_player",))

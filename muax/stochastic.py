@@ -40,6 +40,8 @@ from muax.core import search as core_search
 from muax.core.types import SearchBudget
 from muax.core.types import SearchConfig
 from muax import model as model_lib
+from muax.core.variant import Variant
+from muax.variants import muzero
 from muax import nn
 from muax.loss import categorical_loss
 from muax.loss import scale_gradient
@@ -50,8 +52,8 @@ from muax.support import logits_to_scalar
 
 __all__ = [
     "AfterstateDynamic", "AfterstatePrediction", "CoinBetsEnv", "Encoder", "GambleEnv",
-    "StochasticMuZero", "StochasticNetworks", "build_model", "mlp_networks", "plan",
-    "stochastic_muzero_loss",
+    "StochasticMuZero", "StochasticNetworks", "build_model", "init_params", "make_variant",
+    "mlp_networks", "plan", "stochastic_muzero_loss",
 ]
 
 
@@ -123,8 +125,7 @@ class StochasticMuZero(model_lib.MuZero):
     self._num_chance_outcomes = checks.positive_int("num_chance_outcomes",
                                                     num_chance_outcomes)
     super().__init__(representation_fn, prediction_fn, dynamic_fn, policy, optimizer,
-                     default_loss_fn if loss_fn is None else loss_fn, discount, support_size,
-                     two_player=two_player)
+                     loss_fn, discount, support_size, two_player=two_player)
     transform = lambda fn: hk.without_apply_rng(hk.transform(fn))  # noqa: E731
     self.afterstate_dy_func = transform(afterstate_dynamic_fn)
     self.afterstate_pred_func = transform(afterstate_prediction_fn)
@@ -137,59 +138,6 @@ class StochasticMuZero(model_lib.MuZero):
   def num_chance_outcomes(self) -> int:
     return self._num_chance_outcomes
 
-  def _init_params(self, rng_key, sample):
-    """Pure: the six networks' params for `sample[B, ...]`, checked, and A."""
-    keys = jax.random.split(rng_key, 6)
-    batch, size, num_c = sample.shape[0], 2 * self._support_size + 1, self._num_chance_outcomes
-    params = {"representation": self.repr_func.init(keys[0], sample)}
-    s = self.repr_func.apply(params["representation"], sample)
-    params["prediction"] = self.pred_func.init(keys[1], s)
-    value_logits, policy_logits = self.pred_func.apply(params["prediction"], s)
-    _check_shape("prediction_fn", "value logits", value_logits, (batch, size))
-    if policy_logits.ndim != 2 or policy_logits.shape[0] != batch:
-      raise ValueError(f"prediction_fn returned policy logits of shape "
-                       f"{policy_logits.shape}; expected [B, num_actions] with B={batch}")
-    a = jnp.zeros((batch,), jnp.int32)
-    params["afterstate_dynamic"] = self.afterstate_dy_func.init(keys[2], s, a)
-    afterstate = self.afterstate_dy_func.apply(params["afterstate_dynamic"], s, a)
-    params["afterstate_prediction"] = self.afterstate_pred_func.init(keys[3], afterstate)
-    q_logits, chance_logits = self.afterstate_pred_func.apply(
-        params["afterstate_prediction"], afterstate)
-    _check_shape("afterstate_prediction_fn", "Q value logits", q_logits, (batch, size))
-    _check_shape("afterstate_prediction_fn", "chance logits", chance_logits, (batch, num_c))
-    code = jnp.zeros((batch, num_c), jnp.float32)
-    params["dynamic"] = self.dy_func.init(keys[4], afterstate, code)
-    reward_logits, next_s = self.dy_func.apply(params["dynamic"], afterstate, code)
-    _check_shape("dynamic_fn", "reward logits", reward_logits, (batch, size))
-    _check_shape("dynamic_fn", "next state", next_s, s.shape)
-    params["encoder"] = self.encoder_func.init(keys[5], sample, sample)
-    _check_shape("encoder_fn", "code logits",
-                 self.encoder_func.apply(params["encoder"], sample, sample), (batch, num_c))
-    return params, int(policy_logits.shape[1])
-
-  def _plan_packed(self, params, rng_key, obs, invalid_actions, hyper, *,
-                   num_simulations, max_depth, loop_fn, qtransform,
-                   max_num_considered_actions):
-    """Traced: one stochastic search on `obs[B, ...]`, packed `[B, 2 + A]`."""
-    del max_num_considered_actions  # a Gumbel setting
-    action, pi, value = plan(
-        self.stochastic_networks, params, rng_key, obs, invalid_actions, *hyper[:5],
-        support_size=self._support_size, discount=self.search_discount,
-        num_chance_outcomes=self._num_chance_outcomes, num_simulations=num_simulations,
-        max_depth=max_depth, loop_fn=loop_fn, qtransform=qtransform)
-    return model_lib.pack_plan(action, pi, value)
-
-  def _check_batch(self, batch, stacked=False):
-    batch = super()._check_batch(batch, stacked)
-    k_steps = np.shape(batch.obs)[2 if stacked else 1]
-    if k_steps < 2:
-      raise ValueError(f"policy='stochastic' learns a chance code from each window's next "
-                       f"observation: use k_steps >= 2, got windows of {k_steps} step(s)")
-    return batch
-
-  def checkpoint_metadata(self) -> dict:
-    return dict(super().checkpoint_metadata(), num_chance_outcomes=self._num_chance_outcomes)
-
   def afterstate(self, s, a):
     """Afterstate of hidden state `s` and actions `a[B]`."""
     return self.afterstate_dy_func.apply(self.params["afterstate_dynamic"], s, a)
@@ -201,6 +149,78 @@ class StochasticMuZero(model_lib.MuZero):
   def encode(self, obs, next_obs):
     """Chance code logits `[B, C]` of the transitions `obs -> next_obs`."""
     return self.encoder_func.apply(self.params["encoder"], obs, next_obs)
+
+
+# -- the variant --------------------------------------------------------------
+
+
+def make_variant(model: StochasticMuZero) -> Variant:
+  """Stochastic MuZero's `Variant`: six networks, `stochastic_muzero_policy`,
+  `stochastic_muzero_loss`, and windows of at least two steps."""
+  nets, support = model.stochastic_networks, model.support_size
+  num_c, discount = model.num_chance_outcomes, model.search_discount
+  transforms = (model.repr_func, model.pred_func, model.afterstate_dy_func,
+                model.afterstate_pred_func, model.dy_func, model.encoder_func)
+
+  def search(params, rng_key, obs, invalid_actions, config, budget):
+    return plan(nets, params, rng_key, obs, invalid_actions, config.temperature,
+                config.dirichlet_fraction, config.dirichlet_alpha, config.pb_c_init,
+                config.pb_c_base, support_size=support, discount=discount,
+                num_chance_outcomes=num_c, num_simulations=budget.num_simulations,
+                max_depth=budget.max_depth, loop_fn=budget.loop_fn,
+                qtransform=budget.qtransform)
+
+  def plan_packed(params, rng_key, obs, invalid_actions, config, budget):
+    return muzero.pack_plan(*search(params, rng_key, obs, invalid_actions, config, budget))
+
+  def check_batch(batch, *, what, lead, **shapes):
+    muzero.check_batch(batch, what=what, lead=lead, **shapes)
+    k_steps = np.shape(batch.obs)[lead - 1]
+    if k_steps < 2:
+      raise ValueError(f"policy='stochastic' learns a chance code from each window's next "
+                       f"observation: use k_steps >= 2, got windows of {k_steps} step(s)")
+
+  return Variant(init=functools.partial(init_params, transforms, support_size=support,
+                                        num_chance_outcomes=num_c),
+                 plan=plan_packed, unpack=muzero.unpack, loss=default_loss_fn,
+                 check_batch=check_batch, batch_is_sane=muzero.batch_is_sane,
+                 mask=muzero.make_mask(), check_action_space=muzero.check_discrete_space,
+                 search=search, metadata={"num_chance_outcomes": num_c})
+
+
+def init_params(transforms, rng_key, sample, *, support_size: int, num_chance_outcomes: int):
+  """Pure: the six networks' params for `sample[B, ...]`, checked, and A.
+
+  `transforms`: the Haiku transforms of representation, prediction,
+  afterstate dynamics, afterstate prediction, dynamics and encoder.
+  """
+  repr_func, pred_func, after_dy_func, after_pred_func, dy_func, encoder_func = transforms
+  keys = jax.random.split(rng_key, 6)
+  batch, size, num_c = sample.shape[0], 2 * support_size + 1, num_chance_outcomes
+  params = {"representation": repr_func.init(keys[0], sample)}
+  s = repr_func.apply(params["representation"], sample)
+  params["prediction"] = pred_func.init(keys[1], s)
+  value_logits, policy_logits = pred_func.apply(params["prediction"], s)
+  _check_shape("prediction_fn", "value logits", value_logits, (batch, size))
+  if policy_logits.ndim != 2 or policy_logits.shape[0] != batch:
+    raise ValueError(f"prediction_fn returned policy logits of shape "
+                     f"{policy_logits.shape}; expected [B, num_actions] with B={batch}")
+  a = jnp.zeros((batch,), jnp.int32)
+  params["afterstate_dynamic"] = after_dy_func.init(keys[2], s, a)
+  afterstate = after_dy_func.apply(params["afterstate_dynamic"], s, a)
+  params["afterstate_prediction"] = after_pred_func.init(keys[3], afterstate)
+  q_logits, chance_logits = after_pred_func.apply(params["afterstate_prediction"], afterstate)
+  _check_shape("afterstate_prediction_fn", "Q value logits", q_logits, (batch, size))
+  _check_shape("afterstate_prediction_fn", "chance logits", chance_logits, (batch, num_c))
+  code = jnp.zeros((batch, num_c), jnp.float32)
+  params["dynamic"] = dy_func.init(keys[4], afterstate, code)
+  reward_logits, next_s = dy_func.apply(params["dynamic"], afterstate, code)
+  _check_shape("dynamic_fn", "reward logits", reward_logits, (batch, size))
+  _check_shape("dynamic_fn", "next state", next_s, s.shape)
+  params["encoder"] = encoder_func.init(keys[5], sample, sample)
+  _check_shape("encoder_fn", "code logits",
+               encoder_func.apply(params["encoder"], sample, sample), (batch, num_c))
+  return params, int(policy_logits.shape[1])
 
 
 # -- search ------------------------------------------------------------------
@@ -667,4 +687,5 @@ def _check_shape(fn_name, what, x, expected):
                      f"{tuple(expected)}")
 
 
-variants.register("stochastic", StochasticMuZero, search_policy="stochastic")
+variants.register("stochastic", make_variant, model_class=StochasticMuZero,
+                  search_policy="stochastic")

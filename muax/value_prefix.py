@@ -20,13 +20,18 @@ import jax.numpy as jnp
 import mctx
 
 from muax import checks
+from muax import loss as loss_lib
 from muax import model as model_lib
 from muax import search
 from muax import variants
+from muax.core.variant import Variant
+from muax.loss import default_loss_fn
 from muax.loss import prefix_targets
 from muax.support import logits_to_scalar
+from muax.variants import muzero
 
-__all__ = ["PrefixLSTM", "ValuePrefixMuZero", "prefix_targets"]
+__all__ = ["PrefixHead", "PrefixLSTM", "ValuePrefixMuZero", "make_recurrent_fn", "make_root",
+           "make_variant", "prefix_targets"]
 
 
 class PrefixLSTM(hk.Module):
@@ -81,18 +86,25 @@ class ValuePrefixMuZero(model_lib.MuZero):
     variants.require(policy, "value_prefix")
     self._prefix_hidden = checks.positive_int("prefix_hidden", prefix_hidden)
     self._prefix_horizon = checks.positive_int("prefix_horizon", prefix_horizon)
-    if loss_fn is None and consistency_weight:
-      from muax import loss as loss_lib
-      loss_fn = loss_lib.make_loss_fn(consistency_weight=consistency_weight)
+    # The default loss scores the reward term on the prefixes (and, with a
+    # weight, adds the consistency loss); built here so a bad weight is refused now.
+    self._default_loss = (loss_lib.make_loss_fn(consistency_weight=consistency_weight)
+                          if loss_fn is None and consistency_weight else default_loss_fn)
     super().__init__(representation_fn, prediction_fn, dynamic_fn, policy, optimizer,
-                     loss_fn, discount, support_size, two_player=two_player)
-    size = 2 * self._support_size + 1
+                     loss_fn, discount, support_size, two_player=two_player,
+                     value_prefix=True)
+    hidden, size = self._prefix_hidden, 2 * self.support_size + 1
     self.prefix_func = hk.without_apply_rng(hk.transform(
-        lambda s, state: PrefixLSTM(self._prefix_hidden, size)(s, state)))
+        lambda s, state: PrefixLSTM(hidden, size)(s, state)))
 
   @property
   def prefix_horizon(self) -> int:
     return self._prefix_horizon
+
+  @property
+  def prefix_head_hidden(self) -> int:
+    """The width of the prefix LSTM."""
+    return self._prefix_hidden
 
   @property
   def prefix_head(self):
@@ -103,57 +115,70 @@ class ValuePrefixMuZero(model_lib.MuZero):
     zeros = jnp.zeros((batch, self._prefix_hidden), jnp.float32)
     return zeros, zeros
 
-  def _init_params(self, rng_key, sample):
-    key, k_prefix = jax.random.split(rng_key)
-    params, num_actions = super()._init_params(key, sample)
-    s = self.repr_func.apply(params["representation"], sample)
-    params["value_prefix"] = self.prefix_func.init(k_prefix, s,
-                                                   self._initial_state(sample.shape[0]))
-    return params, num_actions
+  @property
+  def default_loss(self):
+    """The loss used when `loss_fn` is None."""
+    return self._default_loss
 
-  def search(self, params, rng_key, obs, invalid_actions, config, budget):
-    """`MuZero.search` with the prefix LSTM's root and recurrent function."""
-    return search.search(self.networks, params, rng_key, obs, invalid_actions, config,
-                         budget, policy=variants.get(self.policy).search_policy,
-                         support_size=self.support_size,
-                         discount=self.search_discount, root=self._root(params, obs),
-                         recurrent_fn=self._recurrent_fn())
 
-  def _root(self, params, obs) -> mctx.RootFnOutput:
-    """Traced: the search root, its embedding with a fresh prefix LSTM."""
-    root = search.root_fn(self.networks, params, obs, support_size=self._support_size)
+def make_variant(model: ValuePrefixMuZero) -> Variant:
+  """The value prefix's `Variant`: `muax.variants.muzero.make` with the prefix
+  LSTM's parameters, search root and recurrent function, and a loss that
+  scores the reward term on the prefixes."""
+  repr_func, prefix_func = model.repr_func, model.prefix_func
+  initial_state = model.prefix_head.initial_state
+
+  def init_extra(rng_key, params, sample):
+    s = repr_func.apply(params["representation"], sample)
+    return dict(params, value_prefix=prefix_func.init(rng_key, s,
+                                                      initial_state(sample.shape[0])))
+
+  return muzero.make(
+      model, root=make_root(model), recurrent_fn=make_recurrent_fn(model),
+      init_extra=init_extra, loss=model.default_loss,
+      metadata={"value_prefix": True, "prefix_hidden": model.prefix_head_hidden,
+                "prefix_horizon": model.prefix_horizon})
+
+
+def make_root(model: ValuePrefixMuZero):
+  """Traced `(params, obs[B, ...]) -> mctx.RootFnOutput`: the search root, its
+  embedding with a fresh prefix LSTM."""
+  nets, support = model.networks, model.support_size
+  initial_state = model.prefix_head.initial_state
+
+  def root(params, obs) -> mctx.RootFnOutput:
+    out = search.root_fn(nets, params, obs, support_size=support)
     batch = obs.shape[0]
-    h, c = self._initial_state(batch)
-    return root.replace(embedding=_Embedding(root.embedding, h, c, jnp.zeros((batch,)),
-                                             jnp.zeros((batch,), jnp.int32)))
+    h, c = initial_state(batch)
+    return out.replace(embedding=_Embedding(out.embedding, h, c, jnp.zeros((batch,)),
+                                            jnp.zeros((batch,), jnp.int32)))
 
-  def _recurrent_fn(self):
-    """mctx's `recurrent_fn`: each edge's reward is the difference of the
-    prefixes after and before it (0 before at a reset)."""
-    nets, support, discount = self.networks, self._support_size, self.search_discount
-    horizon = self._prefix_horizon
+  return root
 
-    def recurrent_fn(params, rng_key, action, node):
-      del rng_key
-      _, next_s = nets.dynamic(params["dynamic"], node.s, action)
-      # The LSTM and the prefix start afresh every `horizon` steps.
-      fresh = node.depth % horizon == 0
-      h = jnp.where(fresh[:, None], 0., node.h)
-      c = jnp.where(fresh[:, None], 0., node.c)
-      before = jnp.where(fresh, 0., node.prefix)
-      logits, (h, c) = self.prefix_func.apply(params["value_prefix"], next_s, (h, c))
-      prefix = logits_to_scalar(logits, support)
-      value_logits, prior_logits = nets.prediction(params["prediction"], next_s)
-      out = mctx.RecurrentFnOutput(
-          reward=prefix - before, discount=jnp.full_like(prefix, discount),
-          prior_logits=prior_logits, value=logits_to_scalar(value_logits, support))
-      return out, _Embedding(next_s, h, c, prefix, node.depth + 1)
 
-    return recurrent_fn
+def make_recurrent_fn(model: ValuePrefixMuZero):
+  """mctx's `recurrent_fn`: each edge's reward is the difference of the
+  prefixes after and before it (0 before at a reset)."""
+  nets, support, discount = model.networks, model.support_size, model.search_discount
+  horizon, prefix_apply = model.prefix_horizon, model.prefix_func.apply
 
-  def checkpoint_metadata(self) -> dict:
-    return dict(super().checkpoint_metadata(), value_prefix=True,
-                prefix_hidden=self._prefix_hidden, prefix_horizon=self._prefix_horizon)
+  def recurrent_fn(params, rng_key, action, node):
+    del rng_key
+    _, next_s = nets.dynamic(params["dynamic"], node.s, action)
+    # The LSTM and the prefix start afresh every `horizon` steps.
+    fresh = node.depth % horizon == 0
+    h = jnp.where(fresh[:, None], 0., node.h)
+    c = jnp.where(fresh[:, None], 0., node.c)
+    before = jnp.where(fresh, 0., node.prefix)
+    logits, (h, c) = prefix_apply(params["value_prefix"], next_s, (h, c))
+    prefix = logits_to_scalar(logits, support)
+    value_logits, prior_logits = nets.prediction(params["prediction"], next_s)
+    out = mctx.RecurrentFnOutput(
+        reward=prefix - before, discount=jnp.full_like(prefix, discount),
+        prior_logits=prior_logits, value=logits_to_scalar(value_logits, support))
+    return out, _Embedding(next_s, h, c, prefix, node.depth + 1)
+
+  return recurrent_fn
 
 
 class PrefixHead(NamedTuple):
@@ -162,4 +187,4 @@ class PrefixHead(NamedTuple):
   horizon: int
 
 
-variants.register_option_class("value_prefix", ValuePrefixMuZero)
+variants.register_option("value_prefix", make_variant, model_class=ValuePrefixMuZero)

@@ -40,8 +40,8 @@ def test_value_prefix_builds_its_own_class_and_checks_options():
 
 def unrolled_rewards(model, params, obs, actions):
   """Per-step rewards the search would use: differences of the prefixes."""
-  root = model._root(params, obs)
-  recurrent = model._recurrent_fn()
+  root = muax.value_prefix.make_root(model)(params, obs)
+  recurrent = muax.value_prefix.make_recurrent_fn(model)
   node, rewards = root.embedding, []
   for a in actions:
     out, node = recurrent(params, None, jnp.full((obs.shape[0],), a, jnp.int32), node)
@@ -79,14 +79,14 @@ def test_search_resets_the_prefix_every_horizon():
   obs = np.ones((2, 3), np.float32)
   rewards = unrolled_rewards(model, params, obs, [0, 1, 0])
   # Step 3 starts a fresh block: its reward is its own prefix, from zero state.
-  root = model._root(params, obs)
+  root = muax.value_prefix.make_root(model)(params, obs)
   node = root.embedding
-  recurrent = model._recurrent_fn()
+  recurrent = muax.value_prefix.make_recurrent_fn(model)
   for a in (0, 1):
     _, node = recurrent(params, None, jnp.zeros((2,), jnp.int32) + a, node)
   _, next_s = model.networks.dynamic(params["dynamic"], node.s, jnp.zeros((2,), jnp.int32))
   logits, _ = model.prefix_func.apply(params["value_prefix"], next_s,
-                                      model._initial_state(2))
+                                      model.prefix_head.initial_state(2))
   np.testing.assert_allclose(rewards[:, 2], logits_to_scalar(logits, S), rtol=1e-5, atol=1e-6)
   assert not np.allclose(rewards[:, 1], 0.)
 

@@ -1,6 +1,4 @@
-"""The registry of algorithms: a new variant is one class plus its registry line."""
-import dataclasses
-
+"""The registry of algorithms: a new variant is one `make` plus its registry line."""
 import jax
 import mctx
 import numpy as np
@@ -9,22 +7,21 @@ import pytest
 import muax
 from muax import nn
 from muax import variants
+from muax.core.variant import Variant
+from muax.variants import muzero
 
 
-class MinMaxMuZero(muax.MuZero):
+def make_minmax(model) -> Variant:
   """MuZero whose search normalises Q values by the tree's min and max
   (mctx.qtransform_by_min_max) instead of by parent and siblings."""
-
-  def search(self, params, rng_key, obs, invalid_actions, config, budget):
-    budget = dataclasses.replace(
-        budget, qtransform=lambda tree, node: mctx.qtransform_by_min_max(
-            tree, node, min_value=-20., max_value=20.))
-    return super().search(params, rng_key, obs, invalid_actions, config, budget)
+  return muzero.make(model, search_policy="muzero",
+                     qtransform=lambda tree, node: mctx.qtransform_by_min_max(
+                         tree, node, min_value=-20., max_value=20.))
 
 
 @pytest.fixture
 def minmax():
-  variants.register("muzero_minmax", MinMaxMuZero, search_policy="muzero",
+  variants.register("muzero_minmax", make_minmax, search_policy="muzero",
                     supports=("reanalysis",))
   yield
   variants.unregister("muzero_minmax")
@@ -36,7 +33,8 @@ def _model(policy):
 
 def test_a_variant_defined_here_trains_through_fit(tmp_path, minmax):
   model = _model("muzero_minmax")
-  assert type(model) is MinMaxMuZero and model.policy == "muzero_minmax"
+  assert type(model) is muax.MuZero and model.policy == "muzero_minmax"
+  assert isinstance(model.variant, Variant)
   result = muax.train.run(
       model, env_id="CartPole-v1", max_episodes=4, test_interval=4, num_test_episodes=1,
       num_simulations=4, k_steps=3, buffer_warm_up=2, num_trajectory=4,
@@ -45,7 +43,8 @@ def test_a_variant_defined_here_trains_through_fit(tmp_path, minmax):
       checkpoint_interval=0, reanalyze=muax.Reanalyze(num_simulations=3))
   assert result.training_steps == 12 and int(model.train_state.count) == 12
   loaded = _model("muzero_minmax").load(result.best_path)
-  assert type(loaded) is MinMaxMuZero
+  assert loaded.policy == "muzero_minmax"
+  assert loaded.checkpoint_metadata()["policy"] == "muzero_minmax"
 
 
 def test_the_variants_search_differs_from_muzeros(minmax):

@@ -1,19 +1,24 @@
 """The registry of algorithms: what `MuZero(policy=...)` builds, and what each supports.
 
-Each algorithm registers once, with the class that implements it and the
+Each algorithm registers once: the `make(model) -> Variant` that builds its
+functions (`muax.core.variant.Variant`), the class `MuZero(policy=...)` builds
+(`muax.MuZero` itself unless the algorithm takes more arguments), and the
 options it combines with (reanalysis, value prefix, two-player games, action
 masks, image observations). Every "does this policy support X" question is
 answered here, never by comparing policy names elsewhere.
 
-This module imports nothing of muax: the implementations register themselves
-when `muax` is imported (`muax.model` registers 'muzero' and 'gumbel',
-`muax.stochastic` and `muax.sampled` theirs).
+'muzero' and 'gumbel' are registered here (`muax.variants.muzero`);
+`muax.stochastic` and `muax.sampled` register theirs, and `muax.value_prefix`
+the value-prefix option, when `muax` is imported. A new algorithm is a `make`
+and one `register` line (`tests/test_variants.py` defines one).
 """
 import dataclasses
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
-__all__ = ["OPTIONS", "Variant", "get", "names", "option_class", "register",
-           "register_option_class", "require", "supporting", "unregister"]
+from muax.core.variant import Variant
+
+__all__ = ["OPTIONS", "Registration", "Variant", "get", "names", "option", "register",
+           "register_option", "require", "supporting", "unregister"]
 
 # The options a variant may support, each with how messages name it.
 OPTIONS = {"reanalysis": "reanalyze", "value_prefix": "value_prefix",
@@ -22,24 +27,28 @@ OPTIONS = {"reanalysis": "reanalyze", "value_prefix": "value_prefix",
 
 
 @dataclasses.dataclass(frozen=True)
-class Variant:
-  """One registered algorithm."""
-  name: str  # the `policy` argument of `MuZero`
-  model_class: type  # the class `MuZero(policy=name)` builds
+class Registration:
+  """One registered algorithm (or option)."""
+  name: str  # the `policy` argument of `MuZero` (or the option's keyword)
+  make: Callable  # make(model) -> Variant, called once per model
+  model_class: Optional[type]  # the class `MuZero(policy=name)` builds; None: MuZero
   search_policy: Optional[str]  # the mctx policy (muax.core.search); None: the model's
   supports: Tuple[str, ...]  # the OPTIONS it combines with
 
 
-_REGISTRY: Dict[str, Variant] = {}
+_REGISTRY: Dict[str, Registration] = {}
 
 
-def register(name: str, model_class: type, *, search_policy: Optional[str] = None,
-             supports=()) -> Variant:
+def register(name: str, make: Callable, *, model_class: Optional[type] = None,
+             search_policy: Optional[str] = None, supports=()) -> Registration:
   """Registers (or re-registers) the algorithm `name`.
 
   Args:
     name: the `policy` argument that selects it.
-    model_class: `muax.MuZero` or a class derived from it.
+    make: `make(model) -> muax.core.variant.Variant`, given the model under
+      construction (its networks and settings).
+    model_class: the class `MuZero(policy=name)` builds, for algorithms that
+      take more arguments (Stochastic MuZero's networks); None: `muax.MuZero`.
     search_policy: 'muzero', 'gumbel' or 'stochastic' (`muax.core.search.run`);
       None when the model chooses (Sampled MuZero's `search_policy`).
     supports: the OPTIONS it combines with.
@@ -47,22 +56,25 @@ def register(name: str, model_class: type, *, search_policy: Optional[str] = Non
   unknown = set(supports) - set(OPTIONS)
   if unknown:
     raise ValueError(f"unknown options {sorted(unknown)}: choose from {sorted(OPTIONS)}")
-  variant = Variant(name, model_class, search_policy, tuple(supports))
-  _REGISTRY[name] = variant
-  return variant
+  if not callable(make):
+    raise TypeError(f"make must be a function make(model) -> Variant, got {make!r}")
+  entry = Registration(name, make, model_class, search_policy, tuple(supports))
+  _REGISTRY[name] = entry
+  return entry
 
 
-_OPTION_CLASSES: Dict[str, type] = {}
+_OPTIONS: Dict[str, Registration] = {}
 
 
-def register_option_class(option: str, model_class: type):
-  """Registers the class `MuZero(..., <option>=True)` builds (value_prefix)."""
-  _OPTION_CLASSES[option] = model_class
+def register_option(option: str, make: Callable, *, model_class: type):
+  """Registers what `MuZero(..., <option>=True)` builds (value_prefix): the
+  class, and `make(model) -> Variant` replacing the policy's."""
+  _OPTIONS[option] = Registration(option, make, model_class, None, ())
 
 
-def option_class(option: str):
-  """The class registered for `option`, or None."""
-  return _OPTION_CLASSES.get(option)
+def option(name: str) -> Optional[Registration]:
+  """The registration of option `name`, or None."""
+  return _OPTIONS.get(name)
 
 
 def unregister(name: str):
@@ -75,7 +87,7 @@ def names() -> Tuple[str, ...]:
   return tuple(_REGISTRY)
 
 
-def get(policy) -> Variant:
+def get(policy) -> Registration:
   """The variant of `policy`.
 
   Raises:
@@ -99,3 +111,14 @@ def require(policy: str, option: str, *, what: str = None):
   allowed = " or ".join(f"'{p}'" for p in supporting(option))
   raise ValueError(f"{what or OPTIONS[option]} works with policy {allowed}, not "
                    f"policy={policy!r}")
+
+
+def _register_muzero():
+  from muax.variants import muzero  # noqa: PLC0415 (muzero imports this package's core types only)
+  for name in ("muzero", "gumbel"):
+    register(name, muzero.make, search_policy=name,
+             supports=("reanalysis", "value_prefix", "two_player", "masks", "images",
+                       "consistency"))
+
+
+_register_muzero()
