@@ -142,6 +142,50 @@ def finite_numbers(obs: np.ndarray, what: str):
     raise ValueError(f"{what} contains NaN or inf")
 
 
+def sample_batch(sample_input) -> np.ndarray:
+  """`init`'s sample as an array: a non-empty batch `[B, ...]` of finite numbers."""
+  sample = array_of_numbers(sample_input, "sample_input")
+  if sample.ndim < 1:
+    raise ValueError("sample_input must be a batch of observations [B, ...], "
+                     f"got a scalar of shape {sample.shape}")
+  if sample.shape[0] < 1:
+    raise ValueError(f"sample_input is an empty batch of shape {sample.shape}: give at "
+                     "least one observation [1, ...]")
+  finite_numbers(sample, "sample_input")
+  return sample
+
+
+def observations(obs: np.ndarray, obs_shape, from_batch: bool):
+  """ValueError unless `obs[B, ...]` (one observation as a batch of 1 when not
+  `from_batch`) has the model's `obs_shape`, is not empty and is finite."""
+  what = "batch of observations" if from_batch else "observation"
+  if obs.ndim < 1 or obs.shape[1:] != obs_shape:
+    got = obs.shape if from_batch else obs.shape[1:]
+    expected = ("[B, " + ", ".join(map(str, obs_shape)) + "]"
+                if from_batch else str(obs_shape))
+    raise ValueError(f"{what} has shape {got}, but the model was initialised for "
+                     f"{expected}")
+  if obs.shape[0] < 1:
+    raise ValueError(f"{what} is an empty batch of shape {obs.shape}: give at least "
+                     "one observation")
+  finite_numbers(obs, what)
+
+
+def network_functions(**functions):
+  """TypeError naming the first of `functions` (name=fn) that is not callable."""
+  for name, fn in functions.items():
+    if not callable(fn):
+      raise TypeError(f"{name} must be a function building Haiku modules, got {fn!r}")
+
+
+def optimizer(value):
+  """TypeError unless `value` is None or has optax's `init` and `update`."""
+  if value is not None and not (callable(getattr(value, "init", None))
+                                and callable(getattr(value, "update", None))):
+    raise TypeError("optimizer must be an optax.GradientTransformation such as "
+                    f"optax.adam(1e-3) (with init and update), got optimizer={value!r}")
+
+
 def actions_in_range(a: np.ndarray, num_actions: int, what: str):
   """Host check that actions are integers in `[0, num_actions)`."""
   if a.dtype.kind not in "biuf":
@@ -156,3 +200,31 @@ def actions_in_range(a: np.ndarray, num_actions: int, what: str):
     bad = (low if low < 0 else high).item()
     raise ValueError(f"batch.a holds action {bad!r} outside [0, num_actions) = "
                      f"[0, {num_actions}); {what} would train the dynamics on it silently")
+
+
+# act's float search settings in the order `_plan` unpacks them, each with the
+# values it accepts: (name, low, high, low is strict).
+_SEARCH_BOUNDS = (("temperature", 0., np.inf, False), ("dirichlet_fraction", 0., 1., False),
+                  ("dirichlet_alpha", 0., np.inf, True), ("pb_c_init", 0., np.inf, False),
+                  ("pb_c_base", 0., np.inf, True), ("gumbel_scale", 0., np.inf, False))
+_INF = float("inf")
+
+
+def search_settings(*values) -> np.ndarray:
+  """`[6]` float32 search settings; ValueError naming the first bad one."""
+  try:
+    hyper = np.array(values, np.float32)
+  except (TypeError, ValueError):
+    hyper = None
+  if hyper is not None and hyper.shape == (len(_SEARCH_BOUNDS),):
+    # Plain float comparisons (act is a hot path); NaN fails every one.
+    t, fraction, alpha, c_init, c_base, gumbel = hyper.tolist()
+    if (0. <= t < _INF and 0. <= fraction <= 1. and 0. < alpha < _INF
+        and 0. <= c_init < _INF and 0. < c_base < _INF and 0. <= gumbel < _INF):
+      return hyper
+  for (name, low, high, strict), value in zip(_SEARCH_BOUNDS, values):
+    number(name, value, low=low, high=high, strict=strict,
+                  what=f"a number {'>' if strict else '>='} {low:g}"
+                  + (f" and <= {high:g}" if np.isfinite(high) else ""))
+  raise TypeError("temperature and the search settings must be scalars, got "
+                  + ", ".join(f"{b[0]}={v!r}" for b, v in zip(_SEARCH_BOUNDS, values)))

@@ -24,11 +24,17 @@ import optax
 from muax import checks
 from muax import checkpoint
 from muax import nn
+from muax import optim
+from muax.loop.learning import PRIORITY
+from muax.loop.learning import mean_metrics
+from muax.loop.learning import metrics_dict
+from muax.optim import optimizer  # noqa: F401 (muax.model.optimizer, the documented name)
 from muax.core import learner
 from muax.core.types import SearchBudget
 from muax.core.types import SearchConfig
 from muax.core.types import TrainState
 from muax import reanalyze as reanalyze_lib
+from muax import restore
 from muax import search
 from muax import variants
 from muax.core.variant import Variant
@@ -37,41 +43,6 @@ from muax.support import logits_to_scalar
 from muax.transition import Transition
 
 __all__ = ["MuZero", "optimizer"]
-
-PRIORITY = "priority"  # the per-window value errors among an update's metrics
-
-
-def optimizer(init_value=0., peak_value=2e-2, end_value=1e-3, warmup_steps=1000,
-              transition_steps=10000, decay_rate=0.8, clip_by_global_norm=1.0):
-  """Adam with global-norm clipping and a warm-up then exponential-decay rate.
-
-  The learning rate rises linearly from `init_value` to `peak_value` over
-  `warmup_steps`, then decays by `decay_rate` every `transition_steps`, never
-  below `end_value`.
-  """
-  for name, value in (("warmup_steps", warmup_steps), ("transition_steps", transition_steps)):
-    checks.number(name, value, low=0., what=">= 0 (a number of steps)")
-  for name, value in (("init_value", init_value), ("peak_value", peak_value),
-                      ("end_value", end_value)):
-    checks.number(name, value, low=0., what="a learning rate >= 0")
-  checks.number("decay_rate", decay_rate, low=0., strict=True, what="a number > 0")
-  checks.number("clip_by_global_norm", clip_by_global_norm, low=0., strict=True,
-                what="a number > 0")
-  if transition_steps == 0:
-    transition_steps = 1
-  if warmup_steps == 0:
-    schedule = optax.exponential_decay(peak_value, transition_steps, decay_rate,
-                                       end_value=end_value)
-  else:
-    schedule = optax.warmup_exponential_decay_schedule(
-        init_value=init_value, peak_value=peak_value, warmup_steps=warmup_steps,
-        transition_steps=transition_steps, decay_rate=decay_rate, end_value=end_value)
-  return optax.chain(optax.clip_by_global_norm(clip_by_global_norm),
-                     optax.adam(schedule))
-
-
-_STATIC_PLAN_ARGS = ("num_simulations", "max_depth", "loop_fn", "qtransform",
-                     "max_num_considered_actions")
 
 
 class _InitSignature:
@@ -156,20 +127,15 @@ class MuZero:
       raise ValueError(f"policy={policy!r} does not support two_player=True")
     checks.number("discount", discount, low=0., high=1., what="a number in [0, 1]")
     checks.positive_int("support_size", support_size, echo_name=False)
-    for name, fn in (("representation_fn", representation_fn),
-                     ("prediction_fn", prediction_fn), ("dynamic_fn", dynamic_fn)):
-      if not callable(fn):
-        raise TypeError(f"{name} must be a function building Haiku modules, got {fn!r}")
-    if optimizer is not None and not (callable(getattr(optimizer, "init", None))
-                                      and callable(getattr(optimizer, "update", None))):
-      raise TypeError("optimizer must be an optax.GradientTransformation such as "
-                      f"optax.adam(1e-3) (with init and update), got optimizer={optimizer!r}")
+    checks.network_functions(representation_fn=representation_fn,
+                             prediction_fn=prediction_fn, dynamic_fn=dynamic_fn)
+    checks.optimizer(optimizer)
     if loss_fn is not None and not callable(loss_fn):
       raise TypeError(f"loss_fn must be a function loss_fn(model, params, batch), got "
                       f"loss_fn={loss_fn!r}")
     # Integer (uint8 image) or half-precision observations are cast to float32
     # inside the transformed function, so Haiku never creates integer weights.
-    self.repr_func = hk.without_apply_rng(hk.transform(_float_observations(representation_fn)))
+    self.repr_func = hk.without_apply_rng(hk.transform(nn.float_observations(representation_fn)))
     self.pred_func = hk.without_apply_rng(hk.transform(prediction_fn))
     self.dy_func = hk.without_apply_rng(hk.transform(dynamic_fn))
     self.networks = search.Networks(self.repr_func.apply, self.pred_func.apply,
@@ -178,7 +144,7 @@ class MuZero:
     # The algorithm's functions are built on first use, once the class's own
     # settings are in place (`variant`).
     self._make = (prefix if value_prefix else variants.get(policy)).make
-    self._optimizer = _default_optimizer() if optimizer is None else optimizer
+    self._optimizer = optim.optimizer() if optimizer is None else optimizer
     self._loss_fn = loss_fn  # None: the variant's default loss
     self._discount = float(discount)
     self._two_player = bool(two_player)
@@ -187,6 +153,9 @@ class MuZero:
     self._obs_shape = None
     self._num_actions = None
     self._reanalyze = None
+    self._plans = {}  # SearchBudget fields -> the jitted search
+    self._hyper = {}  # search settings -> the checked [6] array, on the device
+    self._no_mask = {}  # (B, A) -> zeros [B, A], on the device
     self._learners = None  # jitted (update, update_many) for the reanalysis setting
     self._apply_repr = jax.jit(self.repr_func.apply)
     self._apply_pred = jax.jit(self.pred_func.apply)
@@ -210,14 +179,7 @@ class MuZero:
         the networks return shapes that do not fit `support_size`.
     """
     checks.prng_key(rng_key)
-    sample = checks.array_of_numbers(sample_input, "sample_input")
-    if sample.ndim < 1:
-      raise ValueError("sample_input must be a batch of observations [B, ...], "
-                       f"got a scalar of shape {sample.shape}")
-    if sample.shape[0] < 1:
-      raise ValueError(f"sample_input is an empty batch of shape {sample.shape}: give at "
-                       "least one observation [1, ...]")
-    checks.finite_numbers(sample, "sample_input")
+    sample = checks.sample_batch(sample_input)
     params, self._num_actions = self._init_params(rng_key, sample)
     self._state = self._fresh_state(params, self._optimizer.init(params))
     self._obs_shape = tuple(sample.shape[1:])
@@ -240,17 +202,42 @@ class MuZero:
     built once by its registered `make` (`muax.variants`)."""
     return self._make(self)
 
-  @functools.cached_property
-  def _plan(self):
-    """The variant's search, jitted: `(params, key, obs, mask, hyper[6],
-    **budget) -> packed [B, P]`."""
-    plan = self.variant.plan
+  def _plan(self, budget: tuple):
+    """The variant's search for one budget (`SearchBudget`'s fields in order), jitted:
+    `(params, key, obs, mask, hyper[6]) -> packed [B, P]`, arrays only (JAX's
+    fastest dispatch). Compiled once per budget and input shape."""
+    fn = self._plans.get(budget)
+    if fn is None:
+      plan, budget_ = self.variant.plan, SearchBudget(*budget)
 
-    def packed(params, rng_key, obs, invalid_actions, hyper, **static):
-      return plan(params, rng_key, obs, invalid_actions, SearchConfig.unpack(hyper),
-                  SearchBudget(**static))
+      def packed(params, rng_key, obs, invalid_actions, hyper):
+        return plan(params, rng_key, obs, invalid_actions, SearchConfig.unpack(hyper),
+                    budget_)
 
-    return jax.jit(packed, static_argnames=_STATIC_PLAN_ARGS)
+      fn = self._plans[budget] = jax.jit(packed)
+    return fn
+
+  @property
+  def compiled_searches(self) -> int:
+    """Search programs compiled so far: one per search budget (simulations,
+    depth, considered actions, loop, qtransform) and input shape. Keys,
+    temperatures, search settings and data never add one."""
+    return sum(fn._cache_size() for fn in self._plans.values())
+
+  def _settings(self, values: tuple):
+    """The `[6]` search settings on the device; checked (and copied to the
+    device) once per distinct set of values."""
+    try:
+      return self._hyper[values]
+    except KeyError:
+      pass
+    except TypeError:  # unhashable values (arrays): check and copy each time
+      return checks.search_settings(*values)
+    hyper = jax.device_put(checks.search_settings(*values))
+    if len(self._hyper) >= 256:  # a schedule of ever-new temperatures
+      self._hyper.clear()
+    self._hyper[values] = hyper
+    return hyper
 
   # -- acting ---------------------------------------------------------------
 
@@ -293,19 +280,19 @@ class MuZero:
     obs = checks.array_of_numbers(obs, "batch of observations" if obs_from_batch else "observation")
     if not obs_from_batch:
       obs = obs[None]
-    self._check_obs(obs, obs_from_batch)
+    checks.observations(obs, self._obs_shape, obs_from_batch)
     checks.positive_int("num_simulations", num_simulations)
     if max_depth is not None:
       checks.positive_int("max_depth", max_depth)
     checks.positive_int("max_num_considered_actions", max_num_considered_actions)
     mask = self._mask(invalid_actions, obs.shape[0])
-    hyper = _search_settings(temperature, dirichlet_fraction, dirichlet_alpha, pb_c_init,
-                             pb_c_base, gumbel_scale)
+    hyper = self._settings((temperature, dirichlet_fraction, dirichlet_alpha, pb_c_init,
+                            pb_c_base, gumbel_scale))
     # One packed output: a single device-to-host copy per call.
     packed = np.asarray(self._dispatch_plan(
-        params, rng_key, obs, mask, hyper, num_simulations=int(num_simulations),
-        max_depth=None if max_depth is None else int(max_depth), loop_fn=loop_fn,
-        qtransform=qtransform, max_num_considered_actions=int(max_num_considered_actions)))
+        params, rng_key, obs, mask, hyper,
+        (int(num_simulations), None if max_depth is None else int(max_depth),
+         int(max_num_considered_actions), loop_fn, qtransform)))
     action, value, pi, _ = self.unpack(packed)
     if not obs_from_batch:
       action = action[0].item() if action.ndim == 1 else action[0]
@@ -334,19 +321,18 @@ class MuZero:
     obs = checks.array_of_numbers(obs, "batch of observations" if obs_from_batch else "observation")
     if not obs_from_batch:
       obs = obs[None]
-    self._check_obs(obs, obs_from_batch)
+    checks.observations(obs, self._obs_shape, obs_from_batch)
     checks.positive_int("num_simulations", num_simulations)
-    hyper = _search_settings(temperature, *_act_search_defaults())
+    hyper = self._settings((temperature,) + _act_search_defaults())
     return self._dispatch_plan(params, rng_key, obs,
                                self._mask(invalid_actions, obs.shape[0]), hyper,
-                               num_simulations=int(num_simulations), max_depth=None,
-                               loop_fn=jax.lax.fori_loop, qtransform=None,
-                               max_num_considered_actions=16)
+                               (int(num_simulations), None, 16, jax.lax.fori_loop, None))
 
-  def _dispatch_plan(self, params, rng_key, obs, mask, hyper, **static):
-    """The jitted search, with the model's params unless `params` is given."""
-    return self._plan(self._state.params if params is None else params, rng_key, obs,
-                      mask, hyper, **static)
+  def _dispatch_plan(self, params, rng_key, obs, mask, hyper, budget: tuple):
+    """The jitted search for `budget` (`SearchBudget`'s fields in order), with
+    the model's params unless `params` is given."""
+    return self._plan(budget)(self._state.params if params is None else params, rng_key,
+                              obs, mask, hyper)
 
   def search(self, params, rng_key, obs, invalid_actions, config: SearchConfig,
              budget: SearchBudget):
@@ -363,21 +349,15 @@ class MuZero:
     `[B, ...]` arrays the acting code stores with each step."""
     return self.variant.unpack(packed)
 
-  def _check_obs(self, obs, from_batch):
-    what = "batch of observations" if from_batch else "observation"
-    if obs.ndim < 1 or obs.shape[1:] != self._obs_shape:
-      got = obs.shape if from_batch else obs.shape[1:]
-      expected = ("[B, " + ", ".join(map(str, self._obs_shape)) + "]"
-                  if from_batch else str(self._obs_shape))
-      raise ValueError(f"{what} has shape {got}, but the model was initialised for "
-                       f"{expected}")
-    if obs.shape[0] < 1:
-      raise ValueError(f"{what} is an empty batch of shape {obs.shape}: give at least "
-                       "one observation")
-    checks.finite_numbers(obs, what)
-
   def _mask(self, invalid_actions, batch):
-    return self.variant.mask(invalid_actions, batch, self._num_actions)
+    """The checked `[B, A]` mask; without one, zeros kept on the device."""
+    if invalid_actions is not None:
+      return self.variant.mask(invalid_actions, batch, self._num_actions)
+    mask = self._no_mask.get((batch, self._num_actions))
+    if mask is None:
+      mask = self._no_mask[batch, self._num_actions] = jax.device_put(
+          self.variant.mask(None, batch, self._num_actions))
+    return mask
 
   # -- learning -------------------------------------------------------------
 
@@ -414,7 +394,7 @@ class MuZero:
     self._require_params("update")
     batch = self._check_batch(batch)
     self._state, out = self._jitted_learners()[0](self._state, batch)
-    return _metrics_dict(out)
+    return metrics_dict(out)
 
   def update_many(self, batches: Transition, *, return_priorities: bool = False):
     """`U` gradient steps in one dispatch on batches `[U, B, K, ...]`.
@@ -435,7 +415,7 @@ class MuZero:
     self._require_params("update_many")
     batches = self._check_batch(batches, stacked=True)
     self._state, out = self._jitted_learners()[1](self._state, batches)
-    return _metrics_dict(out)
+    return metrics_dict(out)
 
   def update_functions(self):
     """`(update, update_many)`: this model's updates as pure functions of a
@@ -564,50 +544,11 @@ class MuZero:
         checkpoint of another architecture, support size, optimizer, or (for
         an initialised model) observation shape.
     """
-    params, opt_leaves, meta = checkpoint.load(file)
-    if self.variant.check_checkpoint is not None:
-      self.variant.check_checkpoint(meta, file)
-    checkpoint.check_metadata(meta, file)
-    if meta["support_size"] != self._support_size:
-      raise checkpoint.CheckpointError(
-          f"checkpoint {file} has support_size={meta['support_size']}, this model "
-          f"has support_size={self._support_size}")
-    obs_shape = tuple(meta["obs_shape"])
-    if self._obs_shape is not None and obs_shape != self._obs_shape:
-      raise checkpoint.CheckpointError(
-          f"checkpoint {file} was saved for observations of shape {obs_shape}, this "
-          f"model was initialised for {self._obs_shape}")
-    found = {}
-
-    def init_shapes():
-      initial, found["num_actions"] = self._init_params(
-          jax.random.PRNGKey(0), jnp.zeros((1,) + obs_shape))
-      return initial
-
-    try:
-      expected = jax.eval_shape(init_shapes)
-    except (ValueError, TypeError) as e:  # the networks cannot take such observations
-      raise checkpoint.CheckpointError(
-          f"checkpoint {file} was saved for observations of shape {obs_shape}, which "
-          f"this model's networks cannot take: {type(e).__name__}: {e}") from e
-    checkpoint.check_tree(params, expected, file, "parameters")
-    if meta["num_actions"] != found["num_actions"]:
-      raise checkpoint.UnreadableCheckpointError(
-          f"checkpoint {file} is damaged: its metadata says num_actions="
-          f"{meta['num_actions']}, its networks have {found['num_actions']}")
-    params = jax.tree_util.tree_map(jnp.asarray, params)
-    opt_template = jax.eval_shape(self._optimizer.init, params)
-    leaves, treedef = jax.tree_util.tree_flatten(opt_template)
-    if len(leaves) != len(opt_leaves) or any(
-        np.shape(a) != b.shape for a, b in zip(opt_leaves, leaves)):
-      raise checkpoint.CheckpointError(
-          f"checkpoint {file} has an optimizer state that does not fit this model's "
-          "optimizer")
-    checkpoint.check_kinds(opt_leaves, leaves, file, "optimizer state")
-    self._state = self._fresh_state(params, jax.tree_util.tree_unflatten(
-        treedef, [jnp.asarray(x, b.dtype) for x, b in zip(opt_leaves, leaves)]))
-    self._obs_shape = obs_shape
-    self._num_actions = found["num_actions"]
+    params, opt_state, self._obs_shape, self._num_actions = restore.restore(
+        file, init_params=self._init_params, optimizer=self._optimizer,
+        support_size=self._support_size, obs_shape=self._obs_shape,
+        check_checkpoint=self.variant.check_checkpoint)
+    self._state = self._fresh_state(params, opt_state)
     return self
 
   def _require_params(self, what):
@@ -679,71 +620,4 @@ def _act_search_defaults():
   """`act`'s default search settings, in the order `_plan` packs them."""
   params = inspect.signature(MuZero.act).parameters
   return tuple(float(params[name].default) for name in _SEARCH_SETTINGS)
-
-
-def _float_observations(representation_fn):
-  """Wraps `representation_fn` to see integer or half-precision observations as
-  float32 (same values), so a uint8 replay buffer trains the float32 networks.
-
-  `nn.observation_dtype` still reports the original dtype inside the call (the
-  ResNet representation scales uint8 images to [0, 1] by it). Under `jit` the
-  cast is traced once per input dtype, never per call.
-  """
-
-  @functools.wraps(representation_fn)
-  def fn(obs):
-    obs = jnp.asarray(obs)
-    if obs.dtype.kind in "biu" or (obs.dtype.kind == "f" and obs.dtype.itemsize < 4):
-      with nn.source_dtype(obs.dtype):
-        return representation_fn(obs.astype(jnp.float32))
-    return representation_fn(obs)
-
-  return fn
-
-
-# act's float search settings in the order `_plan` unpacks them, each with the
-# values it accepts: (name, low, high, low is strict).
-_SEARCH_BOUNDS = (("temperature", 0., np.inf, False), ("dirichlet_fraction", 0., 1., False),
-                  ("dirichlet_alpha", 0., np.inf, True), ("pb_c_init", 0., np.inf, False),
-                  ("pb_c_base", 0., np.inf, True), ("gumbel_scale", 0., np.inf, False))
-_INF = float("inf")
-
-
-def _search_settings(*values) -> np.ndarray:
-  """`[6]` float32 search settings; ValueError naming the first bad one."""
-  try:
-    hyper = np.array(values, np.float32)
-  except (TypeError, ValueError):
-    hyper = None
-  if hyper is not None and hyper.shape == (len(_SEARCH_BOUNDS),):
-    # Plain float comparisons (act is a hot path); NaN fails every one.
-    t, fraction, alpha, c_init, c_base, gumbel = hyper.tolist()
-    if (0. <= t < _INF and 0. <= fraction <= 1. and 0. < alpha < _INF
-        and 0. <= c_init < _INF and 0. < c_base < _INF and 0. <= gumbel < _INF):
-      return hyper
-  for (name, low, high, strict), value in zip(_SEARCH_BOUNDS, values):
-    checks.number(name, value, low=low, high=high, strict=strict,
-                  what=f"a number {'>' if strict else '>='} {low:g}"
-                  + (f" and <= {high:g}" if np.isfinite(high) else ""))
-  raise TypeError("temperature and the search settings must be scalars, got "
-                  + ", ".join(f"{b[0]}={v!r}" for b, v in zip(_SEARCH_BOUNDS, values)))
-
-
-def _metrics_dict(out) -> dict:
-  """The metrics dict `update` has always returned, from a `LearnerOutput`."""
-  return dict(out.metrics, skipped=out.skipped, **{PRIORITY: out.priority})
-
-
-def mean_metrics(metrics) -> dict:
-  """Host floats from per-update metrics `[U]`: means, and `'skipped'` summed
-  (the per-window priorities are left out)."""
-  metrics = jax.device_get(metrics)
-  out = {k: float(np.mean(v)) for k, v in metrics.items() if k != PRIORITY}
-  if "skipped" in metrics:
-    out["skipped"] = float(np.sum(metrics["skipped"]))
-  return out
-
-
-def _default_optimizer():
-  return optimizer()
 

@@ -6,6 +6,7 @@ reward and policy output layers start at zero: the untrained model predicts
 value 0, reward 0 and a uniform prior, which keeps early search unbiased.
 """
 import contextlib
+import functools
 import threading
 
 import haiku as hk
@@ -17,7 +18,8 @@ from muax import checks
 __all__ = [
     "Dynamic", "Prediction", "Representation",
     "ResNetDynamic", "ResNetPrediction", "ResNetRepresentation", "ResidualBlock",
-    "elu", "min_max_normalize", "min_max_normalize2d", "observation_dtype",
+    "elu", "float_observations", "min_max_normalize", "min_max_normalize2d", "mlp",
+    "observation_dtype",
     "resnet_networks",
 ]
 
@@ -369,3 +371,23 @@ def _muzero_downsample(x, channels):
   x = hk.avg_pool(x, window_shape=(1, 3, 3, 1), strides=(1, 2, 2, 1), padding="SAME")
   x = ResidualBlock(channels)(x)
   return hk.avg_pool(x, window_shape=(1, 3, 3, 1), strides=(1, 2, 2, 1), padding="SAME")
+
+
+def float_observations(representation_fn):
+  """Wraps `representation_fn` to see integer or half-precision observations as
+  float32 (same values), so a uint8 replay buffer trains the float32 networks.
+
+  `nn.observation_dtype` still reports the original dtype inside the call (the
+  ResNet representation scales uint8 images to [0, 1] by it). Under `jit` the
+  cast is traced once per input dtype, never per call.
+  """
+
+  @functools.wraps(representation_fn)
+  def fn(obs):
+    obs = jnp.asarray(obs)
+    if obs.dtype.kind in "biu" or (obs.dtype.kind == "f" and obs.dtype.itemsize < 4):
+      with source_dtype(obs.dtype):
+        return representation_fn(obs.astype(jnp.float32))
+    return representation_fn(obs)
+
+  return fn

@@ -29,8 +29,8 @@ from muax import checks
 from muax import games
 from muax import run_state
 from muax.episode_tracer import PNStep
-from muax.model import PRIORITY
-from muax.model import mean_metrics
+from muax.loop.learning import PRIORITY
+from muax.loop.learning import mean_metrics
 from muax.replay_buffer import TrajectoryReplayBuffer
 from muax.test import test as evaluate
 

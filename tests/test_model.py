@@ -52,13 +52,13 @@ def test_greedy_is_deterministic_across_keys():
 def test_no_recompilation_when_temperature_key_or_data_change():
   model = make_mlp_model()
   model.act(KEY, OBS, num_simulations=8, temperature=1.)
-  size = model._plan._cache_size()
+  size = model.compiled_searches
   for k in range(4):
     model.act(jax.random.PRNGKey(k), OBS + k, num_simulations=8, temperature=[1., 0.5, 0., 2][k],
               dirichlet_fraction=0.1 * k)
-  assert model._plan._cache_size() == size
+  assert model.compiled_searches == size
   model.act(KEY, OBS, num_simulations=9)  # a new simulation count does compile
-  assert model._plan._cache_size() == size + 1
+  assert model.compiled_searches == size + 1
 
 
 def test_unknown_policy_raises_in_constructor_old_defect_4():

@@ -225,10 +225,10 @@ def test_temperature_zero_is_deterministic(small):
 def test_no_retrace_across_temperature_and_keys(small):
   model = small
   model.act(jax.random.PRNGKey(0), np.ones(3), num_simulations=4, temperature=1.)
-  size = model._plan._cache_size()
+  size = model.compiled_searches
   for k, t in ((1, 0.), (2, 0.5), (3, 1.)):
     model.act(jax.random.PRNGKey(k), np.ones(3), num_simulations=4, temperature=t)
-  assert model._plan._cache_size() == size
+  assert model.compiled_searches == size
 
 
 def test_save_load_round_trip(tmp_path):

@@ -312,9 +312,9 @@ def test_uint8_observations_match_float32():
     assert x.dtype == jnp.float32
     np.testing.assert_array_equal(x, y)
   a8, pi8, v8 = as_uint8.act(KEY, obs[0], with_pi=True, with_value=True, num_simulations=4)
-  size = as_uint8._plan._cache_size()
+  size = as_uint8.compiled_searches
   as_uint8.act(KEY, obs[0] + 1, num_simulations=4)
-  assert as_uint8._plan._cache_size() == size  # no retrace per call
+  assert as_uint8.compiled_searches == size  # no retrace per call
   a32, pi32, v32 = as_float.act(KEY, obs[0].astype(np.float32), with_pi=True,
                                 with_value=True, num_simulations=4)
   assert a8 == a32 and v8 == v32

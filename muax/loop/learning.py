@@ -10,11 +10,12 @@ way.
 from typing import Callable
 
 import jax
+import numpy as np
 
 from muax.core.types import LearnerOutput
 from muax.core.types import TrainState
 
-__all__ = ["Learner"]
+__all__ = ["Learner", "PRIORITY", "mean_metrics", "metrics_dict"]
 
 
 class Learner:
@@ -51,3 +52,21 @@ class Learner:
     self._state, out = self._learn(self._state, batches)
     self.updates += int(jax.tree_util.tree_leaves(batches)[0].shape[0])
     return out
+
+
+PRIORITY = "priority"  # the per-window value errors among an update's metrics
+
+
+def metrics_dict(out: LearnerOutput) -> dict:
+  """The metrics dict `update` has always returned, from a `LearnerOutput`."""
+  return dict(out.metrics, skipped=out.skipped, **{PRIORITY: out.priority})
+
+
+def mean_metrics(metrics) -> dict:
+  """Host floats from per-update metrics `[U]`: means, and `'skipped'` summed
+  (the per-window priorities are left out)."""
+  metrics = jax.device_get(metrics)
+  out = {k: float(np.mean(v)) for k, v in metrics.items() if k != PRIORITY}
+  if "skipped" in metrics:
+    out["skipped"] = float(np.sum(metrics["skipped"]))
+  return out
