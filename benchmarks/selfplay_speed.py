@@ -97,7 +97,7 @@ def collector_breakdown(model, num_envs, num_simulations, steps):
   collector._dispatch = timed("dispatch", real[1])
   start = time.perf_counter()
   for _ in range(steps):
-    _, packed = collector._pending
+    packed = collector._pending[-1]
     t = time.perf_counter()
     np.asarray(packed)  # the wait; step() below then finds it ready
     parts["wait_search"] += time.perf_counter() - t

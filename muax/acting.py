@@ -176,64 +176,6 @@ def step_limit(env, max_episode_steps: Optional[int] = None) -> int:
   return int(spec_limit) if spec_limit else DEFAULT_MAX_EPISODE_STEPS
 
 
-def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
-                temperature: float, seed: Optional[int] = None, tracer=None,
-                max_episode_steps: Optional[int] = None,
-                stop: Optional[Callable[[], bool]] = None) -> Episode:
-  """Plays one episode; with a tracer, also records it as a Trajectory.
-
-  Termination ends the n-step returns; truncation (a time limit, or the step
-  cap) bootstraps them from the search value of the final observation.
-  Legal-action masks in `info["action_mask"]` (1 = legal, gymnasium's
-  convention) restrict every search. `stop`, checked before every step,
-  abandons the episode (raises `Stopped`).
-  """
-  obs, info = env.reset(seed=seed)
-  limit = step_limit(env, max_episode_steps)
-  offset = action_offset(env.action_space)
-  trajectory = None
-  if tracer is not None:
-    tracer.reset()
-    trajectory = Trajectory()
-  total, steps = 0., 0
-  while True:
-    if stop is not None and stop():
-      raise Stopped()
-    invalid = invalid_actions(info)
-    if tracer is None:
-      a = model.act(keys(), obs, num_simulations=num_simulations, temperature=temperature,
-                    invalid_actions=invalid)
-    else:
-      packed = model.act_async(
-          keys(), obs, num_simulations=num_simulations, temperature=temperature,
-          invalid_actions=invalid, obs_from_batch=False)
-      actions, values, pis, extras = model.unpack(np.asarray(packed))
-      a = actions[0].item() if actions.ndim == 1 else actions[0]
-      pi, v = pis[0], float(values[0])
-      extras = {name: x[0] for name, x in extras.items()}
-    next_obs, r, terminated, truncated, info = env.step(a + offset if offset else a)
-    steps += 1
-    r, terminated, truncated = _checked_step(r, terminated, truncated, steps)
-    total += r
-    truncated = truncated or steps >= limit
-    if tracer is not None:
-      cut = truncated and not terminated
-      bootstrap = None
-      if cut:
-        _, bootstrap = model.act(keys(), next_obs, with_value=True,
-                                 num_simulations=num_simulations, temperature=0.)
-      tracer.add(np.array(obs), a, r, terminated, v, pi, truncated=cut,
-                 bootstrap_value=bootstrap, mask=legal_mask(invalid), **extras)
-      while tracer:
-        trajectory.add(tracer.pop())
-    if terminated or truncated:
-      break
-    obs = next_obs
-  if trajectory is not None:
-    trajectory.finalize()
-  return Episode(total, steps, trajectory)
-
-
 # ---------------------------------------------------------------------------
 # Vectorised collection: N environments, one batched search per step.
 
@@ -322,75 +264,134 @@ def check_vector_env(envs, model=None):
         f"{mode}); or pass an environment factory and num_envs instead")
 
 
-class VectorCollector:
-  """Plays N environments at once: one batched `act` per step for all N.
+class Actor:
+  """The one step loop: plays 1..N environments, one batched search per step.
 
-  Each sub-environment has its own tracer (a copy of `tracer`) and its own
-  trajectory; finished episodes come back from `step` in the order they
-  finished. Episodes that end by a time limit bootstrap their n-step returns
-  from the greedy search value of their final observation (one extra batched
-  search, only on steps where some episode was truncated).
+  `envs` is a gymnasium vector environment (`make_vector_env`; autoreset
+  `SAME_STEP`) or a single `gymnasium.Env`, played as a batch of one. Each
+  environment has its own tracer (a copy of `tracer` for a vector
+  environment, `tracer` itself for a single one) and its own trajectory;
+  finished episodes come back from `step` in the order they finished.
+
+  Termination ends the n-step returns; truncation (a time limit, or the step
+  cap of a single environment) bootstraps them from the greedy search value
+  of the final observation (one extra batched search, only on steps where
+  some episode was truncated). Legal-action masks in `info["action_mask"]`
+  (1 = legal, gymnasium's convention) restrict every search. Without a
+  tracer only returns and lengths are kept (evaluation).
+
+  A vector environment is reset once, here, and runs on (autoreset); its next
+  search is dispatched before a step's tracer bookkeeping, so the two
+  overlap. A single environment is reset at each `run_episode`, with that
+  episode's seed, and searches at the start of each step.
+
+  Args:
+    model: the `muax.MuZero` that searches (`params` of `step` may replace
+      its parameters: an actor's copy that lags the learner).
+    envs: a vector environment or one environment.
+    keys: the `KeyStream` every search draws its key from.
+    num_simulations: search simulations per decision.
+    tracer: records episodes as trajectories (None: evaluation).
+    seed: the vector environment's first reset.
+    max_episode_steps: a single environment's step cap (default: its
+      spec's, else `DEFAULT_MAX_EPISODE_STEPS`).
   """
 
-  def __init__(self, model, envs, keys: KeyStream, *, num_simulations: int, tracer,
-               seed: Optional[int] = None):
-    check_vector_env(envs, model)
-    self.model, self.envs, self.keys = model, envs, keys
-    self.num_envs = envs.num_envs
-    self.num_simulations = num_simulations
-    self._offset = action_offset(envs.single_action_space)
-    self._tracers = [copy.deepcopy(tracer) for _ in range(self.num_envs)]
-    for t in self._tracers:
-      t.reset()
-    self._trajectories = [Trajectory() for _ in range(self.num_envs)]
+  def __init__(self, model, envs, keys: KeyStream, *, num_simulations: int, tracer=None,
+               seed: Optional[int] = None, max_episode_steps: Optional[int] = None):
+    self.model, self.keys, self.num_simulations = model, keys, num_simulations
+    self.vectorized = isinstance(envs, gym.vector.VectorEnv)
+    if self.vectorized:
+      check_vector_env(envs, model)
+      self.envs, self._limit = _VectorEnv(envs), None
+      self._offset = action_offset(envs.single_action_space)
+    else:
+      self.envs, self._limit = _OneEnv(envs), step_limit(envs, max_episode_steps)
+      self._offset = action_offset(envs.action_space)
+    self.num_envs = self.envs.num_envs
+    if tracer is None:
+      self._tracers = None
+    else:
+      self._tracers = ([copy.deepcopy(tracer) for _ in range(self.num_envs)]
+                       if self.vectorized else [tracer])
+    self.env_steps = 0
+    self._pending = None  # (observations, their masks, their search in flight)
+    if self.vectorized:
+      self.reset(seed)
+
+  def reset(self, seed: Optional[int] = None):
+    """Starts every environment afresh (`envs.reset(seed=seed)`)."""
+    self._obs, infos = self.envs.reset(seed=seed)
+    self._invalid = invalid_actions(infos, self.num_envs)
+    self._pending = None
     self._returns = np.zeros(self.num_envs)
     self._lengths = np.zeros(self.num_envs, np.int64)
-    self._obs, infos = envs.reset(seed=seed)
-    self._invalid = invalid_actions(infos, self.num_envs)
-    self._pending = None  # (observations, their search in flight)
-    self.env_steps = 0
+    self._trajectories = None
+    if self._tracers is not None:
+      for t in self._tracers:
+        t.reset()
+      self._trajectories = [Trajectory() for _ in range(self.num_envs)]
+
+  def run_episode(self, temperature: float, *, seed: Optional[int] = None, params=None,
+                  stop: Optional[Callable[[], bool]] = None) -> Episode:
+    """Resets and plays one episode of a single environment at `temperature`.
+
+    `stop`, checked before every step, abandons the episode (raises `Stopped`).
+    """
+    self.reset(seed)
+    while True:
+      if stop is not None and stop():
+        raise Stopped()
+      finished = self.step(temperature, params)
+      if finished:
+        return finished[0]
 
   def step(self, temperature: float, params=None) -> List[Episode]:
     """Advances every environment by one step; returns the episodes that ended.
 
     `params` (default: the model's own) are the parameters searched with.
-    The search for the next step is dispatched before this step's tracer
-    bookkeeping, so the two overlap; it uses this call's `temperature` and
-    `params`.
     """
     if self._pending is None:
       self._dispatch(temperature, params)
     obs, invalid, packed = self._pending
+    self._pending = None
     actions, values, pis, extras = self.model.unpack(np.asarray(packed))
+    lengths = self._lengths + 1
     next_obs, rewards, terminated, truncated, infos = self.envs.step(
-        actions + self._offset if self._offset else actions)
-    rewards, terminated, truncated = _checked_vector_step(
-        rewards, terminated, truncated, self.num_envs, self._lengths + 1)
+        actions + self._offset if self._offset else actions, lengths)
+    if self._limit is not None:
+      truncated = truncated | (lengths >= self._limit)
     truncated = truncated & ~terminated
-    bootstrap = self._bootstrap_values(truncated, infos, next_obs, params)
+    bootstrap = (None if self._tracers is None
+                 else self._bootstrap_values(truncated, infos, next_obs, params))
     self._obs = next_obs
     self._invalid = invalid_actions(infos, self.num_envs)
-    self._dispatch(temperature, params)
+    ended = terminated | truncated
+    if self.vectorized:
+      self._dispatch(temperature, params)  # overlaps the bookkeeping below
     self.env_steps += self.num_envs
     self._returns += rewards
-    self._lengths += 1
+    self._lengths = lengths
     finished = []
     for i in range(self.num_envs):
-      tracer = self._tracers[i]
-      tracer.add(obs[i], actions[i].item() if actions.ndim == 1 else actions[i],
-                 float(rewards[i]), bool(terminated[i]), float(values[i]), pis[i],
-                 truncated=bool(truncated[i]),
-                 bootstrap_value=None if bootstrap is None else float(bootstrap[i]),
-                 mask=None if invalid is None else legal_mask(invalid[i]),
-                 **{name: x[i] for name, x in extras.items()})
-      while tracer:
-        self._trajectories[i].add(tracer.pop())
-      if terminated[i] or truncated[i]:
-        trajectory = self._trajectories[i]
-        trajectory.finalize()
+      if self._tracers is not None:
+        tracer = self._tracers[i]
+        tracer.add(obs[i], actions[i].item() if actions.ndim == 1 else actions[i],
+                   float(rewards[i]), bool(terminated[i]), float(values[i]), pis[i],
+                   truncated=bool(truncated[i]),
+                   bootstrap_value=None if bootstrap is None else float(bootstrap[i]),
+                   mask=None if invalid is None else legal_mask(invalid[i]),
+                   **{name: x[i] for name, x in extras.items()})
+        while tracer:
+          self._trajectories[i].add(tracer.pop())
+      if ended[i]:
+        trajectory = None
+        if self._tracers is not None:
+          trajectory = self._trajectories[i]
+          trajectory.finalize()
+          self._trajectories[i] = Trajectory()
+          self._tracers[i].reset()
         finished.append(Episode(float(self._returns[i]), int(self._lengths[i]), trajectory))
-        self._trajectories[i] = Trajectory()
-        tracer.reset()
         self._returns[i] = 0.
         self._lengths[i] = 0
     return finished
@@ -398,8 +399,9 @@ class VectorCollector:
   def _dispatch(self, temperature, params):
     obs = np.array(self._obs, copy=True)
     self._pending = (obs, self._invalid, self.model.act_async(
-        self.keys(), obs, num_simulations=self.num_simulations, temperature=temperature,
-        params=params, invalid_actions=self._invalid))
+        self.keys(), obs if self.vectorized else obs[0],
+        num_simulations=self.num_simulations, temperature=temperature, params=params,
+        invalid_actions=self._invalid, obs_from_batch=self.vectorized))
 
   def _bootstrap_values(self, truncated, infos, next_obs, params):
     if not truncated.any():
@@ -407,6 +409,11 @@ class VectorCollector:
     final = np.array(next_obs, copy=True)
     for i in np.flatnonzero(truncated):
       final[i] = infos["final_obs"][i]
+    if not self.vectorized:
+      _, value = self.model.act(self.keys(), final[0], with_value=True,
+                                num_simulations=self.num_simulations, temperature=0.,
+                                params=params)
+      return np.array([value])
     _, values = self.model.act(self.keys(), final, with_value=True, obs_from_batch=True,
                                num_simulations=self.num_simulations, temperature=0.,
                                params=params)
@@ -414,6 +421,73 @@ class VectorCollector:
 
   def close(self):
     self.envs.close()
+
+
+# The name `fit` and the benchmarks used for the N-environment actor.
+VectorCollector = Actor
+
+
+class _VectorEnv:
+  """A vector environment whose steps are checked (one reward and flag per
+  sub-environment, finite rewards, bool flags)."""
+
+  def __init__(self, envs):
+    self.envs, self.num_envs = envs, envs.num_envs
+
+  def reset(self, seed=None):
+    return self.envs.reset(seed=seed)
+
+  def step(self, actions, lengths):
+    next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+    rewards, terminated, truncated = _checked_vector_step(
+        rewards, terminated, truncated, self.num_envs, lengths)
+    return next_obs, rewards, terminated, truncated, infos
+
+  def close(self):
+    self.envs.close()
+
+
+class _OneEnv:
+  """One gymnasium environment as a batch of one (no autoreset): what `Actor`
+  steps, with its rewards and flags checked as a single environment's."""
+
+  num_envs = 1
+
+  def __init__(self, env):
+    self.env = env
+
+  def reset(self, seed=None):
+    obs, info = self.env.reset(seed=seed)
+    return np.asarray(obs)[None], _batched(info)
+
+  def step(self, actions, lengths):
+    a = actions[0].item() if actions.ndim == 1 else actions[0]
+    next_obs, r, terminated, truncated, info = self.env.step(a)
+    r, terminated, truncated = _checked_step(r, terminated, truncated, int(lengths[0]))
+    next_obs = np.asarray(next_obs)[None]
+    return (next_obs, np.array([r]), np.array([terminated]), np.array([truncated]),
+            dict(_batched(info), final_obs=next_obs))
+
+  def close(self):
+    self.env.close()
+
+
+def _batched(info):
+  """A single environment's info with its action mask as a batch of one."""
+  if isinstance(info, dict) and info.get("action_mask") is not None:
+    return {"action_mask": np.asarray(info["action_mask"])[None]}
+  return {}
+
+
+def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
+                temperature: float, seed: Optional[int] = None, tracer=None,
+                max_episode_steps: Optional[int] = None,
+                stop: Optional[Callable[[], bool]] = None) -> Episode:
+  """Plays one episode of `env` (an `Actor` of one environment); with a
+  tracer, also records it as a Trajectory. See `Actor`."""
+  return Actor(model, env, keys, num_simulations=num_simulations, tracer=tracer,
+               max_episode_steps=max_episode_steps).run_episode(
+                   temperature, seed=seed, stop=stop)
 
 
 def run_vector_episodes(model, envs, keys: KeyStream, num_episodes: int, *,

@@ -834,7 +834,7 @@ class _Loop:
 
   def _next_vector_episode(self) -> acting.Episode:
     if self.collector is None:
-      self.collector = acting.VectorCollector(
+      self.collector = acting.Actor(
           self.model, self.env, self.keys, num_simulations=self.num_simulations,
           tracer=self.tracer, seed=int(self.seeds.integers(2 ** 31)))
     while not self.pending_episodes:
