@@ -12,6 +12,10 @@ Prints one JSON line per policy: microseconds per decision (medians of
   (params, key, observation, mask, settings) and returning one array: JAX's
   own cost per call on this machine;
 and `act_overhead` = `act - search`, the part of `act` spent outside the search.
+`act_overhead_paired` measures the same part call by call: `act` and the
+search alone run back to back (in alternating order) `--calls x --repeats`
+times, and the median of their differences is taken, which a shared machine's
+slow drifts affect much less than the difference of two medians.
 
 Usage: python benchmarks/act_loop.py [--simulations 50] [--repeats 5] [--calls 300]
 Runs against any muax on PYTHONPATH that has `MuZero.search` (0.2+); with an
@@ -41,6 +45,29 @@ def microseconds(fns, calls, repeats):
         fn()
       times[name].append((time.perf_counter() - start) / calls)
   return {name: round(1e6 * float(np.median(t)), 1) for name, t in times.items()}
+
+
+def paired_difference(first, second, pairs):
+  """Median microseconds of `first() - second()`, timed back to back, the
+  order alternating from pair to pair."""
+  first(), second()
+  diffs = []
+  for i in range(pairs):
+    if i % 2:
+      t0 = time.perf_counter()
+      second()
+      t1 = time.perf_counter()
+      first()
+      t2 = time.perf_counter()
+      diffs.append((t2 - t1) - (t1 - t0))
+    else:
+      t0 = time.perf_counter()
+      first()
+      t1 = time.perf_counter()
+      second()
+      t2 = time.perf_counter()
+      diffs.append((t1 - t0) - (t2 - t1))
+  return round(1e6 * float(np.median(diffs)), 1)
 
 
 def main():
@@ -78,6 +105,8 @@ def main():
     result = microseconds(fns, args.calls, args.repeats)
     if "search" in result:
       result["act_overhead"] = round(result["act"] - result["search"], 1)
+      result["act_overhead_paired"] = paired_difference(fns["act"], fns["search"],
+                                                        args.calls * args.repeats)
     print(json.dumps({"bench": "act_loop", "policy": policy, "num_simulations": sims,
                       "unit": "us_per_decision", **result,
                       "readme_loop_decisions_per_s": round(1e6 / result["readme_loop"], 1),
