@@ -134,8 +134,14 @@ class TrajectoryReplayBuffer:
     self.capacity, self.max_transitions, self.max_bytes = _check_bounds(
         capacity, max_transitions, max_bytes)
     self.obs_dtype = _check_obs_dtype(obs_dtype)
+    self.random_seed = random_seed  # None: `fit` seeds it from its own random_seed
     self._rng = np.random.default_rng(random_seed)
     self.clear()
+
+  def seed(self, random_seed: int):
+    """Restarts the buffer's generator from `random_seed` (what is stored is kept)."""
+    self.random_seed = random_seed
+    self._rng = np.random.default_rng(random_seed)
 
   def add(self, trajectory: Trajectory, w: float = 1.):
     """Stores a trajectory with weight `w`, then evicts the oldest over a bound.

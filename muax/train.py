@@ -120,7 +120,8 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
     tensorboard_dir: TensorBoard root (default `tensorboard/`).
     model_save_path: checkpoint folder (default `models/<name>`).
     save_name: checkpoint file name (default `model_params`).
-    random_seed: seeds keys, environment resets and replay sampling.
+    random_seed: seeds keys, environment resets and replay sampling (a
+      `buffer` made without `random_seed` is seeded with it).
     temperature_fn: `fn(max_training_steps=, training_steps=) -> float`.
     log_all_metrics: also log every loss component.
     num_update_per_episode: updates after each episode.
@@ -255,7 +256,12 @@ def run(model, *, env_id=None, env=None, test_env=None, tracer=None, buffer=None
       raise ValueError("opponent needs a single test_env (the self-play view of the "
                        "game), not a vector environment")
     test_env = games.VersusOpponent(test_env, opponent)
-  buffer = TrajectoryReplayBuffer(500, random_seed=random_seed) if buffer is None else buffer
+  if buffer is None:
+    buffer = TrajectoryReplayBuffer(500, random_seed=random_seed)
+  elif getattr(buffer, "random_seed", 0) is None:
+    # A buffer made without a seed samples with `random_seed` too, so the run
+    # repeats (a resumed run then restores the buffer's saved generator).
+    buffer.seed(random_seed)
   temperature_fn = default_temperature_fn if temperature_fn is None else temperature_fn
   loop = _Loop(model, env, test_env, tracer, buffer, random_seed, num_simulations,
                max_episode_steps, temperature_fn, max_training_steps)

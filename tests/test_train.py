@@ -56,6 +56,28 @@ def test_fit_returns_loadable_best_checkpoint(tmp_path):
   assert os.path.exists(tmp_path / "models" / "latest" / "p.npz")
 
 
+def test_a_buffer_made_without_a_seed_samples_with_fits_seed(tmp_path):
+  # The README's script passes TrajectoryReplayBuffer(500) and random_seed: the
+  # run must repeat, as random_seed's documentation promises.
+  def run(buffer, folder):
+    model = _model()
+    muax.train.run(model, env=Corridor(), test_env=Corridor(), random_seed=3, buffer=buffer,
+                   tensorboard_dir=str(tmp_path / folder / "tb"),
+                   model_save_path=str(tmp_path / folder / "m"), **SMALL)
+    return jax.tree_util.tree_leaves(model.params)
+
+  first, second = muax.TrajectoryReplayBuffer(50), muax.TrajectoryReplayBuffer(50)
+  a, b = run(first, "a"), run(second, "b")
+  assert first.random_seed == second.random_seed == 3
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x, y)
+  # A seed the user gave is kept: another seed, another sample of windows.
+  own = muax.TrajectoryReplayBuffer(50, random_seed=11)
+  c = run(own, "c")
+  assert own.random_seed == 11
+  assert any(not np.array_equal(x, y) for x, y in zip(a, c))
+
+
 def test_last_episode_reaches_tensorboard_old_defect_12(tmp_path):
   result = muax.train.run(_model(), env=Corridor(), test_env=Corridor(), name="run",
                           tensorboard_dir=str(tmp_path), model_save_path=str(tmp_path / "m"),
