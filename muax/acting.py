@@ -409,11 +409,6 @@ class Actor:
     final = np.array(next_obs, copy=True)
     for i in np.flatnonzero(truncated):
       final[i] = infos["final_obs"][i]
-    if not self.vectorized:
-      _, value = self.model.act(self.keys(), final[0], with_value=True,
-                                num_simulations=self.num_simulations, temperature=0.,
-                                params=params)
-      return np.array([value])
     _, values = self.model.act(self.keys(), final, with_value=True, obs_from_batch=True,
                                num_simulations=self.num_simulations, temperature=0.,
                                params=params)

@@ -154,8 +154,6 @@ class MuZero:
     self._num_actions = None
     self._reanalyze = None
     self._plans = {}  # SearchBudget fields -> the jitted search
-    self._hyper = {}  # search settings -> the checked [6] array, on the device
-    self._no_mask = {}  # (B, A) -> zeros [B, A], on the device
     self._learners = None  # jitted (update, update_many) for the reanalysis setting
     self._apply_repr = jax.jit(self.repr_func.apply)
     self._apply_pred = jax.jit(self.pred_func.apply)
@@ -224,21 +222,6 @@ class MuZero:
     temperatures, search settings and data never add one."""
     return sum(fn._cache_size() for fn in self._plans.values())
 
-  def _settings(self, values: tuple):
-    """The `[6]` search settings on the device; checked (and copied to the
-    device) once per distinct set of values."""
-    try:
-      return self._hyper[values]
-    except KeyError:
-      pass
-    except TypeError:  # unhashable values (arrays): check and copy each time
-      return checks.search_settings(*values)
-    hyper = jax.device_put(checks.search_settings(*values))
-    if len(self._hyper) >= 256:  # a schedule of ever-new temperatures
-      self._hyper.clear()
-    self._hyper[values] = hyper
-    return hyper
-
   # -- acting ---------------------------------------------------------------
 
   def act(self, rng_key, obs, with_pi=False, with_value=False, obs_from_batch=False,
@@ -286,8 +269,8 @@ class MuZero:
       checks.positive_int("max_depth", max_depth)
     checks.positive_int("max_num_considered_actions", max_num_considered_actions)
     mask = self._mask(invalid_actions, obs.shape[0])
-    hyper = self._settings((temperature, dirichlet_fraction, dirichlet_alpha, pb_c_init,
-                            pb_c_base, gumbel_scale))
+    hyper = checks.search_settings(temperature, dirichlet_fraction, dirichlet_alpha,
+                                   pb_c_init, pb_c_base, gumbel_scale)
     # One packed output: a single device-to-host copy per call.
     packed = np.asarray(self._dispatch_plan(
         params, rng_key, obs, mask, hyper,
@@ -323,7 +306,7 @@ class MuZero:
       obs = obs[None]
     checks.observations(obs, self._obs_shape, obs_from_batch)
     checks.positive_int("num_simulations", num_simulations)
-    hyper = self._settings((temperature,) + _act_search_defaults())
+    hyper = checks.search_settings(temperature, *_act_search_defaults())
     return self._dispatch_plan(params, rng_key, obs,
                                self._mask(invalid_actions, obs.shape[0]), hyper,
                                (int(num_simulations), None, 16, jax.lax.fori_loop, None))
@@ -350,14 +333,7 @@ class MuZero:
     return self.variant.unpack(packed)
 
   def _mask(self, invalid_actions, batch):
-    """The checked `[B, A]` mask; without one, zeros kept on the device."""
-    if invalid_actions is not None:
-      return self.variant.mask(invalid_actions, batch, self._num_actions)
-    mask = self._no_mask.get((batch, self._num_actions))
-    if mask is None:
-      mask = self._no_mask[batch, self._num_actions] = jax.device_put(
-          self.variant.mask(None, batch, self._num_actions))
-    return mask
+    return self.variant.mask(invalid_actions, batch, self._num_actions)
 
   # -- learning -------------------------------------------------------------
 

@@ -687,5 +687,4 @@ def _check_shape(fn_name, what, x, expected):
                      f"{tuple(expected)}")
 
 
-variants.register("stochastic", make_variant, model_class=StochasticMuZero,
-                  search_policy="stochastic")
+variants.register("stochastic", make_variant, model_class=StochasticMuZero)

@@ -21,8 +21,7 @@ def make_minmax(model) -> Variant:
 
 @pytest.fixture
 def minmax():
-  variants.register("muzero_minmax", make_minmax, search_policy="muzero",
-                    supports=("reanalysis",))
+  variants.register("muzero_minmax", make_minmax, supports=("reanalysis",))
   yield
   variants.unregister("muzero_minmax")
 

@@ -32,7 +32,6 @@ class Registration:
   name: str  # the `policy` argument of `MuZero` (or the option's keyword)
   make: Callable  # make(model) -> Variant, called once per model
   model_class: Optional[type]  # the class `MuZero(policy=name)` builds; None: MuZero
-  search_policy: Optional[str]  # the mctx policy (muax.core.search); None: the model's
   supports: Tuple[str, ...]  # the OPTIONS it combines with
 
 
@@ -40,7 +39,7 @@ _REGISTRY: Dict[str, Registration] = {}
 
 
 def register(name: str, make: Callable, *, model_class: Optional[type] = None,
-             search_policy: Optional[str] = None, supports=()) -> Registration:
+             supports=()) -> Registration:
   """Registers (or re-registers) the algorithm `name`.
 
   Args:
@@ -49,8 +48,6 @@ def register(name: str, make: Callable, *, model_class: Optional[type] = None,
       construction (its networks and settings).
     model_class: the class `MuZero(policy=name)` builds, for algorithms that
       take more arguments (Stochastic MuZero's networks); None: `muax.MuZero`.
-    search_policy: 'muzero', 'gumbel' or 'stochastic' (`muax.core.search.run`);
-      None when the model chooses (Sampled MuZero's `search_policy`).
     supports: the OPTIONS it combines with.
   """
   unknown = set(supports) - set(OPTIONS)
@@ -58,7 +55,7 @@ def register(name: str, make: Callable, *, model_class: Optional[type] = None,
     raise ValueError(f"unknown options {sorted(unknown)}: choose from {sorted(OPTIONS)}")
   if not callable(make):
     raise TypeError(f"make must be a function make(model) -> Variant, got {make!r}")
-  entry = Registration(name, make, model_class, search_policy, tuple(supports))
+  entry = Registration(name, make, model_class, tuple(supports))
   _REGISTRY[name] = entry
   return entry
 
@@ -69,7 +66,7 @@ _OPTIONS: Dict[str, Registration] = {}
 def register_option(option: str, make: Callable, *, model_class: type):
   """Registers what `MuZero(..., <option>=True)` builds (value_prefix): the
   class, and `make(model) -> Variant` replacing the policy's."""
-  _OPTIONS[option] = Registration(option, make, model_class, None, ())
+  _OPTIONS[option] = Registration(option, make, model_class, ())
 
 
 def option(name: str) -> Optional[Registration]:
@@ -116,7 +113,7 @@ def require(policy: str, option: str, *, what: str = None):
 def _register_muzero():
   from muax.variants import muzero  # noqa: PLC0415 (muzero imports this package's core types only)
   for name in ("muzero", "gumbel"):
-    register(name, muzero.make, search_policy=name,
+    register(name, muzero.make,
              supports=("reanalysis", "value_prefix", "two_player", "masks", "images",
                        "consistency"))
 
