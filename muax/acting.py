@@ -434,7 +434,7 @@ class _VectorEnv:
 
   def step(self, actions, lengths):
     next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
-    rewards, terminated, truncated = _checked_vector_step(
+    rewards, terminated, truncated = checked_vector_step(
         rewards, terminated, truncated, self.num_envs, lengths)
     return next_obs, rewards, terminated, truncated, infos
 
@@ -485,36 +485,6 @@ def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
                    temperature, seed=seed, stop=stop)
 
 
-def run_vector_episodes(model, envs, keys: KeyStream, num_episodes: int, *,
-                        num_simulations: int, temperature: float = 0.,
-                        seed: Optional[int] = None) -> List[float]:
-  """Returns of the first `num_episodes` episodes started in `envs` (batched search).
-
-  Only episodes that begin at the initial reset count, so the result does not
-  favour short episodes: with N sub-environments, ceil(num_episodes / N)
-  rounds of N episodes are played.
-  """
-  check_vector_env(envs, model)
-  n = envs.num_envs
-  offset = action_offset(envs.single_action_space)
-  returns = []
-  while len(returns) < num_episodes:
-    obs, infos = envs.reset(seed=None if seed is None else seed + len(returns))
-    total = np.zeros(n)
-    running = np.ones(n, bool)
-    while running.any():
-      actions = model.act(keys(), np.asarray(obs), obs_from_batch=True,
-                          num_simulations=num_simulations, temperature=temperature,
-                          invalid_actions=invalid_actions(infos, n))
-      obs, rewards, terminated, truncated, infos = envs.step(actions + offset)
-      rewards, terminated, truncated = _checked_vector_step(
-          np.where(running, rewards, 0.), terminated, truncated, n, "(vector test)")
-      total += rewards
-      running &= ~(terminated | truncated)
-    returns.extend(total.tolist())
-  return returns[:num_episodes]
-
-
 def _checked_step(reward, terminated, truncated, step):
   """`(float reward, bool terminated, bool truncated)` of one `env.step`.
 
@@ -545,7 +515,7 @@ def _flag(name, value, step) -> bool:
                    f"{name} as a bool")
 
 
-def _checked_vector_step(rewards, terminated, truncated, num_envs: int, steps):
+def checked_vector_step(rewards, terminated, truncated, num_envs: int, steps):
   """`(rewards[N] float, terminated[N] bool, truncated[N] bool)` of a vector step."""
   shapes = {name: np.shape(x) for name, x in (("rewards", rewards),
                                               ("terminations", terminated),

@@ -3,7 +3,8 @@ import jax
 import numpy as np
 
 from muax import checks
-from muax.acting import KeyStream, check_env, run_episode
+from muax.acting import KeyStream, check_env
+from muax.loop.evaluation import evaluate
 
 __all__ = ["test"]
 
@@ -28,10 +29,6 @@ def test(model, env, key, num_simulations, num_test_episodes=10, random_seed=Non
   if random_seed is not None:
     checks.seed("random_seed", random_seed)
   keys = KeyStream(jax.random.PRNGKey(key) if isinstance(key, int) else key)
-  returns = []
-  for i in range(num_test_episodes):
-    seed = random_seed if (i == 0 and random_seed is not None) else None
-    returns.append(run_episode(model, env, keys, num_simulations=num_simulations,
-                               temperature=0., seed=seed,
-                               max_episode_steps=max_episode_steps).episode_return)
-  return float(np.mean(returns))
+  return float(np.mean(evaluate(model, env, keys, num_test_episodes,
+                                num_simulations=num_simulations, seed=random_seed,
+                                max_episode_steps=max_episode_steps)))

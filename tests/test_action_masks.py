@@ -6,6 +6,7 @@ import pytest
 
 import muax
 from muax import acting
+from muax.loop.evaluation import evaluate
 from conftest import make_mlp_model
 
 
@@ -88,8 +89,8 @@ def test_vector_collection_never_takes_an_illegal_action():
     steps = e.trajectory.batched_transitions
     np.testing.assert_array_equal(np.asarray(steps.mask[0]), np.asarray(steps.obs[0][:, :4]) == 1)
   test_envs = acting.make_vector_env(Trap, 2, mode="sync")
-  returns = acting.run_vector_episodes(model, test_envs, acting.KeyStream(jax.random.PRNGKey(1)),
-                                       4, num_simulations=4, seed=0)
+  returns = evaluate(model, test_envs, acting.KeyStream(jax.random.PRNGKey(1)), 4,
+                     num_simulations=4, seed=0)
   assert returns == [12.] * 4
 
 

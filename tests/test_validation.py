@@ -595,7 +595,7 @@ def test_bool_like_done_flags_and_numeric_spaces_are_accepted():
                jnp.array(True), jnp.array(0)):
     assert acting._checked_step(np.float32(1.5), flag, False, 1)[1] == bool(flag)
   assert acting._checked_step(jnp.float32(2.), False, False, 1)[0] == 2.
-  rewards, terminated, _ = acting._checked_vector_step(
+  rewards, terminated, _ = acting.checked_vector_step(
       np.ones(2, np.float32), np.array([0., 1.]), jnp.array([False, True]), 2, 1)
   assert terminated.tolist() == [False, True] and rewards.dtype == np.float64
   for space in (gym.spaces.Space(shape=(4,), dtype=np.float32), gym.spaces.Discrete(16),
