@@ -21,13 +21,10 @@ checkpoint is deleted only once no kept run state refers to it
 checkpoint gone. Best checkpoints are recorded relative to the run folder,
 so a run folder can be moved and resumed elsewhere.
 """
-import contextlib
 import dataclasses
 import datetime
-import json
 import os
 import re
-import socket
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -37,29 +34,21 @@ import numpy as np
 
 from muax import checkpoint
 from muax.core.types import TrainState
+from muax.run_lock import LOCK_FILE
+from muax.run_lock import RunFolderInUse
+from muax.run_lock import locked
 
-try:
-  import fcntl
-except ImportError:  # Windows
-  fcntl = None
-  import msvcrt
-
+# The run folder's lock (`muax.run_lock`) is re-exported: callers find it here.
 __all__ = ["Boundary", "LOCK_FILE", "RUN_DIR", "RunFolderInUse", "archive", "best_folder",
            "best_folder_names", "clean_temporary", "find_run_dir", "locate", "locked",
            "prune_best", "read_state", "saved_train_state", "set_aside", "set_newer_aside",
-           "state_files",
-           "write"]
+           "state_files", "write"]
 
 RUN_DIR = "run"
 LATEST_DIR = "latest"
-LOCK_FILE = ".muax-lock"
 _PATTERN = re.compile(r"^state_(\d+)\.npz$")
 _BEST = re.compile(r"^epoch_\d+_test_")
 _TARGET = "train.target."  # + leaf index: the target network's parameters
-
-
-class RunFolderInUse(RuntimeError):
-  """Another process is training in this run folder."""
 
 
 @dataclasses.dataclass
@@ -220,77 +209,6 @@ def archive(save_dir) -> List[Path]:
   for folder, target in zip(folders, targets):
     os.replace(folder, target)
   return targets
-
-
-@contextlib.contextmanager
-def locked(save_dir):
-  """Holds the run folder's lock file for the block: one `fit` at a time.
-
-  The lock is an OS file lock on `<save_dir>/.muax-lock`, which holds the
-  owner's pid, host and start time; the OS drops it when its process ends in
-  any way (a SIGKILL too), so a lock left by a dead run is never stale. (A
-  process forked without exec from the run shares the lock while it lives.)
-
-  Raises:
-    RunFolderInUse: another process (or another `fit` in this one) holds it.
-  """
-  folder = Path(save_dir)
-  folder.mkdir(parents=True, exist_ok=True)
-  path = folder / LOCK_FILE
-  fd = _acquire(path, folder)
-  try:
-    owner = {"pid": os.getpid(), "host": socket.gethostname(),
-             "started": datetime.datetime.now().isoformat(timespec="seconds"),
-             "command": " ".join(sys.argv)[:500]}
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps(owner).encode())
-    yield
-  finally:
-    try:
-      os.unlink(path)  # while still locked: a waiting process then makes its own
-    except OSError:
-      pass
-    os.close(fd)
-
-
-def _acquire(path: Path, folder: Path) -> int:
-  for _ in range(100):
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    if not _try_lock(fd):
-      os.close(fd)
-      raise RunFolderInUse(
-          f"{folder} is in use by another muax run ({_owner(path)}): two runs writing "
-          "one folder would overwrite each other's checkpoints. Wait for it to finish "
-          "or stop it, or give this run another name or model_save_path")
-    try:
-      if os.path.samestat(os.fstat(fd), os.stat(path)):
-        return fd
-    except FileNotFoundError:
-      pass  # its last owner removed it after we opened it: try again
-    os.close(fd)
-  raise RunFolderInUse(f"could not lock {path}: it keeps being replaced")
-
-
-def _try_lock(fd: int) -> bool:
-  try:
-    if fcntl is not None:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    else:  # a byte far past the owner record, which stays readable
-      os.lseek(fd, 1 << 20, os.SEEK_SET)
-      msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-      os.lseek(fd, 0, os.SEEK_SET)
-    return True
-  except OSError:
-    return False
-
-
-def _owner(path: Path) -> str:
-  try:
-    owner = json.loads(path.read_text())
-    return (f"pid {owner['pid']} on {owner['host']}, since {owner['started']}: "
-            f"{owner.get('command', '')}")
-  except (OSError, ValueError, KeyError, TypeError):
-    return "owner unknown"
 
 
 def clean_temporary(save_dir):

@@ -26,7 +26,6 @@ benchmark.
 import functools
 from typing import Callable, NamedTuple, Optional
 
-import gymnasium as gym
 import haiku as hk
 import jax
 import jax.numpy as jnp
@@ -42,12 +41,17 @@ from muax.core.types import SearchConfig
 from muax import model as model_lib
 from muax.core.variant import Variant
 from muax.variants import muzero
-from muax import nn
 from muax.loss import categorical_loss
 from muax.loss import scale_gradient
 from muax.loss import policy_target
 from muax.loss import value_error
 from muax.loss import weighted_mean
+from muax.stochastic_envs import CoinBetsEnv
+from muax.stochastic_envs import GambleEnv
+from muax.stochastic_nets import AfterstateDynamic
+from muax.stochastic_nets import AfterstatePrediction
+from muax.stochastic_nets import Encoder
+from muax.stochastic_nets import mlp_networks
 from muax.support import logits_to_scalar
 
 __all__ = [
@@ -393,132 +397,6 @@ def default_loss_fn(model, params, batch):
                                 support_size=model.support_size)
 
 
-# -- networks ----------------------------------------------------------------
-
-
-class AfterstateDynamic(hk.Module):
-  """Hidden state `[B, D]` and action `[B]` to afterstate `[B, embedding_dim]`."""
-
-  def __init__(self, embedding_dim, num_actions, hidden=(64,), name="afterstate_dynamic"):
-    super().__init__(name=name)
-    self.embedding_dim = checks.positive_int("embedding_dim", embedding_dim)
-    self.num_actions = checks.positive_int("num_actions", num_actions)
-    self.hidden = tuple(hidden)
-
-  def __call__(self, s, a):
-    sa = jnp.concatenate([s, nn.encode_action(a, self.num_actions, s.dtype)], axis=-1)
-    return nn.min_max_normalize(nn.mlp(self.hidden, self.embedding_dim)(sa))
-
-
-class AfterstatePrediction(hk.Module):
-  """Afterstate `[B, D]` to Q value logits `[B, full_support_size]` and chance
-  logits `[B, num_chance_outcomes]`; both start at zero (Q 0, uniform sigma)."""
-
-  def __init__(self, num_chance_outcomes, full_support_size, hidden=(64,),
-               name="afterstate_prediction"):
-    super().__init__(name=name)
-    self.num_chance_outcomes = checks.positive_int("num_chance_outcomes", num_chance_outcomes)
-    self.full_support_size = checks.positive_int("full_support_size", full_support_size)
-    self.hidden = tuple(hidden)
-
-  def __call__(self, afterstate):
-    q = nn.mlp(self.hidden, self.full_support_size, zero_out=True)(afterstate)
-    sigma = nn.mlp(self.hidden, self.num_chance_outcomes, zero_out=True)(afterstate)
-    return q, sigma
-
-
-class Encoder(hk.Module):
-  """Observations `obs`, `next_obs` `[B, ...]` to chance code logits `[B, C]`.
-
-  The output layer starts small (weights scaled by `init_scale`): the codes
-  are `argmax` of the logits, and large random initial logits put outcomes
-  that differ in a single input (two sides of a coin) on one code about a
-  quarter of the time, to be pulled apart slowly by the straight-through
-  gradient. Small ones let the first updates pick the codes.
-  """
-
-  def __init__(self, num_chance_outcomes, hidden=(64,), init_scale: float = 0.01,
-               name="encoder"):
-    super().__init__(name=name)
-    self.num_chance_outcomes = checks.positive_int("num_chance_outcomes", num_chance_outcomes)
-    self.hidden = tuple(hidden)
-    self.init_scale = float(init_scale)
-
-  def __call__(self, obs, next_obs):
-    flat = lambda x: jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)  # noqa: E731
-    x = jnp.concatenate([flat(obs), flat(next_obs)], axis=-1)
-    for width in self.hidden:
-      x = nn.elu(hk.Linear(width)(x))
-    w_init = hk.initializers.VarianceScaling(self.init_scale ** 2)
-    return hk.Linear(self.num_chance_outcomes, w_init=w_init)(x)
-
-
-def _init_afterstate_dynamic_func(afterstate_dynamic_module, embedding_dim, num_actions,
-                                  **kwargs):
-  """Returns `fn(s, a) -> afterstate`."""
-  checks.positive_int("embedding_dim", embedding_dim)
-  checks.positive_int("num_actions", num_actions)
-
-  def afterstate_dynamic_func(s, a):
-    return afterstate_dynamic_module(embedding_dim, num_actions, **kwargs)(s, a)
-  return afterstate_dynamic_func
-
-
-def _init_afterstate_prediction_func(afterstate_prediction_module, num_chance_outcomes,
-                                     full_support_size, **kwargs):
-  """Returns `fn(afterstate) -> (q_logits, chance_logits)`."""
-  checks.positive_int("num_chance_outcomes", num_chance_outcomes)
-  checks.positive_int("full_support_size", full_support_size)
-
-  def afterstate_prediction_func(afterstate):
-    return afterstate_prediction_module(num_chance_outcomes, full_support_size,
-                                        **kwargs)(afterstate)
-  return afterstate_prediction_func
-
-
-def _init_encoder_func(encoder_module, num_chance_outcomes, **kwargs):
-  """Returns `fn(obs, next_obs) -> code_logits`."""
-  checks.positive_int("num_chance_outcomes", num_chance_outcomes)
-
-  def encoder_func(obs, next_obs):
-    return encoder_module(num_chance_outcomes, **kwargs)(obs, next_obs)
-  return encoder_func
-
-
-def mlp_networks(num_actions: int, num_chance_outcomes: int = 32, *,
-                 embedding_dim: int = 16, hidden=(64,), support_size: int = 10) -> dict:
-  """The six MLP networks of a Stochastic MuZero, as constructor arguments.
-
-  `muax.MuZero(**mlp_networks(2), policy='stochastic')` builds a model.
-
-  Args:
-    num_actions: A.
-    num_chance_outcomes: C, the codebook size.
-    embedding_dim: size of states and afterstates.
-    hidden: widths of the hidden layers (an int for one layer).
-    support_size: S of the value and reward support.
-
-  Returns:
-    a dict with `representation_fn`, `prediction_fn`, `dynamic_fn`,
-    `afterstate_dynamic_fn`, `afterstate_prediction_fn`, `encoder_fn`,
-    `num_chance_outcomes` and `support_size`.
-  """
-  hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
-  size = 2 * checks.positive_int("support_size", support_size) + 1
-  return dict(
-      representation_fn=nn._init_representation_func(nn.Representation, embedding_dim,
-                                                     hidden=hidden),
-      prediction_fn=nn._init_prediction_func(nn.Prediction, num_actions, size, hidden=hidden),
-      dynamic_fn=nn._init_dynamic_func(nn.Dynamic, embedding_dim, num_chance_outcomes,
-                                       size, hidden=hidden),
-      afterstate_dynamic_fn=_init_afterstate_dynamic_func(
-          AfterstateDynamic, embedding_dim, num_actions, hidden=hidden),
-      afterstate_prediction_fn=_init_afterstate_prediction_func(
-          AfterstatePrediction, num_chance_outcomes, size, hidden=hidden),
-      encoder_fn=_init_encoder_func(Encoder, num_chance_outcomes, hidden=hidden),
-      num_chance_outcomes=num_chance_outcomes, support_size=support_size)
-
-
 def build_model(num_actions: int, *, embedding_dim: int = 16, hidden=64,
                 support_size: int = 10, discount: float = 0.99,
                 optimizer: Optional[optax.GradientTransformation] = None,
@@ -528,135 +406,6 @@ def build_model(num_actions: int, *, embedding_dim: int = 16, hidden=64,
                                          embedding_dim=embedding_dim, hidden=hidden,
                                          support_size=support_size),
                           policy="stochastic", optimizer=optimizer, discount=discount)
-
-
-# -- a stochastic environment ------------------------------------------------
-
-
-class GambleEnv(gym.Env):
-  """Rounds of "take the sure reward, or gamble and react to a coin".
-
-  Each round starts in the *choose* phase. Action 0 takes `safe_reward` and
-  ends the round. Action 1 gambles: reward 0, a fair coin `x` is tossed and
-  shown, and the next action ends the round with `+win_reward` if it names
-  `x`, `-win_reward` otherwise. An episode is `num_rounds` rounds.
-
-  Gambling and reacting is worth `win_reward` a round, the sure reward
-  `safe_reward` (less, by default). The step after a gamble is a real chance
-  event: Stochastic MuZero should give it two codes with probability 1/2
-  each. Both sides of the coin pay the same, so a deterministic model that
-  cannot branch on the coin still values the gamble right (in hindsight,
-  each name pays `win_reward` when it is said): plain MuZero learns this game
-  as well as Stochastic MuZero. This environment tests the machinery;
-  `CoinBetsEnv` is one where the chance node matters.
-
-  Observation `[4]` float32: the phase one-hot (choose, coin 0, coin 1) and
-  the fraction of rounds left.
-  """
-
-  def __init__(self, num_rounds: int = 5, safe_reward: float = 1., win_reward: float = 2.):
-    self.num_rounds = checks.positive_int("num_rounds", num_rounds)
-    self.safe_reward, self.win_reward = float(safe_reward), float(win_reward)
-    self.observation_space = gym.spaces.Box(0., 1., (4,), np.float32)
-    self.action_space = gym.spaces.Discrete(2)
-    self._round, self._coin = 0, None
-
-  def reset(self, seed=None, options=None):
-    super().reset(seed=seed)
-    self._round, self._coin = 0, None
-    return self._obs(), {}
-
-  def step(self, action):
-    if self._coin is None and int(action) == 1:
-      self._coin = int(self.np_random.integers(2))
-      return self._obs(), 0., False, False, {}
-    if self._coin is None:
-      reward = self.safe_reward
-    else:
-      reward = self.win_reward if int(action) == self._coin else -self.win_reward
-    self._round, self._coin = self._round + 1, None
-    return self._obs(), reward, self._round >= self.num_rounds, False, {}
-
-  def _obs(self):
-    obs = np.zeros(4, np.float32)
-    obs[0 if self._coin is None else 1 + self._coin] = 1.
-    obs[3] = (self.num_rounds - self._round) / self.num_rounds
-    return obs
-
-
-class CoinBetsEnv(gym.Env):
-  """Rounds of "pick one of two bets on a fair coin, see the coin, then act".
-
-  Each round starts in the *choose* phase: action `b` picks bet `b` (reward
-  0). A fair coin `x` is tossed and shown, and the next action `a` ends the
-  round with reward `payoffs[b][x][a]`. An episode is `num_rounds` rounds.
-
-  The default payoffs make a trap for a deterministic model:
-
-    bet 0, "name the coin":  +4 if `a == x`, else -12.  Worth 4 a round.
-    bet 1, "long shot":      heads (x = 1): cash out (a = 1) +8, fold 0;
-                             tails (x = 0): cash out -10, fold -6.
-                             Worth (8 - 6) / 2 = 1 a round.
-
-  Acting at random after the coin, the long shot is the better bet (-2
-  against -4 a round); reacting to the coin, naming it is (4 against 1).
-
-  Plain MuZero's model is unrolled along the actions taken and cannot branch
-  on the coin, so after "bet 1" it predicts what followed on average *given
-  the later actions*. Once the agent reacts to the coin it cashes out only on
-  heads, and "bet 1, cash out" has always paid 8: in hindsight the long shot
-  is worth 8 against 4 for naming the coin, and its search keeps betting on
-  it. (On bet 0 hindsight is harmless: each name pays 4 when it is said, as
-  it truly does.) Stochastic MuZero's chance node keeps heads and tails
-  apart, each with probability 1/2, and values the long shot at 1.
-
-  With `mid_round_starts = p`, a fraction `p` of the episodes start after a
-  random bet, with its coin shown: the agent then learns to react after both
-  bets whichever it prefers to make.
-
-  Observation `[6]` float32: the phase one-hot (choose; bet 0 with coin 0 or
-  1; bet 1 with coin 0 or 1) and the fraction of rounds left.
-
-  Args:
-    num_rounds: rounds in an episode.
-    payoffs: `[2, 2, 2]` rewards, indexed `[bet, coin, action]`.
-    mid_round_starts: the fraction of episodes that start mid-round.
-  """
-
-  PAYOFFS = (((4., -12.), (-12., 4.)), ((-6., -10.), (0., 8.)))
-
-  def __init__(self, num_rounds: int = 4, payoffs=PAYOFFS, *, mid_round_starts: float = 0.):
-    self.num_rounds = checks.positive_int("num_rounds", num_rounds)
-    if not 0. <= float(mid_round_starts) <= 1.:
-      raise ValueError(f"mid_round_starts must be in [0, 1], got {mid_round_starts!r}")
-    self.mid_round_starts = float(mid_round_starts)
-    self.payoffs = np.asarray(payoffs, np.float64)
-    if self.payoffs.shape != (2, 2, 2) or not np.all(np.isfinite(self.payoffs)):
-      raise ValueError(f"payoffs must be a finite [2, 2, 2] table, got payoffs={payoffs!r}")
-    self.observation_space = gym.spaces.Box(0., 1., (6,), np.float32)
-    self.action_space = gym.spaces.Discrete(2)
-    self._round, self._bet, self._coin = 0, None, None
-
-  def reset(self, seed=None, options=None):
-    super().reset(seed=seed)
-    self._round, self._bet, self._coin = 0, None, None
-    if self.np_random.random() < self.mid_round_starts:
-      self._bet, self._coin = (int(x) for x in self.np_random.integers(2, size=2))
-    return self._obs(), {}
-
-  def step(self, action):
-    if self._bet is None:
-      self._bet, self._coin = int(action), int(self.np_random.integers(2))
-      return self._obs(), 0., False, False, {}
-    reward = float(self.payoffs[self._bet, self._coin, int(action)])
-    self._round, self._bet, self._coin = self._round + 1, None, None
-    return self._obs(), reward, self._round >= self.num_rounds, False, {}
-
-  def _obs(self):
-    obs = np.zeros(6, np.float32)
-    obs[0 if self._bet is None else 1 + 2 * self._bet + self._coin] = 1.
-    obs[5] = (self.num_rounds - self._round) / self.num_rounds
-    return obs
 
 
 # -- helpers -----------------------------------------------------------------

@@ -593,8 +593,8 @@ def test_bool_like_done_flags_and_numeric_spaces_are_accepted():
   from muax import acting
   for flag in (True, np.bool_(False), np.array(True), 0, np.int64(1), 1.0, np.float32(0.),
                jnp.array(True), jnp.array(0)):
-    assert acting._checked_step(np.float32(1.5), flag, False, 1)[1] == bool(flag)
-  assert acting._checked_step(jnp.float32(2.), False, False, 1)[0] == 2.
+    assert acting.checked_step(np.float32(1.5), flag, False, 1)[1] == bool(flag)
+  assert acting.checked_step(jnp.float32(2.), False, False, 1)[0] == 2.
   rewards, terminated, _ = acting.checked_vector_step(
       np.ones(2, np.float32), np.array([0., 1.]), jnp.array([False, True]), 2, 1)
   assert terminated.tolist() == [False, True] and rewards.dtype == np.float64
