@@ -17,7 +17,6 @@ from typing import Callable, Optional
 
 import haiku as hk
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -36,10 +35,9 @@ from muax.core.types import TrainState
 from muax import reanalyze as reanalyze_lib
 from muax import restore
 from muax import search
+from muax import updates
 from muax import variants
 from muax.core.variant import Variant
-from muax.loss import value_error
-from muax.support import logits_to_scalar
 from muax.transition import Transition
 
 __all__ = ["MuZero", "optimizer"]
@@ -113,18 +111,8 @@ class MuZero:
                loss_fn: Optional[Callable] = None, discount: float = 0.99,
                support_size: int = 10, *, two_player: bool = False,
                value_prefix: bool = False):
-    prefix = variants.option("value_prefix")
-    if value_prefix is not False and (prefix is None or type(self) is not prefix.model_class):
-      allowed = " or ".join(f"'{p}'" for p in variants.supporting("value_prefix"))
-      raise ValueError(f"value_prefix must be True or False, and works with policy "
-                       f"{allowed}; got value_prefix={value_prefix!r} with "
-                       f"policy={policy!r}")
-    if not isinstance(self, variants.get(policy).model_class or MuZero):
-      raise ValueError(f"unknown policy {policy!r}: choose one of {variants.names()}")
-    if not isinstance(two_player, (bool, np.bool_)):
-      raise TypeError(f"two_player must be True or False, got two_player={two_player!r}")
-    if two_player and "two_player" not in variants.get(policy).supports:
-      raise ValueError(f"policy={policy!r} does not support two_player=True")
+    make = variants.check_choice(self, policy, two_player=two_player,
+                                 value_prefix=value_prefix)
     checks.number("discount", discount, low=0., high=1., what="a number in [0, 1]")
     checks.positive_int("support_size", support_size, echo_name=False)
     checks.network_functions(representation_fn=representation_fn,
@@ -143,7 +131,7 @@ class MuZero:
     self._policy = policy
     # The algorithm's functions are built on first use, once the class's own
     # settings are in place (`variant`).
-    self._make = (prefix if value_prefix else variants.get(policy)).make
+    self._make = make
     self._optimizer = optim.optimizer() if optimizer is None else optimizer
     self._loss_fn = loss_fn  # None: the variant's default loss
     self._discount = float(discount)
@@ -258,13 +246,7 @@ class MuZero:
         `pb_c_base` > 0); `invalid_actions` of the wrong shape, with values
         other than 0/1, or masking every action of an observation.
     """
-    self._require_params("act")
-    checks.prng_key(rng_key)
-    obs = checks.array_of_numbers(obs, "batch of observations" if obs_from_batch else "observation")
-    if not obs_from_batch:
-      obs = obs[None]
-    checks.observations(obs, self._obs_shape, obs_from_batch)
-    checks.positive_int("num_simulations", num_simulations)
+    obs = self._act_inputs(rng_key, obs, obs_from_batch, num_simulations)
     if max_depth is not None:
       checks.positive_int("max_depth", max_depth)
     checks.positive_int("max_num_considered_actions", max_num_considered_actions)
@@ -299,6 +281,14 @@ class MuZero:
     `model.unpack(np.asarray(packed))` gives `(action, value, pi, extras)`. Used by
     collectors to overlap their bookkeeping with the next search.
     """
+    obs = self._act_inputs(rng_key, obs, obs_from_batch, num_simulations)
+    hyper = checks.search_settings(temperature, *_act_search_defaults())
+    return self._dispatch_plan(params, rng_key, obs,
+                               self._mask(invalid_actions, obs.shape[0]), hyper,
+                               (int(num_simulations), None, 16, jax.lax.fori_loop, None))
+
+  def _act_inputs(self, rng_key, obs, obs_from_batch: bool, num_simulations) -> np.ndarray:
+    """`obs` as a checked batch `[B, ...]`, once the key and count are checked."""
     self._require_params("act")
     checks.prng_key(rng_key)
     obs = checks.array_of_numbers(obs, "batch of observations" if obs_from_batch else "observation")
@@ -306,10 +296,7 @@ class MuZero:
       obs = obs[None]
     checks.observations(obs, self._obs_shape, obs_from_batch)
     checks.positive_int("num_simulations", num_simulations)
-    hyper = checks.search_settings(temperature, *_act_search_defaults())
-    return self._dispatch_plan(params, rng_key, obs,
-                               self._mask(invalid_actions, obs.shape[0]), hyper,
-                               (int(num_simulations), None, 16, jax.lax.fori_loop, None))
+    return obs
 
   def _dispatch_plan(self, params, rng_key, obs, mask, hyper, budget: tuple):
     """The jitted search for `budget` (`SearchBudget`'s fields in order), with
@@ -402,34 +389,13 @@ class MuZero:
     loss, optimizer and reanalysis setting, never its parameters, so a
     `muax.loop.Learner` (or a compiled loop) can own the state.
     """
-    step = learner.make_gradient_step(self._loss, self._optimizer,
-                                      priority=self._window_error,
-                                      batch_is_sane=functools.partial(
-                                          self.variant.batch_is_sane,
-                                          num_actions=self._num_actions))
-    config = self._reanalyze
-    update = learner.make_update(
-        step, reanalysis=None if config is None else functools.partial(
-            reanalyze_lib.reanalyze_batch, self, config=config),
-        target_update_interval=1 if config is None else config.target_update_interval)
-    return update, learner.make_update_many(update)
+    return updates.update_functions(self, loss_fn=self._loss_fn)
 
   def _jitted_learners(self):
     """`update_functions()`, jitted (built once per reanalysis setting)."""
     if self._learners is None:
       self._learners = tuple(jax.jit(fn) for fn in self.update_functions())
     return self._learners
-
-  def _loss(self, params, batch):
-    """Traced: the loss function's `(scalar, metrics)`."""
-    out = (self.variant.loss if self._loss_fn is None else self._loss_fn)(self, params, batch)
-    return out if isinstance(out, tuple) else (out, {})
-
-  def _window_error(self, params, batch):
-    """Traced: each window's value error `[B]` (a custom loss's priorities)."""
-    s = self.networks.representation(params["representation"], batch.obs[:, 0])
-    value_logits = self.networks.prediction(params["prediction"], s)[0]
-    return value_error(logits_to_scalar(value_logits, self._support_size), batch)
 
   # -- reanalyze ------------------------------------------------------------
 
@@ -474,14 +440,7 @@ class MuZero:
       ValueError: `state` does not have this model's structure and shapes.
     """
     self._require_params("restore_train_state")
-    want = jax.tree_util.tree_map(np.shape, self._state)
-    got = jax.tree_util.tree_map(np.shape, state)
-    if jax.tree_util.tree_structure(got) != jax.tree_util.tree_structure(want) or \
-        jax.tree_util.tree_leaves(got) != jax.tree_util.tree_leaves(want):
-      raise ValueError("the training state does not fit this model (another "
-                       "architecture, optimizer or reanalysis setting)")
-    self._state = jax.tree_util.tree_map(
-        lambda x, t: jnp.asarray(x, t.dtype), state, self._state)
+    self._state = restore.train_state(state, self._state)
 
   def _check_batch(self, batch, stacked=False):
     """The variant's host checks: shapes (no device sync) and numpy values."""

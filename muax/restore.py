@@ -16,7 +16,7 @@ import optax
 
 from muax import checkpoint
 
-__all__ = ["check_kinds", "check_metadata", "check_tree", "restore"]
+__all__ = ["check_kinds", "check_metadata", "check_tree", "restore", "train_state"]
 
 
 def restore(file, *, init_params: Callable, optimizer: optax.GradientTransformation,
@@ -129,3 +129,19 @@ def check_metadata(meta: dict, file):
       raise checkpoint.UnreadableCheckpointError(
           f"checkpoint {file} is damaged: its metadata field {name!r} is "
           f"{meta.get(name, 'missing')!r}")
+
+
+def train_state(state, current):
+  """`state` (a run state's saved `TrainState`) as the arrays of `current`'s
+  dtypes, once its structure and shapes are checked against `current`.
+
+  Raises:
+    ValueError: `state` does not have the model's structure and shapes.
+  """
+  want = jax.tree_util.tree_map(np.shape, current)
+  got = jax.tree_util.tree_map(np.shape, state)
+  if jax.tree_util.tree_structure(got) != jax.tree_util.tree_structure(want) or \
+      jax.tree_util.tree_leaves(got) != jax.tree_util.tree_leaves(want):
+    raise ValueError("the training state does not fit this model (another "
+                     "architecture, optimizer or reanalysis setting)")
+  return jax.tree_util.tree_map(lambda x, t: jnp.asarray(x, t.dtype), state, current)

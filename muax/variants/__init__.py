@@ -15,10 +15,12 @@ and one `register` line (`tests/test_variants.py` defines one).
 import dataclasses
 from typing import Callable, Dict, Optional, Tuple
 
+import numpy as np
+
 from muax.core.variant import Variant
 
-__all__ = ["OPTIONS", "Registration", "Variant", "get", "names", "option", "register",
-           "register_option", "require", "supporting", "unregister"]
+__all__ = ["OPTIONS", "Registration", "Variant", "check_choice", "get", "names", "option",
+           "register", "register_option", "require", "supporting", "unregister"]
 
 # The options a variant may support, each with how messages name it.
 OPTIONS = {"reanalysis": "reanalyze", "value_prefix": "value_prefix",
@@ -108,6 +110,32 @@ def require(policy: str, option: str, *, what: str = None):
   allowed = " or ".join(f"'{p}'" for p in supporting(option))
   raise ValueError(f"{what or OPTIONS[option]} works with policy {allowed}, not "
                    f"policy={policy!r}")
+
+
+def check_choice(model, policy, *, two_player, value_prefix) -> Callable:
+  """Checks `MuZero(policy=..., two_player=..., value_prefix=...)` for `model`,
+  the instance under construction; returns the `make` of its `Variant`.
+
+  Raises:
+    ValueError: an unknown policy, value_prefix on a policy without it (or
+      not a bool), two_player on a policy without it, or a class that is not
+      the one the policy builds.
+    TypeError: two_player that is not a bool.
+  """
+  prefix = option("value_prefix")
+  if value_prefix is not False and (prefix is None or type(model) is not prefix.model_class):
+    allowed = " or ".join(f"'{p}'" for p in supporting("value_prefix"))
+    raise ValueError(f"value_prefix must be True or False, and works with policy "
+                     f"{allowed}; got value_prefix={value_prefix!r} with "
+                     f"policy={policy!r}")
+  entry = get(policy)
+  if entry.model_class is not None and not isinstance(model, entry.model_class):
+    raise ValueError(f"unknown policy {policy!r}: choose one of {names()}")
+  if not isinstance(two_player, (bool, np.bool_)):
+    raise TypeError(f"two_player must be True or False, got two_player={two_player!r}")
+  if two_player and "two_player" not in entry.supports:
+    raise ValueError(f"policy={policy!r} does not support two_player=True")
+  return (prefix if value_prefix else entry).make
 
 
 def _register_muzero():
