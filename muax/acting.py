@@ -6,7 +6,7 @@ collectors unchanged in meaning.
 """
 import copy
 import dataclasses
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 import gymnasium as gym
 import jax
@@ -57,7 +57,7 @@ class KeyStream:
       self._keys = list(np.asarray(block))
     return self._keys.pop()
 
-  def state(self):
+  def state(self) -> Tuple[np.ndarray, np.ndarray]:
     """`(key, spare keys [n, *key.shape])` as uint32 arrays: enough to continue."""
     key = self._key
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
@@ -67,7 +67,7 @@ class KeyStream:
              else np.zeros((0,) + key.shape, np.uint32))
     return key, spare
 
-  def set_state(self, key, spare):
+  def set_state(self, key: np.ndarray, spare: np.ndarray) -> None:
     """Continues the stream saved by `state` (raw keys of this JAX's PRNG)."""
     key, spare = np.asarray(key, np.uint32), np.asarray(spare, np.uint32)
     expected = tuple(jax.random.key_data(jax.random.key(0)).shape)
@@ -146,7 +146,7 @@ class Actor:
     if self.vectorized:
       self.reset(seed)
 
-  def reset(self, seed: Optional[int] = None):
+  def reset(self, seed: Optional[int] = None) -> None:
     """Starts every environment afresh (`envs.reset(seed=seed)`)."""
     self._obs, infos = self.envs.reset(seed=seed)
     self._invalid = invalid_actions(infos, self.num_envs)
@@ -159,7 +159,7 @@ class Actor:
         t.reset()
       self._trajectories = [Trajectory() for _ in range(self.num_envs)]
 
-  def run_episode(self, temperature: float, *, seed: Optional[int] = None, params=None,
+  def run_episode(self, temperature: float, *, seed: Optional[int] = None, params: Any = None,
                   stop: Optional[Callable[[], bool]] = None) -> Episode:
     """Resets and plays one episode of a single environment at `temperature`.
 
@@ -173,7 +173,7 @@ class Actor:
       if finished:
         return finished[0]
 
-  def step(self, temperature: float, params=None) -> List[Episode]:
+  def step(self, temperature: float, params: Any = None) -> List[Episode]:
     """Advances every environment by one step; returns the episodes that ended.
 
     `params` (default: the model's own) are the parameters searched with.
@@ -241,7 +241,7 @@ class Actor:
                                params=params)
     return values
 
-  def close(self):
+  def close(self) -> None:
     self.envs.close()
 
 
@@ -301,8 +301,8 @@ def _batched(info):
   return {}
 
 
-def run_episode(model, env, keys: KeyStream, *, num_simulations: int,
-                temperature: float, seed: Optional[int] = None, tracer=None,
+def run_episode(model: Any, env: gym.Env, keys: KeyStream, *, num_simulations: int,
+                temperature: float, seed: Optional[int] = None, tracer: Any = None,
                 max_episode_steps: Optional[int] = None,
                 stop: Optional[Callable[[], bool]] = None) -> Episode:
   """Plays one episode of `env` (an `Actor` of one environment); with a

@@ -21,6 +21,7 @@ import re
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import IO, Any, Dict, List, Optional, Tuple, Union
 
 import jax
 import numpy as np
@@ -55,13 +56,13 @@ class LegacyCheckpointError(UnreadableCheckpointError):
   """A checkpoint of the old muax package (<= 0.0.2): a pickle, never loaded."""
 
 
-def file_for(path) -> Path:
+def file_for(path: Union[str, os.PathLike]) -> Path:
   """The file `save(path)` writes: `path` itself if it ends in .npz."""
   path = Path(path)
   return path if path.suffix == SUFFIX else path.with_name(path.name + SUFFIX)
 
 
-def resolve(path) -> Path:
+def resolve(path: Union[str, os.PathLike]) -> Path:
   """Finds the checkpoint file for a path given with or without a suffix.
 
   Raises:
@@ -88,8 +89,8 @@ def is_temporary(name: str) -> bool:
   return _TEMPORARY.match(name) is not None
 
 
-def save(path, params, opt_state, metadata: dict, *, run: dict = None,
-         arrays: dict = None) -> Path:
+def save(path: Union[str, os.PathLike], params: Any, opt_state: Any, metadata: dict, *,
+         run: dict = None, arrays: dict = None) -> Path:
   """Atomically writes params, optimizer state and metadata; returns the file.
 
   `run` (JSON-serialisable) and `arrays` (named numeric arrays) add the state of
@@ -112,7 +113,7 @@ def save(path, params, opt_state, metadata: dict, *, run: dict = None,
   return _write_atomic(file_for(path), manifest, entries)
 
 
-def load(path):
+def load(path: Union[str, os.PathLike]) -> Tuple[dict, List[np.ndarray], dict]:
   """Reads a checkpoint.
 
   Returns:
@@ -127,7 +128,8 @@ def load(path):
   return params, opt_leaves, metadata
 
 
-def read(path, *, run_arrays: bool = False):
+def read(path: Union[str, os.PathLike], *, run_arrays: bool = False
+         ) -> Tuple[dict, List[np.ndarray], dict, Optional[dict], Dict[str, np.ndarray]]:
   """`load` plus the training-run state written with `save(..., run=...)`.
 
   Returns:
@@ -155,7 +157,7 @@ def read(path, *, run_arrays: bool = False):
   return params, opt_leaves, manifest["metadata"], manifest.get("run"), arrays
 
 
-def read_manifest(path) -> dict:
+def read_manifest(path: Union[str, os.PathLike]) -> dict:
   """The checked manifest of a checkpoint, without reading its arrays."""
   file = resolve(path)
   with _open_archive(file) as (zf, members):
@@ -211,7 +213,7 @@ def _directory_count(file: Path):
   return int.from_bytes(record[8:10], "little"), int.from_bytes(record[10:12], "little")
 
 
-def npy_header(f, what: str):
+def npy_header(f: IO[bytes], what: str) -> Tuple[Tuple[int, ...], bool, np.dtype]:
   """`(shape, fortran_order, dtype)` from the `.npy` header at `f`'s position
   (numpy's public reader; versions 1.0 and 2.0, which numpy writes)."""
   version = np.lib.format.read_magic(f)

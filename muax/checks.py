@@ -1,7 +1,7 @@
 """Argument checks shared by the public API: one wording for one mistake."""
 import functools
 import os
-from typing import Optional
+from typing import Any, Callable, Optional, Tuple, Union
 
 import jax
 import numpy as np
@@ -13,7 +13,7 @@ def _got(name: str, value, echo_name: bool) -> str:
   return f"{name}={value!r}" if echo_name else repr(value)
 
 
-def integer(name: str, value, *, low: int = 1, allow_none: bool = False,
+def integer(name: str, value: Any, *, low: int = 1, allow_none: bool = False,
             what: Optional[str] = None, label: Optional[str] = None,
             echo_name: bool = True) -> Optional[int]:
   """`int(value)` if it is an integer >= `low` (numpy's too; bools refused).
@@ -35,16 +35,16 @@ def integer(name: str, value, *, low: int = 1, allow_none: bool = False,
   return int(value)
 
 
-def positive_int(name: str, value, *, allow_zero: bool = False,
-                 allow_none: bool = False, **message) -> Optional[int]:
+def positive_int(name: str, value: Any, *, allow_zero: bool = False,
+                 allow_none: bool = False, **message: Any) -> Optional[int]:
   """`int(value)` if it is a positive (or, with `allow_zero`, non-negative)
   integer; `integer` with `low` 1 (or 0), the same `message` keywords."""
   return integer(name, value, low=0 if allow_zero else 1, allow_none=allow_none, **message)
 
 
-def number(name: str, value, *, low=-np.inf, high=np.inf, strict: bool = False,
-           what: str, label: Optional[str] = None, echo_name: bool = True,
-           not_a_number: type = TypeError) -> float:
+def number(name: str, value: Any, *, low: float = -np.inf, high: float = np.inf,
+           strict: bool = False, what: str, label: Optional[str] = None,
+           echo_name: bool = True, not_a_number: type = TypeError) -> float:
   """`float(value)` if it is a finite real number in `[low, high]` (`(low, high]`
   when `strict`). The message reads as `integer`'s.
 
@@ -67,7 +67,7 @@ def number(name: str, value, *, low=-np.inf, high=np.inf, strict: bool = False,
   return x
 
 
-def seed(name: str, value) -> int:
+def seed(name: str, value: Any) -> int:
   """`int(value)` if it is an integer in [0, 2**63), what every random
   generator muax seeds accepts."""
   what = "an integer in [0, 2**63)"
@@ -76,14 +76,15 @@ def seed(name: str, value) -> int:
   return int(value)
 
 
-def flag(name: str, value) -> bool:
+def flag(name: str, value: Any) -> bool:
   """`bool(value)` if it is True or False (numpy's bools too)."""
   if not isinstance(value, (bool, np.bool_)):
     raise TypeError(f"{name} must be True or False, got {name}={value!r}")
   return bool(value)
 
 
-def path(name: str, value, *, allow_none: bool = True):
+def path(name: str, value: Any, *,
+         allow_none: bool = True) -> Optional[Union[str, os.PathLike]]:
   """`value` if it is a path (a string or os.PathLike), or None when allowed."""
   if value is None and allow_none:
     return None
@@ -93,7 +94,7 @@ def path(name: str, value, *, allow_none: bool = True):
   return value
 
 
-def file_name(name: str, value) -> str:
+def file_name(name: str, value: Any) -> str:
   """`value` if it is a file name: a non-empty string with no folder in it."""
   if not isinstance(value, str) or value in ("", ".", "..") or "/" in value \
       or os.sep in value or (os.altsep and os.altsep in value):
@@ -101,14 +102,14 @@ def file_name(name: str, value) -> str:
   return value
 
 
-def function(name: str, value, signature: str):
+def function(name: str, value: Any, signature: str) -> Optional[Callable]:
   """`value` if it is callable or None; `signature` shows how it is called."""
   if value is not None and not callable(value):
     raise TypeError(f"{name} must be a function {signature} or None, got {name}={value!r}")
   return value
 
 
-def prng_key(rng_key):
+def prng_key(rng_key: Any) -> None:
   """Raises TypeError unless `rng_key` is one JAX PRNG key (shape and dtype only)."""
   dtype, shape = getattr(rng_key, "dtype", None), getattr(rng_key, "shape", None)
   if dtype == np.uint32 and shape == _raw_key_shape():
@@ -126,7 +127,7 @@ def _raw_key_shape():
   return tuple(jax.eval_shape(lambda: jax.random.PRNGKey(0)).shape)
 
 
-def array_of_numbers(obs, what: str) -> np.ndarray:
+def array_of_numbers(obs: Any, what: str) -> np.ndarray:
   """`np.asarray(obs)`; ValueError naming `what` for ragged or non-array input."""
   try:
     return np.asarray(obs)
@@ -134,7 +135,7 @@ def array_of_numbers(obs, what: str) -> np.ndarray:
     raise ValueError(f"{what} must be an array of numbers: {e}") from None
 
 
-def finite_numbers(obs: np.ndarray, what: str):
+def finite_numbers(obs: np.ndarray, what: str) -> None:
   """TypeError unless `obs` holds numbers; ValueError if it holds NaN or inf."""
   if obs.dtype.kind not in "biuf":
     raise TypeError(f"{what} must hold numbers, got dtype {obs.dtype}")
@@ -142,7 +143,7 @@ def finite_numbers(obs: np.ndarray, what: str):
     raise ValueError(f"{what} contains NaN or inf")
 
 
-def sample_batch(sample_input) -> np.ndarray:
+def sample_batch(sample_input: Any) -> np.ndarray:
   """`init`'s sample as an array: a non-empty batch `[B, ...]` of finite numbers."""
   sample = array_of_numbers(sample_input, "sample_input")
   if sample.ndim < 1:
@@ -155,7 +156,7 @@ def sample_batch(sample_input) -> np.ndarray:
   return sample
 
 
-def observations(obs: np.ndarray, obs_shape, from_batch: bool):
+def observations(obs: np.ndarray, obs_shape: Tuple[int, ...], from_batch: bool) -> None:
   """ValueError unless `obs[B, ...]` (one observation as a batch of 1 when not
   `from_batch`) has the model's `obs_shape`, is not empty and is finite."""
   what = "batch of observations" if from_batch else "observation"
@@ -171,14 +172,14 @@ def observations(obs: np.ndarray, obs_shape, from_batch: bool):
   finite_numbers(obs, what)
 
 
-def network_functions(**functions):
+def network_functions(**functions: Any) -> None:
   """TypeError naming the first of `functions` (name=fn) that is not callable."""
   for name, fn in functions.items():
     if not callable(fn):
       raise TypeError(f"{name} must be a function building Haiku modules, got {fn!r}")
 
 
-def optimizer(value):
+def optimizer(value: Any) -> None:
   """TypeError unless `value` is None or has optax's `init` and `update`."""
   if value is not None and not (callable(getattr(value, "init", None))
                                 and callable(getattr(value, "update", None))):
@@ -186,7 +187,7 @@ def optimizer(value):
                     f"optax.adam(1e-3) (with init and update), got optimizer={value!r}")
 
 
-def actions_in_range(a: np.ndarray, num_actions: int, what: str):
+def actions_in_range(a: np.ndarray, num_actions: int, what: str) -> None:
   """Host check that actions are integers in `[0, num_actions)`."""
   if a.dtype.kind not in "biuf":
     raise TypeError(f"batch.a must hold integer actions, got dtype {a.dtype}")
@@ -210,7 +211,7 @@ _SEARCH_BOUNDS = (("temperature", 0., np.inf, False), ("dirichlet_fraction", 0.,
 _INF = float("inf")
 
 
-def search_settings(*values) -> np.ndarray:
+def search_settings(*values: Any) -> np.ndarray:
   """`[6]` float32 search settings; ValueError naming the first bad one."""
   try:
     hyper = np.array(values, np.float32)

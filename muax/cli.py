@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 import functools
 import sys
-from typing import Optional
+from typing import Any, Collection, Optional, Sequence, Union
 
 import gymnasium as gym
 import numpy as np
@@ -111,7 +111,7 @@ POLICY_DEFAULTS = {
 }
 
 
-def config_from_args(values: dict, given=()) -> TrainConfig:
+def config_from_args(values: dict, given: Collection[str] = ()) -> TrainConfig:
   """A TrainConfig of parsed option `values`; options not in `given` take the
   policy's `POLICY_DEFAULTS` where it has one."""
   defaults = POLICY_DEFAULTS.get(values.get("policy"), {})
@@ -134,8 +134,9 @@ def default_num_envs() -> int:
   return 1 if jax.default_backend() == "cpu" else 16
 
 
-def build_model(config: TrainConfig, num_actions, *, two_player: bool = False,
-                observation_space=None):
+def build_model(config: TrainConfig, num_actions: Union[int, gym.spaces.Space], *,
+                two_player: bool = False,
+                observation_space: Optional[gym.spaces.Space] = None) -> Any:
   """The MuZero the command line trains: MLPs, or residual conv nets for images.
 
   `num_actions` is the number of discrete actions, or the action space (a
@@ -206,7 +207,7 @@ def _loss_options(config: TrainConfig) -> dict:
   return {}
 
 
-def build_buffer(config: TrainConfig):
+def build_buffer(config: TrainConfig) -> Any:
   """The replay buffer of `--replay` (seeded with `--seed`)."""
   import muax
   if config.replay == "prioritized":
@@ -216,7 +217,7 @@ def build_buffer(config: TrainConfig):
   return muax.TrajectoryReplayBuffer(config.buffer_capacity, random_seed=config.seed)
 
 
-def build_reanalyze(config: TrainConfig):
+def build_reanalyze(config: TrainConfig) -> Any:
   """`muax.Reanalyze` of `--reanalyze` and its options, or None when off."""
   import muax
   if not config.reanalyze:
@@ -227,7 +228,7 @@ def build_reanalyze(config: TrainConfig):
       seed=config.seed)
 
 
-def train(config: TrainConfig):
+def train(config: TrainConfig) -> Any:
   """Runs `muax.train.run` for a config; returns its `FitResult`."""
   import muax
   from muax import envs
@@ -324,7 +325,7 @@ def _optional_type(annotation):
   return next(a for a in args if a is not type(None))
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
   args = _parser().parse_args(argv)
   values = {k: v for k, v in vars(args).items() if k != "command"}
   given = vars(_parser(suppress_defaults=True).parse_args(argv))

@@ -8,7 +8,7 @@ ship the ROMs, and OpenCV for the resizing) and `pip install "muax[minatar]"`.
 `make(env_id)` also understands the ids `atari:<Game>` (e.g. `atari:Pong`) and
 `minatar:<game>` (e.g. `minatar:breakout`) that `muax train` accepts.
 """
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -131,7 +131,8 @@ class MinAtarEnv(gym.Env):
                                             np.uint8)
     self._seeded = False
 
-  def reset(self, *, seed: Optional[int] = None, options=None):
+  def reset(self, *, seed: Optional[int] = None,
+            options: Optional[dict] = None) -> Tuple[np.ndarray, dict]:
     super().reset(seed=seed)
     if seed is not None or not self._seeded:
       # One stream from gymnasium's seeding drives the game and sticky actions.
@@ -141,7 +142,7 @@ class MinAtarEnv(gym.Env):
     self._game.last_action = 0  # no sticky action carried over from the last episode
     return self._observe(), {}
 
-  def step(self, action):
+  def step(self, action: int) -> Tuple[np.ndarray, float, bool, bool, dict]:
     if not self.action_space.contains(action):
       raise ValueError(f"action {action!r} is not in {self.action_space}")
     reward, done = self._game.act(self._actions[int(action)])
@@ -152,7 +153,7 @@ class MinAtarEnv(gym.Env):
 
 
 def make_minatar(game: str = "breakout", *, max_episode_steps: Optional[int] = None,
-                 **kwargs) -> gym.Env:
+                 **kwargs: Any) -> gym.Env:
   """A MinAtar game as a gymnasium environment (see `MinAtarEnv` for `kwargs`).
 
   Args:

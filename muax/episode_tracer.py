@@ -10,7 +10,7 @@ zero (`done=True` on the popped transition: not bootstrapped). When it is only
 last step, passed as `bootstrap_value`, and `done` stays False.
 """
 import collections
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
@@ -51,15 +51,18 @@ class NStep:
 
   _step_discount = step_discount
 
-  def reset(self):
+  def reset(self) -> None:
     """Forgets everything cached: call at the start of an episode."""
     self._cache = collections.deque()
     self._ready = collections.deque()
     self._obs_shape = None  # shapes of the first step, that later steps must keep
     self._pi_shape = None
 
-  def add(self, obs, a, r, done, v=0., pi=0., w=1., *, truncated: bool = False,
-          bootstrap_value: Optional[float] = None, mask=None, candidates=None):
+  def add(self, obs: np.ndarray, a: Union[int, np.ndarray], r: float, done: bool,
+          v: float = 0., pi: Union[float, np.ndarray] = 0., w: float = 1., *,
+          truncated: bool = False, bootstrap_value: Optional[float] = None,
+          mask: Optional[np.ndarray] = None,
+          candidates: Optional[np.ndarray] = None) -> None:
     """Records one step.
 
     After a step with `done` (or `truncated`) every cached step is flushed, so

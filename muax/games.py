@@ -17,7 +17,7 @@ An opponent is any function `opponent(obs, action_mask) -> action` that sees
 the observation from its own view and the legal-action mask (1 = legal).
 """
 import importlib
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import gymnasium as gym
 import jax
@@ -66,7 +66,8 @@ class PettingZooEnv(gym.Env):
       raise ValueError(f"PettingZooEnv needs a discrete action space, got {self.action_space}")
     self._done = True
 
-  def reset(self, seed: Optional[int] = None, options=None):
+  def reset(self, seed: Optional[int] = None,
+            options: Optional[dict] = None) -> Tuple[np.ndarray, dict]:
     super().reset(seed=seed)
     if seed is None:  # PettingZoo seeds only when given one: continue our stream
       seed = int(self.np_random.integers(2 ** 31))
@@ -74,7 +75,7 @@ class PettingZooEnv(gym.Env):
     self._done = False
     return self._observe()
 
-  def step(self, action):
+  def step(self, action: int) -> Tuple[np.ndarray, float, bool, bool, dict]:
     if self._done:
       raise RuntimeError("the game is over: call reset()")
     mover = self.game.agent_selection
@@ -105,7 +106,7 @@ class PettingZooEnv(gym.Env):
       mask = np.ones_like(mask)  # the game is over: no move is played from here
     return obs, {"action_mask": mask, "to_play": self.to_play()}
 
-  def close(self):
+  def close(self) -> None:
     self.game.close()
 
 
@@ -135,7 +136,8 @@ class VersusOpponent(gym.Env):
     self._games = 0
     self._score = 0.
 
-  def reset(self, seed: Optional[int] = None, options=None):
+  def reset(self, seed: Optional[int] = None,
+            options: Optional[dict] = None) -> Tuple[Any, dict]:
     super().reset(seed=seed)
     self._seat = self._games % 2 if self.seat == "alternate" else self.seat
     self._games += 1
@@ -147,7 +149,7 @@ class VersusOpponent(gym.Env):
         raise RuntimeError("the game ended on the opponent's first move")
     return obs, info
 
-  def step(self, action):
+  def step(self, action: int) -> Tuple[Any, float, bool, bool, dict]:
     obs, reward, terminated, truncated, info = self.env.step(action)
     if not (terminated or truncated):
       obs, opponent_reward, terminated, truncated, info = self._opponent_moves(obs, info)
@@ -162,7 +164,7 @@ class VersusOpponent(gym.Env):
     action = int(self.opponent(obs, mask))
     return self.env.step(action)
 
-  def close(self):
+  def close(self) -> None:
     self.env.close()
 
 
@@ -176,7 +178,8 @@ class RandomOpenings(gym.Wrapper):
     self.max_plies = checks.integer("max_plies", max_plies, low=0, what="an integer >= 0")
     self.rng = np.random.default_rng(seed)
 
-  def reset(self, *, seed: Optional[int] = None, options=None):
+  def reset(self, *, seed: Optional[int] = None,
+            options: Optional[dict] = None) -> Tuple[Any, dict]:
     if seed is not None:
       self.rng = np.random.default_rng(seed)
     obs, info = self.env.reset(seed=seed, options=options)
@@ -200,7 +203,8 @@ class RandomOpponent:
     return int(self.rng.choice(np.flatnonzero(np.asarray(action_mask))))
 
 
-def model_opponent(model, num_simulations: int = 25, seed: int = 0):
+def model_opponent(model: Any, num_simulations: int = 25,
+                   seed: int = 0) -> Callable[[np.ndarray, np.ndarray], Any]:
   """An opponent that plays `model`'s greedy search (e.g. an earlier checkpoint)."""
   from muax.acting import KeyStream
   keys = KeyStream(jax.random.PRNGKey(seed))

@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import signal
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Tuple, Union
 
 import gymnasium as gym
 import numpy as np
@@ -27,7 +27,7 @@ __all__ = [
 DEFAULT_MAX_EPISODE_STEPS = 10_000
 
 
-def invalid_actions(info, num_envs: Optional[int] = None):
+def invalid_actions(info: Any, num_envs: Optional[int] = None) -> Optional[np.ndarray]:
   """`act`'s `invalid_actions` (1 = invalid) from `info["action_mask"]` (1 = legal).
 
   None when the environment gives no mask. For a vector environment's infos
@@ -42,7 +42,7 @@ def invalid_actions(info, num_envs: Optional[int] = None):
   return invalid
 
 
-def check_env(env, what: str = "env", model=None):
+def check_env(env: gym.Env, what: str = "env", model: Any = None) -> None:
   """Raises ValueError unless `model` can act in the environment: observations
   that are arrays of numbers, and a discrete action space (or what
   `model.check_action_space` accepts: a Box for Sampled MuZero)."""
@@ -50,7 +50,7 @@ def check_env(env, what: str = "env", model=None):
   check_action_space(env.action_space, f"{what}.action_space", model)
 
 
-def check_observation_space(space, what: str):
+def check_observation_space(space: gym.spaces.Space, what: str) -> None:
   """Raises ValueError unless observations from `space` are arrays of numbers
   (a Box, Discrete, MultiDiscrete, MultiBinary, or any space with a numeric
   dtype and a shape)."""
@@ -67,7 +67,7 @@ def check_observation_space(space, what: str):
                    f"{what} is {space}; {hint}")
 
 
-def check_action_space(space, what: str, model=None):
+def check_action_space(space: gym.spaces.Space, what: str, model: Any = None) -> None:
   checker = getattr(model, "check_action_space", None)
   if checker is not None:
     checker(space, what)
@@ -75,7 +75,7 @@ def check_action_space(space, what: str, model=None):
     require_discrete(space, what)
 
 
-def env_name(env) -> str:
+def env_name(env: Union[gym.Env, gym.vector.VectorEnv]) -> str:
   """A name for an environment: its registered id, else its class name."""
   if isinstance(env, gym.vector.VectorEnv):
     if isinstance(env, gym.vector.SyncVectorEnv):
@@ -91,7 +91,7 @@ def env_name(env) -> str:
   return getattr(getattr(env, "spec", None), "id", None) or type(env.unwrapped).__name__
 
 
-def space_signature(env) -> dict:
+def space_signature(env: Union[gym.Env, gym.vector.VectorEnv]) -> dict:
   """The observation and action spaces of a (vector) environment, as strings a
   run state records so that resuming on other spaces is refused."""
   if isinstance(env, gym.vector.VectorEnv):
@@ -107,18 +107,18 @@ def _describe(space) -> str:
   return f"{type(space).__name__}(shape={space.shape}, dtype={space.dtype})"
 
 
-def action_offset(space) -> int:
+def action_offset(space: gym.spaces.Space) -> int:
   """What to add to an action index for the environment: `start` of a
   `Discrete(n, start)` space (the model plans over indices 0..n-1)."""
   return int(space.start) if isinstance(space, gym.spaces.Discrete) else 0
 
 
-def legal_mask(invalid: Optional[np.ndarray]):
+def legal_mask(invalid: Optional[np.ndarray]) -> Optional[np.ndarray]:
   """The `mask` stored in replay (1 = legal) from `act`'s invalid actions, or None."""
   return None if invalid is None else invalid == 0.
 
 
-def step_limit(env, max_episode_steps: Optional[int] = None) -> int:
+def step_limit(env: gym.Env, max_episode_steps: Optional[int] = None) -> int:
   """The step cap for one episode: given, else the env's spec, else a default."""
   if max_episode_steps is not None:
     return checks.positive_int("max_episode_steps", max_episode_steps)
@@ -137,7 +137,8 @@ ASYNC_STEP_SECONDS = 1e-3
 
 
 def make_vector_env(env_fn: Callable, num_envs: int, *, mode: str = "auto",
-                    max_episode_steps: Optional[int] = None, model=None):
+                    max_episode_steps: Optional[int] = None,
+                    model: Any = None) -> gym.vector.VectorEnv:
   """A gymnasium vector environment resetting finished episodes in the same step.
 
   Args:
@@ -200,7 +201,7 @@ def _step_seconds(env, steps: int = 20) -> float:
   return float(np.median(times))
 
 
-def check_vector_env(envs, model=None):
+def check_vector_env(envs: gym.vector.VectorEnv, model: Any = None) -> None:
   """Raises ValueError unless `envs` suits `VectorCollector`."""
   check_observation_space(envs.single_observation_space,
                           "the vector environment's single_observation_space")
@@ -214,7 +215,8 @@ def check_vector_env(envs, model=None):
         f"{mode}); or pass an environment factory and num_envs instead")
 
 
-def checked_step(reward, terminated, truncated, step):
+def checked_step(reward: Any, terminated: Any, truncated: Any,
+                 step: int) -> Tuple[float, bool, bool]:
   """`(float reward, bool terminated, bool truncated)` of one `env.step`.
 
   Raises:
@@ -244,7 +246,8 @@ def _flag(name, value, step) -> bool:
                    f"{name} as a bool")
 
 
-def checked_vector_step(rewards, terminated, truncated, num_envs: int, steps):
+def checked_vector_step(rewards: Any, terminated: Any, truncated: Any, num_envs: int,
+                        steps: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """`(rewards[N] float, terminated[N] bool, truncated[N] bool)` of a vector step."""
   shapes = {name: np.shape(x) for name, x in (("rewards", rewards),
                                               ("terminations", terminated),

@@ -23,6 +23,7 @@ import pickle
 import struct
 import warnings
 from pathlib import Path
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -232,7 +233,7 @@ def _keystr(path) -> str:
   return "".join(f"[{key!r}]" for key in path)
 
 
-def read_legacy(path) -> dict:
+def read_legacy(path: Any) -> dict:
   """Reads a checkpoint of the old muax package without running code from it.
 
   Only plain containers and NumPy arrays are rebuilt: JAX arrays come back as
@@ -326,7 +327,8 @@ def _fits(old_leaves, template_leaves) -> bool:
   return True
 
 
-def convert(path, model, sample_input=None, out=None) -> str:
+def convert(path: Any, model: Any, sample_input: Optional[Any] = None,
+            out: Optional[Any] = None) -> str:
   """Converts a checkpoint of the old muax package into a muax checkpoint.
 
   Reads the old file with `read_legacy` (no code from it runs), checks its

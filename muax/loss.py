@@ -18,6 +18,8 @@ loss of EfficientZero (Ye et al., 2021), the negative cosine similarity
 between the state the dynamics predicts for step k and the (gradient-stopped)
 representation of the observation actually seen at step k.
 """
+from typing import Any, Callable, Dict, Optional, Tuple
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -27,10 +29,10 @@ from muax.search import Networks
 from muax.support import logits_to_scalar, scalar_to_support
 
 
-def muzero_loss(nets: Networks, params, batch, *, support_size: int,
+def muzero_loss(nets: Networks, params: Any, batch: Any, *, support_size: int,
                 value_weight: float = 1., reward_weight: float = 1.,
                 policy_weight: float = 1., consistency_weight: float = 0.,
-                value_prefix=None):
+                value_prefix: Optional[Any] = None) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """Mean MuZero loss over a batch of windows.
 
   Args:
@@ -96,7 +98,7 @@ def muzero_loss(nets: Networks, params, batch, *, support_size: int,
   return weighted_mean(per_step, batch), metrics
 
 
-def prefix_targets(r, horizon: int):
+def prefix_targets(r: jax.typing.ArrayLike, horizon: int) -> jax.Array:
   """`[B, K]` value-prefix targets: at step k, the sum of `r` since the last
   reset of the prefix LSTM (steps `horizon * (k // horizon)` to k)."""
   r = jnp.asarray(r, jnp.float32)
@@ -106,7 +108,8 @@ def prefix_targets(r, horizon: int):
   return total - before
 
 
-def consistency_loss(nets: Networks, params, batch, next_states):
+def consistency_loss(nets: Networks, params: Any, batch: Any,
+                     next_states: jax.Array) -> jax.Array:
   """`[B, K-1]` negative cosine similarity between the dynamics' state for
   step k (`next_states[k-1]`, `[K, B, ...]` from the unroll) and the
   representation of `obs[:, k]`, its gradient stopped (SimSiam-style)."""
@@ -120,19 +123,19 @@ def consistency_loss(nets: Networks, params, batch, next_states):
   return -jnp.sum(unit(predicted) * unit(target), axis=-1)
 
 
-def weighted_mean(per_step, batch):
+def weighted_mean(per_step: jax.Array, batch: Any) -> jax.Array:
   """Mean of a `[B, K]` loss, each step weighted by `batch.weight` if given."""
   if batch.weight is None:
     return jnp.mean(per_step)
   return jnp.mean(per_step * jax.lax.stop_gradient(jnp.asarray(batch.weight, jnp.float32)))
 
 
-def value_error(value, batch):
+def value_error(value: jax.Array, batch: Any) -> jax.Array:
   """`[B]` `|value - Rn_0|`: the priority of each window's first step."""
   return jax.lax.stop_gradient(jnp.abs(value - jnp.asarray(batch.Rn, jnp.float32)[:, 0]))
 
 
-def policy_target(batch):
+def policy_target(batch: Any) -> jax.Array:
   """The search policy `pi [B, K, A]`, restricted to the legal actions when the
   batch carries legal-action masks (`batch.mask`, 1 = legal) and renormalised;
   uniform over the legal actions where pi gives them no mass."""
@@ -147,7 +150,8 @@ def policy_target(batch):
       jnp.where(total > 0, masked / jnp.maximum(total, 1e-12), uniform))
 
 
-def default_loss_fn(model, params, batch):
+def default_loss_fn(model: Any, params: Any,
+                    batch: Any) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """The default loss, called as `loss_fn(model, params, batch)`.
 
   Returns `(loss, metrics)`; `MuZero.update` also accepts custom loss
@@ -159,7 +163,7 @@ def default_loss_fn(model, params, batch):
 
 
 def make_loss_fn(*, value_weight: float = 1., reward_weight: float = 1.,
-                 policy_weight: float = 1., consistency_weight: float = 0.):
+                 policy_weight: float = 1., consistency_weight: float = 0.) -> Callable:
   """A `loss_fn(model, params, batch)` for `MuZero(loss_fn=...)` with these
   weights; `consistency_weight > 0` turns on the consistency loss
   (EfficientZero used 2)."""
@@ -179,13 +183,14 @@ def make_loss_fn(*, value_weight: float = 1., reward_weight: float = 1.,
   return loss_fn
 
 
-def categorical_loss(logits, scalar_targets, support_size):
+def categorical_loss(logits: jax.Array, scalar_targets: jax.typing.ArrayLike,
+                     support_size: int) -> jax.Array:
   """`[...]` cross-entropy of `logits[..., 2S+1]` against the two-hot encoding
   of `scalar_targets[...]` (no gradient into the targets)."""
   targets = scalar_to_support(jax.lax.stop_gradient(scalar_targets), support_size)
   return optax.softmax_cross_entropy(logits, targets)
 
 
-def scale_gradient(x, scale):
+def scale_gradient(x: jax.Array, scale: float) -> jax.Array:
   """Identity forward; multiplies the gradient by `scale` backward."""
   return x * scale + jax.lax.stop_gradient(x) * (1. - scale)

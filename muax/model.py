@@ -13,7 +13,7 @@ and jits.
 """
 import functools
 import inspect
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Tuple, Union
 
 import haiku as hk
 import jax
@@ -111,8 +111,7 @@ class MuZero:
                loss_fn: Optional[Callable] = None, discount: float = 0.99,
                support_size: int = 10, *, two_player: bool = False,
                value_prefix: bool = False):
-    make = variants.check_choice(self, policy, two_player=two_player,
-                                 value_prefix=value_prefix)
+    make = variants.check_choice(self, policy, two_player=two_player, value_prefix=value_prefix)
     checks.number("discount", discount, low=0., high=1., what="a number in [0, 1]")
     checks.positive_int("support_size", support_size, echo_name=False)
     checks.network_functions(representation_fn=representation_fn,
@@ -126,8 +125,7 @@ class MuZero:
     self.repr_func = hk.without_apply_rng(hk.transform(nn.float_observations(representation_fn)))
     self.pred_func = hk.without_apply_rng(hk.transform(prediction_fn))
     self.dy_func = hk.without_apply_rng(hk.transform(dynamic_fn))
-    self.networks = search.Networks(self.repr_func.apply, self.pred_func.apply,
-                                    self.dy_func.apply)
+    self.networks = search.Networks(self.repr_func.apply, self.pred_func.apply, self.dy_func.apply)
     self._policy = policy
     # The algorithm's functions are built on first use, once the class's own
     # settings are in place (`variant`).
@@ -149,7 +147,7 @@ class MuZero:
 
   # -- set-up ---------------------------------------------------------------
 
-  def init(self, rng_key, sample_input):
+  def init(self, rng_key: jax.Array, sample_input: Any) -> Any:
     """Initialises the networks and the optimizer state.
 
     Args:
@@ -212,11 +210,13 @@ class MuZero:
 
   # -- acting ---------------------------------------------------------------
 
-  def act(self, rng_key, obs, with_pi=False, with_value=False, obs_from_batch=False,
-          num_simulations=5, temperature=1., invalid_actions=None, max_depth=None,
-          loop_fn=jax.lax.fori_loop, qtransform=None, dirichlet_fraction=0.25,
-          dirichlet_alpha=0.3, pb_c_init=1.25, pb_c_base=19652,
-          max_num_considered_actions=16, gumbel_scale=1, *, params=None):
+  def act(self, rng_key: jax.Array, obs: Any, with_pi: bool = False, with_value: bool = False,
+          obs_from_batch: bool = False, num_simulations: int = 5, temperature: float = 1.,
+          invalid_actions: Any = None, max_depth: Optional[int] = None,
+          loop_fn: Callable = jax.lax.fori_loop, qtransform: Optional[Callable] = None,
+          dirichlet_fraction: float = 0.25, dirichlet_alpha: float = 0.3, pb_c_init: float = 1.25,
+          pb_c_base: float = 19652, max_num_considered_actions: int = 16, gumbel_scale: float = 1,
+          *, params: Any = None) -> Any:
     """Plans with the learned model and chooses an action.
 
     Args:
@@ -270,8 +270,9 @@ class MuZero:
       return action, value
     return action
 
-  def act_async(self, rng_key, obs, *, num_simulations: int, temperature: float,
-                params=None, invalid_actions=None, obs_from_batch: bool = True):
+  def act_async(self, rng_key: jax.Array, obs: Any, *, num_simulations: int, temperature: float,
+                params: Any = None, invalid_actions: Any = None,
+                obs_from_batch: bool = True) -> jax.Array:
     """Dispatches a search on `obs[B, ...]` with the default search settings.
 
     `invalid_actions` `[B, num_actions]` (1 = invalid) as in `act`; with
@@ -304,8 +305,8 @@ class MuZero:
     return self._plan(budget)(self._state.params if params is None else params, rng_key,
                               obs, mask, hyper)
 
-  def search(self, params, rng_key, obs, invalid_actions, config: SearchConfig,
-             budget: SearchBudget):
+  def search(self, params: Any, rng_key: jax.Array, obs: jax.Array, invalid_actions: jax.Array,
+             config: SearchConfig, budget: SearchBudget) -> Tuple[jax.Array, ...]:
     """Traced (call it inside `jax.jit`): one search on `obs[B, ...]` with
     `invalid_actions[B, A]` (1 = invalid); returns `(action[B], pi[B, A],
     value[B])`. Reanalysis searches through it too."""
@@ -313,7 +314,7 @@ class MuZero:
       raise NotImplementedError(f"policy={self._policy!r} has no search of this form")
     return self.variant.search(params, rng_key, obs, invalid_actions, config, budget)
 
-  def unpack(self, packed: np.ndarray):
+  def unpack(self, packed: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """`(action[B], value[B], pi[B, A], extras)` from `act_async`'s output on
     the host; `extras` maps optional Transition fields (e.g. `candidates`) to
     `[B, ...]` arrays the acting code stores with each step."""
@@ -324,7 +325,7 @@ class MuZero:
 
   # -- learning -------------------------------------------------------------
 
-  def update(self, batch: Transition, *, return_priorities: bool = False):
+  def update(self, batch: Transition, *, return_priorities: bool = False) -> Union[dict, tuple]:
     """One gradient step on a batch `[B, K, ...]`; returns float metrics.
 
     A step is skipped (`'skipped': 1.`, parameters and optimizer state kept)
@@ -359,7 +360,8 @@ class MuZero:
     self._state, out = self._jitted_learners()[0](self._state, batch)
     return metrics_dict(out)
 
-  def update_many(self, batches: Transition, *, return_priorities: bool = False):
+  def update_many(self, batches: Transition, *,
+                  return_priorities: bool = False) -> Union[dict, tuple]:
     """`U` gradient steps in one dispatch on batches `[U, B, K, ...]`.
 
     Equivalent to calling `update` on each `batches[u]` in turn (a
@@ -380,7 +382,7 @@ class MuZero:
     self._state, out = self._jitted_learners()[1](self._state, batches)
     return metrics_dict(out)
 
-  def update_functions(self):
+  def update_functions(self) -> Tuple[Callable, Callable]:
     """`(update, update_many)`: this model's updates as pure functions of a
     `TrainState`, not jitted (`muax.core.learner`).
 
@@ -405,11 +407,11 @@ class MuZero:
     return self._reanalyze
 
   @property
-  def target_params(self):
+  def target_params(self) -> Any:
     """The target network's parameters (reanalysis), or None without it."""
     return None if self._state is None else self._state.target_params
 
-  def set_reanalyze(self, config):
+  def set_reanalyze(self, config: Union[reanalyze_lib.Reanalyze, float, None]) -> None:
     """Turns reanalysis on (`muax.Reanalyze` or a fraction) or off (None).
 
     Updates then refresh the targets of part of each batch (see
@@ -433,7 +435,7 @@ class MuZero:
     update counter, key), as one pytree; None before `init` or `load`."""
     return self._state
 
-  def restore_train_state(self, state: TrainState):
+  def restore_train_state(self, state: TrainState) -> None:
     """Continues learning from `state` (a run state's saved `train_state`).
 
     Raises:
@@ -450,14 +452,14 @@ class MuZero:
                              bootstrap=self._reanalyze is not None)
     return batch
 
-  def check_action_space(self, space, what: str = "action_space"):
+  def check_action_space(self, space: Any, what: str = "action_space") -> None:
     """Raises ValueError unless this model can act in `space` (a Discrete space
     of `num_actions` actions once initialised; Sampled MuZero: its Box)."""
     self.variant.check_action_space(space, self._num_actions, what)
 
   # -- parameters -----------------------------------------------------------
 
-  def save(self, file):
+  def save(self, file: Any) -> str:
     """Writes params and optimizer state to `file` (.npz added if missing)."""
     self._require_params("save")
     return str(checkpoint.save(file, self._state.params, self._state.opt_state,
@@ -470,7 +472,7 @@ class MuZero:
             "discount": self._discount, "two_player": self._two_player,
             **self.variant.metadata}
 
-  def load(self, file):
+  def load(self, file: Any) -> "MuZero":
     """Restores params and optimizer state saved by `save` (no code is run).
 
     Raises:
@@ -492,15 +494,15 @@ class MuZero:
                          f"before {what}()")
 
   @property
-  def params(self):
+  def params(self) -> Any:
     return None if self._state is None else self._state.params
 
   @property
-  def optimizer_state(self):
+  def optimizer_state(self) -> Any:
     return None if self._state is None else self._state.opt_state
 
   @property
-  def optimizer(self):
+  def optimizer(self) -> optax.GradientTransformation:
     return self._optimizer
 
   @property
@@ -529,18 +531,18 @@ class MuZero:
     return self._num_actions
 
   @property
-  def obs_shape(self):
+  def obs_shape(self) -> Optional[Tuple[int, ...]]:
     return self._obs_shape
 
-  def representation(self, obs):
+  def representation(self, obs: Any) -> Any:
     """Hidden state of `obs[B, ...]` under the current parameters."""
     return self._apply_repr(self._state.params["representation"], obs)
 
-  def prediction(self, s):
+  def prediction(self, s: Any) -> Tuple[jax.Array, jax.Array]:
     """`(value_logits, policy_logits)` of hidden state `s`."""
     return self._apply_pred(self._state.params["prediction"], s)
 
-  def dynamic(self, s, a):
+  def dynamic(self, s: Any, a: Any) -> Tuple[jax.Array, Any]:
     """`(reward_logits, next_s)` of hidden state `s` and actions `a[B]` (Sampled
     MuZero: `a[B, D]` in the Box's units, which the network sees normalised)."""
     return self._apply_dyn(self._state.params["dynamic"], s, self.variant.model_action(a))

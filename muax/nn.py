@@ -8,6 +8,7 @@ value 0, reward 0 and a uniform prior, which keeps early search unbiased.
 import contextlib
 import functools
 import threading
+from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 
 import haiku as hk
 import jax
@@ -27,7 +28,7 @@ _EPS = 1e-5
 _SOURCE = threading.local()
 
 
-def observation_dtype(obs):
+def observation_dtype(obs: jax.Array) -> jnp.dtype:
   """The dtype `obs` arrived in, before `MuZero` cast it to float32.
 
   `MuZero` hands integer (e.g. uint8) and half-precision observations to the
@@ -38,7 +39,7 @@ def observation_dtype(obs):
 
 
 @contextlib.contextmanager
-def source_dtype(dtype):
+def source_dtype(dtype: jax.typing.DTypeLike) -> Iterator[None]:
   """Within the block, `observation_dtype` reports `dtype` (used by `MuZero`)."""
   previous = getattr(_SOURCE, "dtype", None)
   _SOURCE.dtype = dtype
@@ -48,27 +49,28 @@ def source_dtype(dtype):
     _SOURCE.dtype = previous
 
 
-def min_max_normalize(s):
+def min_max_normalize(s: jax.Array) -> jax.Array:
   """Scales each example's features `[B, D]` to [0, 1]."""
   low = jnp.min(s, axis=-1, keepdims=True)
   high = jnp.max(s, axis=-1, keepdims=True)
   return (s - low) / jnp.maximum(high - low, _EPS)
 
 
-def min_max_normalize2d(s):
+def min_max_normalize2d(s: jax.Array) -> jax.Array:
   """Scales each example's planes `[B, H, W, C]` to [0, 1] jointly."""
   low = jnp.min(s, axis=(1, 2, 3), keepdims=True)
   high = jnp.max(s, axis=(1, 2, 3), keepdims=True)
   return (s - low) / jnp.maximum(high - low, _EPS)
 
 
-def elu(x):
+def elu(x: jax.Array) -> jax.Array:
   """ELU as `exp(x) - 1` below zero: XLA's CPU `expm1` (what `jax.nn.elu`
   uses) costs about a third of a batched search; the two differ by < 1e-7."""
   return jnp.where(x > 0, x, jnp.exp(jnp.where(x > 0, 0., x)) - 1.)
 
 
-def encode_action(a, num_actions, dtype=jnp.float32):
+def encode_action(a: jax.typing.ArrayLike, num_actions: int,
+                  dtype: jax.typing.DTypeLike = jnp.float32) -> jax.Array:
   """Integer actions `[B]` one-hot encoded; float vectors `[B, num_actions]`
   (continuous actions, one-hot or soft codes) passed through."""
   a = jnp.asarray(a)
@@ -80,7 +82,7 @@ def encode_action(a, num_actions, dtype=jnp.float32):
   return jax.nn.one_hot(a, num_actions, dtype=dtype)
 
 
-def mlp(hidden, out, zero_out: bool = False) -> hk.Sequential:
+def mlp(hidden: Sequence[int], out: int, zero_out: bool = False) -> hk.Sequential:
   """ELU layers of widths `hidden`, then a linear layer of width `out` (zero
   initialised with `zero_out`)."""
   layers = []
@@ -94,12 +96,13 @@ def mlp(hidden, out, zero_out: bool = False) -> hk.Sequential:
 class Representation(hk.Module):
   """Observation `[B, ...]` to hidden state `[B, embedding_dim]`."""
 
-  def __init__(self, embedding_dim, hidden=(64,), name="representation"):
+  def __init__(self, embedding_dim: int, hidden: Sequence[int] = (64,),
+               name: Optional[str] = "representation"):
     super().__init__(name=name)
     self.embedding_dim = checks.positive_int("embedding_dim", embedding_dim)
     self.hidden = tuple(hidden)
 
-  def __call__(self, obs):
+  def __call__(self, obs: jax.Array) -> jax.Array:
     obs = jnp.reshape(obs, (obs.shape[0], -1)).astype(jnp.float32)
     return min_max_normalize(mlp(self.hidden, self.embedding_dim)(obs))
 
@@ -108,13 +111,14 @@ class Prediction(hk.Module):
   """Hidden state `[B, D]` to value logits `[B, full_support_size]` and
   policy logits `[B, num_actions]`."""
 
-  def __init__(self, num_actions, full_support_size, hidden=(64,), name="prediction"):
+  def __init__(self, num_actions: int, full_support_size: int, hidden: Sequence[int] = (64,),
+               name: Optional[str] = "prediction"):
     super().__init__(name=name)
     self.num_actions = checks.positive_int("num_actions", num_actions)
     self.full_support_size = checks.positive_int("full_support_size", full_support_size)
     self.hidden = tuple(hidden)
 
-  def __call__(self, s):
+  def __call__(self, s: jax.Array) -> Tuple[jax.Array, jax.Array]:
     v = mlp(self.hidden, self.full_support_size, zero_out=True)(s)
     logits = mlp(self.hidden, self.num_actions, zero_out=True)(s)
     return v, logits
@@ -129,15 +133,15 @@ class Dynamic(hk.Module):
   outcome), used as given instead of one-hot encoded.
   """
 
-  def __init__(self, embedding_dim, num_actions, full_support_size, hidden=(64,),
-               name="dynamic"):
+  def __init__(self, embedding_dim: int, num_actions: int, full_support_size: int,
+               hidden: Sequence[int] = (64,), name: Optional[str] = "dynamic"):
     super().__init__(name=name)
     self.embedding_dim = checks.positive_int("embedding_dim", embedding_dim)
     self.num_actions = checks.positive_int("num_actions", num_actions)
     self.full_support_size = checks.positive_int("full_support_size", full_support_size)
     self.hidden = tuple(hidden)
 
-  def __call__(self, s, a):
+  def __call__(self, s: jax.Array, a: jax.Array) -> Tuple[jax.Array, jax.Array]:
     sa = jnp.concatenate([s, encode_action(a, self.num_actions, s.dtype)], axis=-1)
     r = mlp(self.hidden, self.full_support_size, zero_out=True)(sa)
     ns = min_max_normalize(mlp(self.hidden, self.embedding_dim)(sa))
@@ -147,11 +151,11 @@ class Dynamic(hk.Module):
 class ResidualBlock(hk.Module):
   """Two 3x3 convolutions with layer norm and a skip connection (NHWC)."""
 
-  def __init__(self, channels, name=None):
+  def __init__(self, channels: int, name: Optional[str] = None):
     super().__init__(name=name)
     self.channels = channels
 
-  def __call__(self, x):
+  def __call__(self, x: jax.Array) -> jax.Array:
     y = hk.Conv2D(self.channels, 3, with_bias=False)(x)
     y = jax.nn.relu(hk.LayerNorm(-1, True, True)(y))
     y = hk.Conv2D(self.channels, 3, with_bias=False)(y)
@@ -177,13 +181,14 @@ class ResNetRepresentation(hk.Module):
   `observation_dtype`) are scaled to [0, 1] first.
   """
 
-  def __init__(self, channels=32, num_blocks=2, downsample=2, name="representation"):
+  def __init__(self, channels: int = 32, num_blocks: int = 2, downsample: Union[int, str] = 2,
+               name: Optional[str] = "representation"):
     super().__init__(name=name)
     self.channels = checks.positive_int("channels", channels)
     self.num_blocks = checks.positive_int("num_blocks", num_blocks, allow_zero=True)
     self.downsample = _check_downsample(downsample)
 
-  def __call__(self, obs):
+  def __call__(self, obs: jax.Array) -> jax.Array:
     if obs.ndim != 4:
       raise ValueError(f"ResNetRepresentation takes images [B, H, W, C] (NHWC), got an "
                        f"observation batch of shape {obs.shape}")
@@ -202,14 +207,15 @@ class ResNetRepresentation(hk.Module):
 class ResNetPrediction(hk.Module):
   """Hidden planes `[B, H, W, C]` to value and policy logits."""
 
-  def __init__(self, num_actions, full_support_size, channels=32, num_blocks=1,
-               head_hidden=(64,), name="prediction"):
+  def __init__(self, num_actions: int, full_support_size: int, channels: int = 32,
+               num_blocks: int = 1, head_hidden: Sequence[int] = (64,),
+               name: Optional[str] = "prediction"):
     super().__init__(name=name)
     self.num_actions = checks.positive_int("num_actions", num_actions)
     self.full_support_size = checks.positive_int("full_support_size", full_support_size)
     self.channels, self.num_blocks, self.head_hidden = channels, num_blocks, head_hidden
 
-  def __call__(self, s):
+  def __call__(self, s: jax.Array) -> Tuple[jax.Array, jax.Array]:
     x = s
     for _ in range(self.num_blocks):
       x = ResidualBlock(self.channels)(x)
@@ -223,14 +229,15 @@ class ResNetDynamic(hk.Module):
   """Hidden planes and action `[B]` (as constant planes) to reward logits and
   next hidden planes."""
 
-  def __init__(self, num_actions, full_support_size, channels=32, num_blocks=1,
-               head_hidden=(64,), name="dynamic"):
+  def __init__(self, num_actions: int, full_support_size: int, channels: int = 32,
+               num_blocks: int = 1, head_hidden: Sequence[int] = (64,),
+               name: Optional[str] = "dynamic"):
     super().__init__(name=name)
     self.num_actions = checks.positive_int("num_actions", num_actions)
     self.full_support_size = checks.positive_int("full_support_size", full_support_size)
     self.channels, self.num_blocks, self.head_hidden = channels, num_blocks, head_hidden
 
-  def __call__(self, s, a):
+  def __call__(self, s: jax.Array, a: jax.Array) -> Tuple[jax.Array, jax.Array]:
     planes = jnp.broadcast_to(encode_action(a, self.num_actions, s.dtype)[:, None, None, :],
                               s.shape[:3] + (self.num_actions,))
     x = jax.nn.relu(hk.Conv2D(self.channels, 3)(jnp.concatenate([s, planes], -1)))
@@ -303,9 +310,10 @@ def _init_resnet_dynamic_func(dynamic_module=ResNetDynamic, num_actions=None,
   return dynamic_func
 
 
-def resnet_networks(num_actions, support_size, *, channels=32, num_blocks=2,
-                    downsample=1, prediction_blocks=1, dynamic_blocks=1,
-                    head_hidden=(64,)):
+def resnet_networks(num_actions: int, support_size: int, *, channels: int = 32,
+                    num_blocks: int = 2, downsample: Union[int, str] = 1,
+                    prediction_blocks: int = 1, dynamic_blocks: int = 1,
+                    head_hidden: Sequence[int] = (64,)) -> Tuple[Callable, Callable, Callable]:
   """The three functions `muax.MuZero` takes, as residual conv nets for images.
 
   Observations are NHWC images `[B, H, W, C]`, best stored as uint8 (scaled to
@@ -373,7 +381,7 @@ def _muzero_downsample(x, channels):
   return hk.avg_pool(x, window_shape=(1, 3, 3, 1), strides=(1, 2, 2, 1), padding="SAME")
 
 
-def float_observations(representation_fn):
+def float_observations(representation_fn: Callable) -> Callable:
   """Wraps `representation_fn` to see integer or half-precision observations as
   float32 (same values), so a uint8 replay buffer trains the float32 networks.
 

@@ -9,8 +9,10 @@ from muax import checks
 __all__ = ["optimizer"]
 
 
-def optimizer(init_value=0., peak_value=2e-2, end_value=1e-3, warmup_steps=1000,
-              transition_steps=10000, decay_rate=0.8, clip_by_global_norm=1.0):
+def optimizer(init_value: float = 0., peak_value: float = 2e-2, end_value: float = 1e-3,
+              warmup_steps: int = 1000, transition_steps: int = 10000,
+              decay_rate: float = 0.8,
+              clip_by_global_norm: float = 1.0) -> optax.GradientTransformation:
   """Adam with global-norm clipping and a warm-up then exponential-decay rate.
 
   The learning rate rises linearly from `init_value` to `peak_value` over

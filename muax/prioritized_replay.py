@@ -1,6 +1,6 @@
 """`PrioritizedReplayBuffer`: windows drawn by priority (re-exported by
 `muax.replay_buffer`)."""
-from typing import Optional
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -66,13 +66,13 @@ class PrioritizedReplayBuffer(TrajectoryReplayBuffer):
     progress = min(1., self.batches_sampled / self.beta_steps)
     return self.beta + (self.beta_final - self.beta) * progress
 
-  def clear(self):
+  def clear(self) -> None:
     super().clear()
     self._priority = None  # `[ring_size]` raw priorities, parallel to the ring
     self._max_priority = 1.
     self._added = 0  # steps ever added: ids are `_added - _count + offset`
 
-  def add(self, trajectory: Trajectory, w: float = 1.):
+  def add(self, trajectory: Trajectory, w: float = 1.) -> None:
     super().add(trajectory, w)
     length = len(trajectory)
     self._added += length
@@ -94,7 +94,9 @@ class PrioritizedReplayBuffer(TrajectoryReplayBuffer):
 
   def sample(self, batch_size: int = 32, num_trajectory: Optional[int] = None,
              k_steps: int = 5, sample_per_trajectory: int = 1, *,
-             num_batches: Optional[int] = None, bootstrap=None, return_ids: bool = False):
+             num_batches: Optional[int] = None,
+             bootstrap: Optional[Tuple[int, float]] = None,
+             return_ids: bool = False) -> Union[Transition, Tuple[Transition, np.ndarray]]:
     """Samples windows by priority; `batch.weight` holds their IS weights.
 
     Arguments as for `TrajectoryReplayBuffer.sample` (B is
@@ -140,7 +142,7 @@ class PrioritizedReplayBuffer(TrajectoryReplayBuffer):
     ids = (self._added - self._count + picked).astype(np.int64)
     return windows, ids.reshape(rows, batch) if num_batches is not None else ids
 
-  def update_priorities(self, ids, priorities):
+  def update_priorities(self, ids: np.ndarray, priorities: np.ndarray) -> None:
     """Sets the priority of the steps `ids` to `|priorities| + epsilon`.
 
     Ids of steps evicted since they were sampled are ignored.
@@ -171,7 +173,7 @@ class PrioritizedReplayBuffer(TrajectoryReplayBuffer):
       return np.zeros(0)
     return replay_store.read_ring(self._priority, self._head, self._count)
 
-  def state(self):
+  def state(self) -> Tuple[dict, Dict[str, np.ndarray]]:
     """`TrajectoryReplayBuffer.state` plus the priorities and their settings."""
     meta, arrays = super().state()
     meta["prioritized"] = {
@@ -182,7 +184,7 @@ class PrioritizedReplayBuffer(TrajectoryReplayBuffer):
     arrays["priorities"] = self.priorities()
     return meta, arrays
 
-  def restore(self, meta: dict, arrays):
+  def restore(self, meta: dict, arrays: Mapping[str, Any]) -> None:
     """Makes this buffer equal to the one `state` was taken from.
 
     Raises:
@@ -215,7 +217,8 @@ class PrioritizedReplayBuffer(TrajectoryReplayBuffer):
     self._priority = priorities.copy() if total else None
 
 
-def check_per_settings(alpha, beta, beta_final, beta_steps, epsilon):
+def check_per_settings(alpha: float, beta: float, beta_final: float, beta_steps: int,
+                       epsilon: float) -> Tuple[float, float, float, int, float]:
   for name, value, low, high in (("alpha", alpha, 0., np.inf), ("beta", beta, 0., 1.),
                                  ("beta_final", beta_final, 0., 1.)):
     checks.number(name, value, low=low, high=high, what=f"a number in [{low:g}, {high:g}]",

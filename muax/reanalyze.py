@@ -18,6 +18,7 @@ The target network is a copy of the parameters, refreshed every
 """
 import dataclasses
 import math
+from typing import Any, Dict, Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +55,7 @@ class Reanalyze:
   value: bool = True
   seed: int = 0
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     checks.number("fraction", self.fraction, low=0., high=1., strict=True,
                   what="a number in (0, 1]", label="Reanalyze fraction",
                   not_a_number=ValueError)
@@ -73,7 +74,7 @@ class Reanalyze:
     return max(1, min(batch_size, math.ceil(self.fraction * batch_size)))
 
 
-def as_reanalyze(value):
+def as_reanalyze(value: Optional[Union[float, Reanalyze]]) -> Optional[Reanalyze]:
   """`None`, a fraction or a `Reanalyze` -> `Reanalyze` or None."""
   if value is None or isinstance(value, Reanalyze):
     return value
@@ -83,7 +84,8 @@ def as_reanalyze(value):
   return None if value == 0 else Reanalyze(fraction=float(value))
 
 
-def reanalyze_batch(model, params, target_params, rng_key, batch, config: Reanalyze):
+def reanalyze_batch(model: Any, params: Any, target_params: Any, rng_key: jax.Array, batch: Any,
+                    config: Reanalyze) -> Tuple[Any, Dict[str, jax.Array]]:
   """Traced: `batch` with fresh targets in its first `config.rows(B)` rows.
 
   Args:

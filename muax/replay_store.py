@@ -4,7 +4,7 @@ of stored trajectories, window gathering, and the checks of saved states.
 `muax.replay_buffer`'s classes hold one ring and one `TrajectoryIndex`; the
 functions here are pure NumPy over them.
 """
-from typing import Optional
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class TrajectoryIndex:
   def __len__(self):
     return self._hi - self._lo
 
-  def append(self, start, length, terminated, weight):
+  def append(self, start: int, length: int, terminated: bool, weight: float) -> None:
     if self._hi == len(self._columns[0]):
       live = len(self)
       size = max(16, 2 * live)
@@ -66,18 +66,20 @@ class TrajectoryIndex:
     self._lo += 1
     return length
 
-  def columns(self):
+  def columns(self) -> Tuple[np.ndarray, ...]:
     """`(starts, lengths, terminated, weights)` views `[T]`, oldest first."""
     return tuple(c[self._lo:self._hi] for c in self._columns)
 
-  def rebase(self, head: int, ring_size: int):
+  def rebase(self, head: int, ring_size: int) -> None:
     """Moves the starts to a ring unrolled from `head` to position 0."""
     starts = self._columns[0][self._lo:self._hi]
     starts[:] = (starts - head) % ring_size
 
 
-def gather_windows(flat: Transition, offsets, lengths, terminated, k_steps, rng,
-                    starts=None, bootstrap=None):
+def gather_windows(flat: Transition, offsets: np.ndarray, lengths: np.ndarray,
+                   terminated: np.ndarray, k_steps: int, rng: np.random.Generator,
+                   starts: Optional[np.ndarray] = None,
+                   bootstrap: Optional[Tuple[int, float]] = None) -> Transition:
   """Gathers one K-step window per row from `[N, ...]` step arrays (a ring).
 
   Windows start at `starts` (offsets inside each trajectory), or uniformly
@@ -111,7 +113,8 @@ def gather_windows(flat: Transition, offsets, lengths, terminated, k_steps, rng,
       inside=inside)
 
 
-def sample_sizes(batch_size, num_trajectory, k_steps, sample_per_trajectory, num_batches):
+def sample_sizes(batch_size: Optional[int], num_trajectory: Optional[int], k_steps: int,
+                 sample_per_trajectory: int, num_batches: Optional[int]) -> Tuple[int, int, int]:
   """`(B, trajectories per batch, U or 1)`, checked."""
   if num_batches is not None:
     checks.positive_int("num_batches", num_batches)
@@ -127,14 +130,16 @@ def sample_sizes(batch_size, num_trajectory, k_steps, sample_per_trajectory, num
   return batch, num_trajectory, 1 if num_batches is None else int(num_batches)
 
 
-def unflatten(windows: Transition, rows: int, batch: int, num_batches) -> Transition:
+def unflatten(windows: Transition, rows: int, batch: int,
+              num_batches: Optional[int]) -> Transition:
   """`[U*B, ...]` windows as `[U, B, ...]` (as they are without `num_batches`)."""
   if num_batches is None:
     return windows
   return map_steps(lambda x: x.reshape((rows, batch) + x.shape[1:]), windows)
 
 
-def check_bootstrap(bootstrap):
+def check_bootstrap(
+    bootstrap: Optional[Tuple[int, float]]) -> Optional[Tuple[int, float]]:
   """`(n, discount)` validated, or None."""
   if bootstrap is None:
     return None
@@ -149,7 +154,7 @@ def check_bootstrap(bootstrap):
   return int(n), discount
 
 
-def absorb(window: Transition, inside, rng) -> Transition:
+def absorb(window: Transition, inside: np.ndarray, rng: np.random.Generator) -> Transition:
   """Replaces the steps past a terminal state with absorbing-state targets."""
   past = ~inside
   zero = np.zeros((), np.float32)
@@ -171,11 +176,11 @@ def absorb(window: Transition, inside, rng) -> Transition:
   return window.replace(**changes)
 
 
-def can_sample(lengths, terminated, k_steps):
+def can_sample(lengths: np.ndarray, terminated: np.ndarray, k_steps: int) -> np.ndarray:
   return terminated | (lengths >= k_steps)
 
 
-def to_numpy(batched: Transition, obs_dtype=None) -> Transition:
+def to_numpy(batched: Transition, obs_dtype: Optional[np.dtype] = None) -> Transition:
   """`[1, T, ...]` fields to `[T, ...]` numpy arrays with fixed dtypes."""
   fields = {}
   for name, value in batched.fields().items():
@@ -216,7 +221,7 @@ def cast_obs(obs: np.ndarray, dtype: np.dtype) -> np.ndarray:
   return obs.astype(dtype, copy=False)
 
 
-def stack_steps(transitions) -> Transition:
+def stack_steps(transitions: Sequence[Transition]) -> Transition:
   """Stacks single-step transitions into fields shaped `[1, T, ...]`."""
   names = list(transitions[0].fields())
   for i, t in enumerate(transitions):
@@ -228,7 +233,7 @@ def stack_steps(transitions) -> Transition:
                        for name in names})
 
 
-def map_steps(fn, steps: Transition) -> Transition:
+def map_steps(fn: Callable[[np.ndarray], np.ndarray], steps: Transition) -> Transition:
   """A Transition of `fn(field)` for every present field."""
   return Transition(**{name: fn(x) for name, x in steps.fields().items()})
 
@@ -239,7 +244,7 @@ def step_bytes(steps: Transition) -> int:
              for x in steps.fields().values())
 
 
-def write_ring(store: Transition, start: int, steps: Transition):
+def write_ring(store: Transition, start: int, steps: Transition) -> None:
   """Writes `[L, ...]` steps into the ring from `start`, wrapping at its end."""
   size = len(store.a)
   first = min(len(steps.a), size - start)
@@ -256,7 +261,7 @@ def read_ring(field: np.ndarray, head: int, count: int) -> np.ndarray:
   return out
 
 
-def copy_from_ring(out: np.ndarray, field: np.ndarray, head: int, count: int):
+def copy_from_ring(out: np.ndarray, field: np.ndarray, head: int, count: int) -> None:
   first = min(count, len(field) - head)
   out[:first] = field[head:head + first]
   out[first:count] = field[:count - first]
@@ -269,7 +274,7 @@ def moved_column(column: np.ndarray, lo: int, hi: int, size: int) -> np.ndarray:
   return out
 
 
-def check_compatible(reference: Transition, steps: Transition):
+def check_compatible(reference: Transition, steps: Transition) -> None:
   have, new_fields = reference.fields(), steps.fields()
   if list(have) != list(new_fields):
     extra = lambda names: [n for n in names if n not in FIELDS] or "none"  # noqa: E731
@@ -283,7 +288,8 @@ def check_compatible(reference: Transition, steps: Transition):
           f"but the buffer holds {ref.shape[1:]} ({ref.dtype})")
 
 
-def check_bounds(capacity, max_transitions, max_bytes):
+def check_bounds(capacity: Optional[int], max_transitions: Optional[int],
+                 max_bytes: Optional[int]) -> Tuple[Optional[int], Optional[int], Optional[int]]:
   """Validated `(capacity, max_transitions, max_bytes)`, each int or None."""
   bounds = {"capacity": capacity, "max_transitions": max_transitions,
             "max_bytes": max_bytes}
@@ -296,7 +302,7 @@ def check_bounds(capacity, max_transitions, max_bytes):
   return tuple(None if v is None else int(v) for v in bounds.values())
 
 
-def check_obs_dtype(obs_dtype) -> Optional[np.dtype]:
+def check_obs_dtype(obs_dtype: Any) -> Optional[np.dtype]:
   if obs_dtype is None:
     return None
   try:
@@ -309,7 +315,8 @@ def check_obs_dtype(obs_dtype) -> Optional[np.dtype]:
   return dtype
 
 
-def parse_meta(meta):
+def parse_meta(meta: dict) -> Tuple[Tuple[Optional[int], Optional[int], Optional[int]],
+                                    Optional[np.dtype], np.random.Generator]:
   """`(bounds, obs_dtype, generator)` from a `state` meta dict."""
   if not isinstance(meta, dict):
     raise ValueError(f"replay buffer meta must be a dict, got {type(meta).__name__}")
@@ -336,7 +343,8 @@ def parse_meta(meta):
   return bounds, obs_dtype, np.random.Generator(generator)
 
 
-def parse_arrays(arrays, obs_dtype):
+def parse_arrays(arrays: Mapping[str, Any], obs_dtype: Optional[np.dtype]
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[Transition]]:
   """`(lengths, terminated, weights, steps or None)` from `state` arrays."""
   names = set(arrays.keys())
   missing = [key for key in INDEX_KEYS if key not in names]
@@ -374,7 +382,8 @@ def parse_arrays(arrays, obs_dtype):
   return lengths, terminated, weights, steps
 
 
-def check_restored_bounds(bounds, lengths, step_bytes: int):
+def check_restored_bounds(bounds: Tuple[Optional[int], Optional[int], Optional[int]],
+                          lengths: np.ndarray, step_bytes: int) -> None:
   capacity, max_transitions, max_bytes = bounds
   total = int(lengths.sum())
   size = total * step_bytes

@@ -7,7 +7,7 @@ optimizer state its optimizer would build, and the kinds of every array. A
 checkpoint that does not fit is refused with a `CheckpointError` that names
 what differs; nothing is cast or half-loaded.
 """
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -19,9 +19,10 @@ from muax import checkpoint
 __all__ = ["check_kinds", "check_metadata", "check_tree", "restore", "train_state"]
 
 
-def restore(file, *, init_params: Callable, optimizer: optax.GradientTransformation,
+def restore(file: Any, *, init_params: Callable, optimizer: optax.GradientTransformation,
             support_size: int, obs_shape: Optional[Tuple[int, ...]],
-            check_checkpoint: Optional[Callable] = None):
+            check_checkpoint: Optional[Callable] = None
+            ) -> Tuple[Any, Any, Tuple[int, ...], Optional[int]]:
   """`(params, opt_state, obs_shape, num_actions)` of the checkpoint at `file`.
 
   Args:
@@ -81,7 +82,7 @@ def restore(file, *, init_params: Callable, optimizer: optax.GradientTransformat
   return params, opt_state, saved_shape, found["num_actions"]
 
 
-def check_tree(params, expected, file, what: str):
+def check_tree(params: Any, expected: Any, file: Any, what: str) -> None:
   """CheckpointError unless `params` has the structure and shapes of
   `expected` (arrays or shape structs), then `check_kinds` on the leaves."""
   got = jax.tree_util.tree_map(np.shape, params)
@@ -95,7 +96,8 @@ def check_tree(params, expected, file, what: str):
                file, what)
 
 
-def check_kinds(arrays, templates, file, what: str):
+def check_kinds(arrays: Sequence[np.ndarray], templates: Sequence[Any], file: Any,
+                what: str) -> None:
   """Float arrays for float templates, integers for integers: a checkpoint
   holding bools, complex numbers or strings there is refused, never cast
   (muax writes neither, so the file is damaged)."""
@@ -108,7 +110,7 @@ def check_kinds(arrays, templates, file, what: str):
           f"this model needs {want}")
 
 
-def check_metadata(meta: dict, file):
+def check_metadata(meta: dict, file: Any) -> None:
   """Raises CheckpointError unless the model fields of a checkpoint's metadata
   have the types `save` writes."""
   def is_int(x):
@@ -131,7 +133,7 @@ def check_metadata(meta: dict, file):
           f"{meta.get(name, 'missing')!r}")
 
 
-def train_state(state, current):
+def train_state(state: Any, current: Any) -> Any:
   """`state` (a run state's saved `TrainState`) as the arrays of `current`'s
   dtypes, once its structure and shapes are checked against `current`.
 

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Iterator, Union
 
 try:
   import fcntl
@@ -24,7 +25,7 @@ class RunFolderInUse(RuntimeError):
 
 
 @contextlib.contextmanager
-def locked(save_dir):
+def locked(save_dir: Union[str, os.PathLike]) -> Iterator[None]:
   """Holds the run folder's lock file for the block: one `fit` at a time.
 
   The lock is an OS file lock on `<save_dir>/.muax-lock`, which holds the

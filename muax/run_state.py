@@ -27,7 +27,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Collection, List, Optional, Tuple, Union
 
 import jax
 import numpy as np
@@ -77,8 +77,8 @@ class Boundary:
     return self.warmup_done + self.episode
 
 
-def write(save_dir, boundary: Boundary, model, buffer, config: dict, *,
-          keep: int) -> Path:
+def write(save_dir: Union[str, os.PathLike], boundary: Boundary, model: Any, buffer: Any,
+          config: dict, *, keep: int) -> Path:
   """Writes the run state at `boundary` and prunes to the newest `keep` files.
 
   The buffer must not have changed since `boundary` was taken.
@@ -128,12 +128,12 @@ def saved_train_state(arrays: dict, fresh: TrainState) -> TrainState:
   return fresh.replace(count=count.astype(np.int32), key=key, target_params=target)
 
 
-def state_files(save_dir) -> List[Path]:
+def state_files(save_dir: Union[str, os.PathLike]) -> List[Path]:
   """The run state files of a run folder, newest first."""
   return list(reversed(_state_files(Path(save_dir) / RUN_DIR)))
 
 
-def set_aside(file: Path, error: Exception):
+def set_aside(file: Path, error: Exception) -> None:
   """Renames an unreadable run state to `*.bad` (kept, never used again)."""
   bad = file.with_name(file.name + ".bad")
   os.replace(file, bad)
@@ -141,7 +141,7 @@ def set_aside(file: Path, error: Exception):
         file=sys.stderr)
 
 
-def read_state(file):
+def read_state(file: Union[str, os.PathLike]) -> Tuple[Path, dict, dict, dict]:
   """`(file, run, arrays, metadata)` of one run state file.
 
   Raises:
@@ -154,7 +154,7 @@ def read_state(file):
   return Path(file), run, arrays, metadata
 
 
-def locate(path):
+def locate(path: Union[str, os.PathLike]) -> Tuple[str, Optional[Path]]:
   """`(save_dir, state file or None)` for `resume=path`: a run folder, its `run/`
   folder, or one state file in it."""
   path = Path(path)
@@ -171,7 +171,8 @@ def locate(path):
                    f"folder holding {RUN_DIR}/state_*.npz)")
 
 
-def set_newer_aside(save_dir, file) -> Optional[Path]:
+def set_newer_aside(save_dir: Union[str, os.PathLike],
+                    file: Union[str, os.PathLike]) -> Optional[Path]:
   """Moves the run states newer than `file` (resumed from on request) to
   `run-<time>/`, so pruning never deletes them; returns where, or None."""
   number = int(_PATTERN.match(Path(file).name).group(1))
@@ -194,7 +195,7 @@ def _free_name(folder: Path, names) -> List[Path]:
   return [folder.with_name(f"{n}-{tag}") for n in names]
 
 
-def archive(save_dir) -> List[Path]:
+def archive(save_dir: Union[str, os.PathLike]) -> List[Path]:
   """Moves an earlier run's states and `latest/` aside before a new run.
 
   They become `run-<time>/` and `latest-<time>/`; best checkpoints stay where
@@ -211,7 +212,7 @@ def archive(save_dir) -> List[Path]:
   return targets
 
 
-def clean_temporary(save_dir):
+def clean_temporary(save_dir: Union[str, os.PathLike]) -> None:
   """Removes the temporary files of checkpoint writes a crash cut short.
 
   Only under the folder's lock: no other writer can be mid-write.
@@ -228,7 +229,7 @@ def clean_temporary(save_dir):
           _unlink(file)
 
 
-def best_folder_names(save_dir) -> List[str]:
+def best_folder_names(save_dir: Union[str, os.PathLike]) -> List[str]:
   """Names of the best-checkpoint folders in a run folder."""
   save_dir = Path(save_dir)
   if not save_dir.is_dir():
@@ -236,7 +237,7 @@ def best_folder_names(save_dir) -> List[str]:
   return sorted(d.name for d in save_dir.iterdir() if d.is_dir() and _BEST.match(d.name))
 
 
-def best_folder(episode: int, test_return: float, taken) -> str:
+def best_folder(episode: int, test_return: float, taken: Collection[str]) -> str:
   """The folder name of a best checkpoint: `epoch_<episode>_test_<return>`,
   with a suffix when an earlier run's folder has that name."""
   base = f"epoch_{episode:04d}_test_{test_return:.1f}"
@@ -246,7 +247,8 @@ def best_folder(episode: int, test_return: float, taken) -> str:
   return name
 
 
-def prune_best(save_dir, candidates: List[str], keep_path: Optional[str]) -> List[str]:
+def prune_best(save_dir: Union[str, os.PathLike], candidates: List[str],
+               keep_path: Optional[str]) -> List[str]:
   """Deletes the best checkpoints in `candidates` that no run state on disk
   refers to; returns those still referred to (to try again later).
 
@@ -293,7 +295,7 @@ def _rebased(save_dir, path):
   return None if path is None else os.path.join(save_dir, *Path(path).parts[-2:])
 
 
-def find_run_dir(root, env_name: str) -> Optional[Path]:
+def find_run_dir(root: Union[str, os.PathLike], env_name: str) -> Optional[Path]:
   """The most recently written `root/<env_name>_<timestamp>` run holding run states."""
   root = Path(root)
   if not root.is_dir():
@@ -308,7 +310,7 @@ def find_run_dir(root, env_name: str) -> Optional[Path]:
   return max(candidates)[1] if candidates else None
 
 
-def restore_loop_record(run: dict, save_dir) -> dict:
+def restore_loop_record(run: dict, save_dir: Union[str, os.PathLike]) -> dict:
   """The loop counters and history saved by `write`, checked, with best
   checkpoint paths inside `save_dir`.
 

@@ -125,7 +125,7 @@ def applied_xla_flags() -> list:
   return list(_state.get("flags", []))
 
 
-def apply_defaults():
+def apply_defaults() -> None:
   """Applies muax's defaults unless `MUAX_XLA_TUNING=0`."""
   if tuning_enabled():
     add_xla_flags()

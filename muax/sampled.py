@@ -26,6 +26,8 @@ actions (Section 4.3): `-sum_k pi_target[k] log pi_theta(a_k | s)`, with a
 small entropy bonus that keeps the Gaussian from collapsing onto its own
 samples (fitting a density to K of its own samples shrinks it on average).
 """
+from typing import Any, Callable, Optional, Sequence, Tuple
+
 import gymnasium as gym
 import haiku as hk
 import jax
@@ -69,13 +71,14 @@ class GaussianPrediction(hk.Module):
   never vanishes at a hard clip.
   """
 
-  def __init__(self, action_dim, full_support_size, hidden=(64,), name="prediction"):
+  def __init__(self, action_dim: int, full_support_size: int, hidden: Sequence[int] = (64,),
+               name: Optional[str] = "prediction"):
     super().__init__(name=name)
     self.action_dim = checks.positive_int("action_dim", action_dim)
     self.full_support_size = checks.positive_int("full_support_size", full_support_size)
     self.hidden = tuple(hidden)
 
-  def __call__(self, s):
+  def __call__(self, s: jax.Array) -> Tuple[jax.Array, jax.Array]:
     v = nn.mlp(self.hidden, self.full_support_size, zero_out=True)(s)
     out = nn.mlp(self.hidden, 2 * self.action_dim, zero_out=True)(s)
     mean, raw = jnp.split(out, 2, axis=-1)
@@ -132,10 +135,13 @@ class SampledMuZero(MuZero):
       `entropy_weight`; and `MuZero`'s errors.
   """
 
-  def __init__(self, representation_fn, prediction_fn, dynamic_fn, policy="sampled",
-               optimizer=None, loss_fn=None, discount=0.99, support_size=10, *,
-               action_space=None, num_samples=16, search_policy="gumbel",
-               entropy_weight=1e-2, two_player=False):
+  def __init__(self, representation_fn: Callable, prediction_fn: Callable,
+               dynamic_fn: Callable, policy: str = "sampled",
+               optimizer: Optional[Any] = None,
+               loss_fn: Optional[Callable] = None, discount: float = 0.99,
+               support_size: int = 10, *, action_space: Optional[gym.spaces.Box] = None,
+               num_samples: int = 16, search_policy: str = "gumbel",
+               entropy_weight: float = 1e-2, two_player: bool = False):
     if policy != "sampled":
       raise ValueError(f"SampledMuZero implements policy='sampled', got policy={policy!r}")
     self._action_space = _check_box(action_space)
@@ -184,9 +190,11 @@ class SampledMuZero(MuZero):
     return self._entropy_weight
 
 
-def build_model(action_space, *, embedding_dim=64, hidden=(64,), support_size=20,
-                discount=0.99, optimizer=None, num_samples=16, search_policy="gumbel",
-                entropy_weight=1e-2) -> SampledMuZero:
+def build_model(action_space: gym.spaces.Box, *, embedding_dim: int = 64,
+                hidden: Sequence[int] = (64,), support_size: int = 20, discount: float = 0.99,
+                optimizer: Optional[Any] = None,
+                num_samples: int = 16, search_policy: str = "gumbel",
+                entropy_weight: float = 1e-2) -> SampledMuZero:
   """A ready Sampled MuZero of MLPs for a Box action space (not initialised).
 
   Representation `muax.nn.Representation`, prediction `GaussianPrediction`,

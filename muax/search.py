@@ -5,7 +5,7 @@ observations; `make_recurrent_fn` steps the learned dynamics for mctx, taking
 the value and prior of the *next* hidden state; `plan` runs one search and
 picks the actions.
 """
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,8 @@ class Networks(NamedTuple):
   dynamic: Callable         # (params, s, a[B]) -> (reward_logits[B, V], next_s)
 
 
-def root_fn(nets: Networks, params, obs, *, support_size: int) -> mctx.RootFnOutput:
+def root_fn(nets: Networks, params: Any, obs: jax.Array, *,
+            support_size: int) -> mctx.RootFnOutput:
   """Root of the search: embedding, prior logits and value of `obs[B, ...]`."""
   s = nets.representation(params["representation"], obs)
   value_logits, prior_logits = nets.prediction(params["prediction"], s)
@@ -32,7 +33,7 @@ def root_fn(nets: Networks, params, obs, *, support_size: int) -> mctx.RootFnOut
                            embedding=s)
 
 
-def make_recurrent_fn(nets: Networks, *, support_size: int, discount: float):
+def make_recurrent_fn(nets: Networks, *, support_size: int, discount: float) -> Callable:
   """Builds mctx's `recurrent_fn(params, rng_key, action[B], embedding)`."""
 
   def recurrent_fn(params, rng_key, action, embedding):
@@ -51,12 +52,16 @@ def make_recurrent_fn(nets: Networks, *, support_size: int, discount: float):
   return recurrent_fn
 
 
-def plan(nets: Networks, params, rng_key, obs, invalid_actions, temperature,
-         dirichlet_fraction, dirichlet_alpha, pb_c_init, pb_c_base, gumbel_scale, *,
+def plan(nets: Networks, params: Any, rng_key: jax.Array, obs: jax.Array,
+         invalid_actions: Optional[jax.Array], temperature: jax.typing.ArrayLike,
+         dirichlet_fraction: jax.typing.ArrayLike, dirichlet_alpha: jax.typing.ArrayLike,
+         pb_c_init: jax.typing.ArrayLike, pb_c_base: jax.typing.ArrayLike,
+         gumbel_scale: jax.typing.ArrayLike, *,
          policy: str, support_size: int, discount: float, num_simulations: int,
-         max_depth: Optional[int] = None, loop_fn=jax.lax.fori_loop,
-         qtransform=None, max_num_considered_actions: int = 16, root=None,
-         recurrent_fn=None):
+         max_depth: Optional[int] = None, loop_fn: Callable = jax.lax.fori_loop,
+         qtransform: Optional[Callable] = None, max_num_considered_actions: int = 16,
+         root: Optional[mctx.RootFnOutput] = None,
+         recurrent_fn: Optional[Callable] = None) -> Tuple[jax.Array, jax.Array, jax.Array]:
   """Searches from a batch of observations and chooses actions.
 
   `temperature == 0` is greedy and deterministic: no Dirichlet or Gumbel noise,
@@ -84,9 +89,11 @@ def plan(nets: Networks, params, rng_key, obs, invalid_actions, temperature,
                 recurrent_fn=recurrent_fn)
 
 
-def search(nets: Networks, params, rng_key, obs, invalid_actions, config: SearchConfig,
+def search(nets: Networks, params: Any, rng_key: jax.Array, obs: jax.Array,
+           invalid_actions: Optional[jax.Array], config: SearchConfig,
            budget: SearchBudget, *, policy: str, support_size: int, discount: float,
-           root=None, recurrent_fn=None):
+           root: Optional[mctx.RootFnOutput] = None,
+           recurrent_fn: Optional[Callable] = None) -> Tuple[jax.Array, jax.Array, jax.Array]:
   """`plan` with its settings as a `SearchConfig` and a `SearchBudget`."""
   if root is None:
     root = root_fn(nets, params, obs, support_size=support_size)

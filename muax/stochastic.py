@@ -24,7 +24,7 @@ environments with one chance event a round: the first for tests, the second
 benchmark.
 """
 import functools
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import haiku as hk
 import jax
@@ -142,15 +142,15 @@ class StochasticMuZero(model_lib.MuZero):
   def num_chance_outcomes(self) -> int:
     return self._num_chance_outcomes
 
-  def afterstate(self, s, a):
+  def afterstate(self, s: jax.Array, a: jax.Array) -> jax.Array:
     """Afterstate of hidden state `s` and actions `a[B]`."""
     return self.afterstate_dy_func.apply(self.params["afterstate_dynamic"], s, a)
 
-  def afterstate_prediction(self, afterstate):
+  def afterstate_prediction(self, afterstate: jax.Array) -> Tuple[jax.Array, jax.Array]:
     """`(q_logits[B, 2S+1], chance_logits[B, C])` of an afterstate."""
     return self.afterstate_pred_func.apply(self.params["afterstate_prediction"], afterstate)
 
-  def encode(self, obs, next_obs):
+  def encode(self, obs: jax.Array, next_obs: jax.Array) -> jax.Array:
     """Chance code logits `[B, C]` of the transitions `obs -> next_obs`."""
     return self.encoder_func.apply(self.params["encoder"], obs, next_obs)
 
@@ -192,7 +192,8 @@ def make_variant(model: StochasticMuZero) -> Variant:
                  search=search, metadata={"num_chance_outcomes": num_c})
 
 
-def init_params(transforms, rng_key, sample, *, support_size: int, num_chance_outcomes: int):
+def init_params(transforms: Sequence[hk.Transformed], rng_key: jax.Array, sample: jax.Array, *,
+                support_size: int, num_chance_outcomes: int) -> Tuple[hk.Params, int]:
   """Pure: the six networks' params for `sample[B, ...]`, checked, and A.
 
   `transforms`: the Haiku transforms of representation, prediction,
@@ -231,7 +232,7 @@ def init_params(transforms, rng_key, sample, *, support_size: int, num_chance_ou
 
 
 def make_recurrent_fns(nets: StochasticNetworks, *, support_size: int, discount: float,
-                       num_chance_outcomes: int):
+                       num_chance_outcomes: int) -> Tuple[Callable, Callable]:
   """mctx's `(decision_recurrent_fn, chance_recurrent_fn)` over the networks.
 
   A decision node expands an action into an afterstate (no reward, no
@@ -265,11 +266,13 @@ def make_recurrent_fns(nets: StochasticNetworks, *, support_size: int, discount:
   return decision_recurrent_fn, chance_recurrent_fn
 
 
-def plan(nets: StochasticNetworks, params, rng_key, obs, invalid_actions, temperature,
-         dirichlet_fraction, dirichlet_alpha, pb_c_init, pb_c_base, *, support_size: int,
-         discount: float, num_chance_outcomes: int, num_simulations: int,
-         max_depth: Optional[int] = None,
-         loop_fn=jax.lax.fori_loop, qtransform=None):
+def plan(nets: StochasticNetworks, params: hk.Params, rng_key: jax.Array, obs: jax.Array,
+         invalid_actions: Optional[jax.Array], temperature: jax.typing.ArrayLike,
+         dirichlet_fraction: jax.typing.ArrayLike, dirichlet_alpha: jax.typing.ArrayLike,
+         pb_c_init: jax.typing.ArrayLike, pb_c_base: jax.typing.ArrayLike, *,
+         support_size: int, discount: float, num_chance_outcomes: int, num_simulations: int,
+         max_depth: Optional[int] = None, loop_fn: Callable = jax.lax.fori_loop,
+         qtransform: Optional[Callable] = None) -> Tuple[jax.Array, jax.Array, jax.Array]:
   """Stochastic MuZero search from a batch of observations; chooses actions.
 
   `temperature == 0` is greedy and deterministic: no Dirichlet noise, a fixed
@@ -303,10 +306,12 @@ def plan(nets: StochasticNetworks, params, rng_key, obs, invalid_actions, temper
 # -- loss --------------------------------------------------------------------
 
 
-def stochastic_muzero_loss(nets: StochasticNetworks, params, batch, *, support_size: int,
+def stochastic_muzero_loss(nets: StochasticNetworks, params: hk.Params, batch: Any, *,
+                           support_size: int,
                            value_weight: float = 1., reward_weight: float = 1.,
                            policy_weight: float = 1., afterstate_value_weight: float = 1.,
-                           chance_weight: float = 1., commitment_weight: float = 0.1):
+                           chance_weight: float = 1., commitment_weight: float = 0.1
+                           ) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """Mean Stochastic MuZero loss over a batch of windows (paper, Section 4).
 
   Unrolls the model along the taken actions `a_{t+k}` and the encoder's
@@ -391,13 +396,15 @@ def stochastic_muzero_loss(nets: StochasticNetworks, params, batch, *, support_s
   return loss, metrics
 
 
-def default_loss_fn(model, params, batch):
+def default_loss_fn(model: StochasticMuZero, params: hk.Params,
+                    batch: Any) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """`stochastic_muzero_loss` with default weights, as `loss_fn(model, params, batch)`."""
   return stochastic_muzero_loss(model.stochastic_networks, params, batch,
                                 support_size=model.support_size)
 
 
-def build_model(num_actions: int, *, embedding_dim: int = 16, hidden=64,
+def build_model(num_actions: int, *, embedding_dim: int = 16,
+                hidden: Union[int, Sequence[int]] = 64,
                 support_size: int = 10, discount: float = 0.99,
                 optimizer: Optional[optax.GradientTransformation] = None,
                 num_chance_outcomes: int = 32) -> StochasticMuZero:

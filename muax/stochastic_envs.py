@@ -2,6 +2,8 @@
 (re-exported by `muax.stochastic`): `GambleEnv` for tests, `CoinBetsEnv`
 (where plain MuZero's deterministic model is misled) for the example and the
 benchmark."""
+from typing import Optional, Tuple
+
 import gymnasium as gym
 import numpy as np
 
@@ -38,12 +40,13 @@ class GambleEnv(gym.Env):
     self.action_space = gym.spaces.Discrete(2)
     self._round, self._coin = 0, None
 
-  def reset(self, seed=None, options=None):
+  def reset(self, seed: Optional[int] = None,
+            options: Optional[dict] = None) -> Tuple[np.ndarray, dict]:
     super().reset(seed=seed)
     self._round, self._coin = 0, None
     return self._obs(), {}
 
-  def step(self, action):
+  def step(self, action: int) -> Tuple[np.ndarray, float, bool, bool, dict]:
     if self._coin is None and int(action) == 1:
       self._coin = int(self.np_random.integers(2))
       return self._obs(), 0., False, False, {}
@@ -114,14 +117,15 @@ class CoinBetsEnv(gym.Env):
     self.action_space = gym.spaces.Discrete(2)
     self._round, self._bet, self._coin = 0, None, None
 
-  def reset(self, seed=None, options=None):
+  def reset(self, seed: Optional[int] = None,
+            options: Optional[dict] = None) -> Tuple[np.ndarray, dict]:
     super().reset(seed=seed)
     self._round, self._bet, self._coin = 0, None, None
     if self.np_random.random() < self.mid_round_starts:
       self._bet, self._coin = (int(x) for x in self.np_random.integers(2, size=2))
     return self._obs(), {}
 
-  def step(self, action):
+  def step(self, action: int) -> Tuple[np.ndarray, float, bool, bool, dict]:
     if self._bet is None:
       self._bet, self._coin = int(action), int(self.np_random.integers(2))
       return self._obs(), 0., False, False, {}

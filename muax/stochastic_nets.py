@@ -1,6 +1,8 @@
 """Stochastic MuZero's networks: afterstate dynamics and prediction, the chance
 encoder, and `mlp_networks`, all six MLPs as `muax.MuZero` arguments
 (re-exported by `muax.stochastic`)."""
+from typing import Optional, Sequence, Tuple, Union
+
 import haiku as hk
 import jax.numpy as jnp
 import numpy as np
@@ -14,13 +16,14 @@ __all__ = ["AfterstateDynamic", "AfterstatePrediction", "Encoder", "mlp_networks
 class AfterstateDynamic(hk.Module):
   """Hidden state `[B, D]` and action `[B]` to afterstate `[B, embedding_dim]`."""
 
-  def __init__(self, embedding_dim, num_actions, hidden=(64,), name="afterstate_dynamic"):
+  def __init__(self, embedding_dim: int, num_actions: int, hidden: Sequence[int] = (64,),
+               name: Optional[str] = "afterstate_dynamic"):
     super().__init__(name=name)
     self.embedding_dim = checks.positive_int("embedding_dim", embedding_dim)
     self.num_actions = checks.positive_int("num_actions", num_actions)
     self.hidden = tuple(hidden)
 
-  def __call__(self, s, a):
+  def __call__(self, s: jnp.ndarray, a: jnp.ndarray) -> jnp.ndarray:
     sa = jnp.concatenate([s, nn.encode_action(a, self.num_actions, s.dtype)], axis=-1)
     return nn.min_max_normalize(nn.mlp(self.hidden, self.embedding_dim)(sa))
 
@@ -29,14 +32,14 @@ class AfterstatePrediction(hk.Module):
   """Afterstate `[B, D]` to Q value logits `[B, full_support_size]` and chance
   logits `[B, num_chance_outcomes]`; both start at zero (Q 0, uniform sigma)."""
 
-  def __init__(self, num_chance_outcomes, full_support_size, hidden=(64,),
-               name="afterstate_prediction"):
+  def __init__(self, num_chance_outcomes: int, full_support_size: int,
+               hidden: Sequence[int] = (64,), name: Optional[str] = "afterstate_prediction"):
     super().__init__(name=name)
     self.num_chance_outcomes = checks.positive_int("num_chance_outcomes", num_chance_outcomes)
     self.full_support_size = checks.positive_int("full_support_size", full_support_size)
     self.hidden = tuple(hidden)
 
-  def __call__(self, afterstate):
+  def __call__(self, afterstate: jnp.ndarray) -> Tuple[jnp.ndarray, jnp.ndarray]:
     q = nn.mlp(self.hidden, self.full_support_size, zero_out=True)(afterstate)
     sigma = nn.mlp(self.hidden, self.num_chance_outcomes, zero_out=True)(afterstate)
     return q, sigma
@@ -52,14 +55,14 @@ class Encoder(hk.Module):
   gradient. Small ones let the first updates pick the codes.
   """
 
-  def __init__(self, num_chance_outcomes, hidden=(64,), init_scale: float = 0.01,
-               name="encoder"):
+  def __init__(self, num_chance_outcomes: int, hidden: Sequence[int] = (64,),
+               init_scale: float = 0.01, name: Optional[str] = "encoder"):
     super().__init__(name=name)
     self.num_chance_outcomes = checks.positive_int("num_chance_outcomes", num_chance_outcomes)
     self.hidden = tuple(hidden)
     self.init_scale = float(init_scale)
 
-  def __call__(self, obs, next_obs):
+  def __call__(self, obs: jnp.ndarray, next_obs: jnp.ndarray) -> jnp.ndarray:
     flat = lambda x: jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)  # noqa: E731
     x = jnp.concatenate([flat(obs), flat(next_obs)], axis=-1)
     for width in self.hidden:
@@ -101,7 +104,8 @@ def _init_encoder_func(encoder_module, num_chance_outcomes, **kwargs):
 
 
 def mlp_networks(num_actions: int, num_chance_outcomes: int = 32, *,
-                 embedding_dim: int = 16, hidden=(64,), support_size: int = 10) -> dict:
+                 embedding_dim: int = 16, hidden: Union[int, Sequence[int]] = (64,),
+                 support_size: int = 10) -> dict:
   """The six MLP networks of a Stochastic MuZero, as constructor arguments.
 
   `muax.MuZero(**mlp_networks(2), policy='stochastic')` builds a model.

@@ -19,18 +19,18 @@ from muax import checks
 EPS = 1e-3
 
 
-def h(x):
+def h(x: jax.typing.ArrayLike) -> jax.Array:
   """Squashes scalars: `h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps x`."""
   return jnp.sign(x) * (jnp.sqrt(jnp.abs(x) + 1.) - 1.) + EPS * x
 
 
-def h_inv(y):
+def h_inv(y: jax.typing.ArrayLike) -> jax.Array:
   """Inverse of `h`, in closed form (solve the quadratic in sqrt(|x| + 1))."""
   root = (jnp.sqrt(1. + 4. * EPS * (jnp.abs(y) + 1. + EPS)) - 1.) / (2. * EPS)
   return jnp.sign(y) * (jnp.square(root) - 1.)
 
 
-def scalar_to_support(x, support_size: int):
+def scalar_to_support(x: jax.typing.ArrayLike, support_size: int) -> jax.Array:
   """Two-hot encodes `h(x)` over the integers `-support_size..support_size`.
 
   Args:
@@ -53,7 +53,7 @@ def scalar_to_support(x, support_size: int):
           + upper_weight[..., None] * jax.nn.one_hot(low_index + 1, size))
 
 
-def support_to_scalar(probs, support_size: int):
+def support_to_scalar(probs: jax.typing.ArrayLike, support_size: int) -> jax.Array:
   """Expected value of a categorical over the support, mapped back by `h_inv`.
 
   Args:
@@ -72,6 +72,6 @@ def support_to_scalar(probs, support_size: int):
   return h_inv(jnp.sum(probs * atoms, axis=-1))
 
 
-def logits_to_scalar(logits, support_size: int):
+def logits_to_scalar(logits: jax.typing.ArrayLike, support_size: int) -> jax.Array:
   """`support_to_scalar(softmax(logits))`: the scalar a network head predicts."""
   return support_to_scalar(jax.nn.softmax(logits, axis=-1), support_size)

@@ -1,4 +1,6 @@
 """Greedy evaluation of a model."""
+from typing import Any, Optional, Union
+
 import jax
 import numpy as np
 
@@ -9,8 +11,9 @@ from muax.loop.evaluation import evaluate
 __all__ = ["test"]
 
 
-def test(model, env, key, num_simulations, num_test_episodes=10, random_seed=None,
-         max_episode_steps=None) -> float:
+def test(model: Any, env: Any, key: Union[int, jax.Array], num_simulations: int,
+         num_test_episodes: int = 10, random_seed: Optional[int] = None,
+         max_episode_steps: Optional[int] = None) -> float:
   """Mean undiscounted return of greedy (`temperature=0`) episodes.
 
   Args:

@@ -13,7 +13,7 @@ import inspect
 import os
 import signal
 import sys
-from typing import List, Optional
+from typing import Any, Callable, List, Optional, Union
 
 import gymnasium as gym
 import numpy as np
@@ -78,16 +78,26 @@ class FitResult:
             f"TensorBoard logs in {self.logdir} (tensorboard --logdir {self.logdir}).")
 
 
-def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
-        max_episodes=1000, test_interval=10, num_test_episodes=10,
-        max_training_steps=10000, save_every_n_epochs=1, num_simulations=50,
-        k_steps=10, buffer_warm_up=128, num_trajectory=32, sample_per_trajectory=10,
-        name=None, tensorboard_dir=None, model_save_path=None, save_name=None,
-        random_seed=42, temperature_fn=None, log_all_metrics=False,
-        num_update_per_episode=50, *, target_return=None, progress=True,
-        max_episode_steps=None, num_envs=1, vectorization="auto", resume=False,
-        checkpoint_interval=60., keep_checkpoints=3,
-        max_consecutive_skipped=200, opponent=None, reanalyze=None) -> str:
+def fit(model: Any, env_id: Optional[str] = None,
+        env: Optional[Union[gym.Env, gym.vector.VectorEnv, Callable[[], gym.Env]]] = None,
+        test_env: Optional[Union[gym.Env, gym.vector.VectorEnv]] = None,
+        tracer: Any = None, buffer: Any = None, max_episodes: int = 1000,
+        test_interval: int = 10, num_test_episodes: int = 10,
+        max_training_steps: int = 10000, save_every_n_epochs: int = 1,
+        num_simulations: int = 50, k_steps: int = 10, buffer_warm_up: int = 128,
+        num_trajectory: int = 32, sample_per_trajectory: int = 10,
+        name: Optional[str] = None,
+        tensorboard_dir: Optional[Union[str, os.PathLike]] = None,
+        model_save_path: Optional[Union[str, os.PathLike]] = None,
+        save_name: Optional[str] = None, random_seed: int = 42,
+        temperature_fn: Optional[Callable[..., float]] = None,
+        log_all_metrics: bool = False, num_update_per_episode: int = 50, *,
+        target_return: Optional[float] = None, progress: bool = True,
+        max_episode_steps: Optional[int] = None, num_envs: int = 1,
+        vectorization: str = "auto", resume: Union[bool, str, os.PathLike, None] = False,
+        checkpoint_interval: float = 60., keep_checkpoints: int = 3,
+        max_consecutive_skipped: int = 200, opponent: Optional[Callable] = None,
+        reanalyze: Any = None) -> str:
   """Trains `model` on an environment and returns the best checkpoint's path.
 
   Args:
@@ -172,7 +182,7 @@ def fit(model, env_id=None, env=None, test_env=None, tracer=None, buffer=None,
 _FIT = inspect.signature(fit)
 
 
-def run(model, **options) -> FitResult:
+def run(model: Any, **options: Any) -> FitResult:
   """`fit` with the full record of the run (see `FitResult`).
 
   Takes `fit`'s arguments, by keyword after `model`.

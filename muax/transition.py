@@ -1,6 +1,6 @@
 """The `Transition` record exchanged by tracers, trajectories, replay and loss."""
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, Tuple
 
 import jax
 import numpy as np
@@ -48,7 +48,7 @@ class Transition:
     """Indexes every field alike: `batch[:, 2:5]` slices the time axis."""
     return jax.tree_util.tree_map(lambda x: x[index], self)
 
-  def replace(self, **changes) -> "Transition":
+  def replace(self, **changes: Any) -> "Transition":
     return dataclasses.replace(self, **changes)
 
   def fields(self) -> dict:
@@ -57,17 +57,17 @@ class Transition:
     return {name: getattr(self, name) for name in ALL_FIELDS
             if name in FIELDS or getattr(self, name) is not None}
 
-  def tree_flatten(self):
+  def tree_flatten(self) -> Tuple[Tuple[Any, ...], None]:
     return tuple(getattr(self, name) for name in ALL_FIELDS), None
 
   @classmethod
-  def tree_unflatten(cls, aux, children):
+  def tree_unflatten(cls, aux: Any, children: Sequence[Any]) -> "Transition":
     del aux
     return cls(*children)
 
 
-def check_batch_shapes(batch, *, what: str, lead: int, obs_shape: tuple, num_actions: int,
-                       field_shapes: Callable[[tuple], tuple],
+def check_batch_shapes(batch: Transition, *, what: str, lead: int, obs_shape: tuple,
+                       num_actions: int, field_shapes: Callable[[tuple], tuple],
                        bootstrap: bool = False) -> None:
   """Raises unless `batch` is a Transition whose shapes fit a model (host only,
   no device sync).

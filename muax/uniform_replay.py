@@ -1,6 +1,6 @@
 """`Trajectory` and `TrajectoryReplayBuffer`, the uniform replay buffer
 (re-exported by `muax.replay_buffer`)."""
-from typing import Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -18,12 +18,12 @@ class Trajectory:
     self._transitions = []
     self._batched = None
 
-  def add(self, transition: Transition):
+  def add(self, transition: Transition) -> None:
     """Appends one transition (invalidates an earlier `finalize`)."""
     self._transitions.append(transition)
     self._batched = None
 
-  def finalize(self):
+  def finalize(self) -> None:
     """Stacks the transitions into `batched_transitions` (`[1, T, ...]`)."""
     if not self._transitions:
       raise ValueError("cannot finalize an empty Trajectory: add transitions first")
@@ -114,12 +114,12 @@ class TrajectoryReplayBuffer:
     self._rng = np.random.default_rng(random_seed)
     self.clear()
 
-  def seed(self, random_seed: int):
+  def seed(self, random_seed: int) -> None:
     """Restarts the buffer's generator from `random_seed` (what is stored is kept)."""
     self.random_seed = random_seed
     self._rng = np.random.default_rng(random_seed)
 
-  def add(self, trajectory: Trajectory, w: float = 1.):
+  def add(self, trajectory: Trajectory, w: float = 1.) -> None:
     """Stores a trajectory with weight `w`, then evicts the oldest over a bound.
 
     Raises:
@@ -155,7 +155,8 @@ class TrajectoryReplayBuffer:
 
   def sample(self, batch_size: int = 32, num_trajectory: Optional[int] = None,
              k_steps: int = 5, sample_per_trajectory: int = 1, *,
-             num_batches: Optional[int] = None, bootstrap=None) -> Transition:
+             num_batches: Optional[int] = None,
+             bootstrap: Optional[Tuple[int, float]] = None) -> Transition:
     """Samples a batch of K-step windows.
 
     Args:
@@ -199,7 +200,7 @@ class TrajectoryReplayBuffer:
           f"{lengths.max()} steps")
     return eligible
 
-  def clear(self):
+  def clear(self) -> None:
     """Removes every trajectory and frees the storage."""
     self._trajectories = replay_store.TrajectoryIndex()
     self._store = None  # a Transition of `[ring_size, ...]` arrays
@@ -222,7 +223,7 @@ class TrajectoryReplayBuffer:
     bookkeeping such as a priority)."""
     return replay_store.step_bytes(steps)
 
-  def state(self):
+  def state(self) -> Tuple[dict, Dict[str, np.ndarray]]:
     """The buffer's contents, bounds and random state, without pickle.
 
     Returns:
@@ -245,7 +246,7 @@ class TrajectoryReplayBuffer:
         arrays[f"step_{name}"] = replay_store.read_ring(field, self._head, self._count)
     return meta, arrays
 
-  def restore(self, meta: dict, arrays):
+  def restore(self, meta: dict, arrays: Mapping[str, Any]) -> None:
     """Makes this buffer equal to the one `state` was taken from.
 
     Bounds and `obs_dtype` come from `meta`, whatever this buffer was built

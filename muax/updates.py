@@ -2,7 +2,7 @@
 (`MuZero.update_functions`): its loss, optimizer, priorities and reanalysis
 put together by `muax.core.learner`."""
 import functools
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from muax import reanalyze as reanalyze_lib
 from muax.core import learner
@@ -12,7 +12,7 @@ from muax.support import logits_to_scalar
 __all__ = ["update_functions"]
 
 
-def update_functions(model, *, loss_fn: Optional[Callable]) -> Tuple[Callable, Callable]:
+def update_functions(model: Any, *, loss_fn: Optional[Callable]) -> Tuple[Callable, Callable]:
   """`(update, update_many)` for `model` (see `MuZero.update_functions`).
 
   `loss_fn(model, params, batch)` is the user's loss, or None for the

@@ -12,7 +12,7 @@ starts afresh every `horizon` steps, as in the paper, so prefixes stay small.
 three networks are kept; `dynamic_fn`'s reward logits are not used (the
 prefix head replaces them), and the parameters gain `'value_prefix'`.
 """
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import haiku as hk
 import jax
@@ -42,7 +42,8 @@ class PrefixLSTM(hk.Module):
     self.hidden = hidden
     self.full_support_size = full_support_size
 
-  def __call__(self, s, state):
+  def __call__(self, s: jax.Array, state: Tuple[jax.Array, jax.Array]
+               ) -> Tuple[jax.Array, Tuple[jax.Array, jax.Array]]:
     x = s.reshape((s.shape[0], -1)).astype(jnp.float32)
     out, state = hk.LSTM(self.hidden)(x, hk.LSTMState(*state))
     out = jax.nn.relu(out)
@@ -76,7 +77,7 @@ class ValuePrefixMuZero(model_lib.MuZero):
   """
 
   def __init__(self, representation_fn: Callable, prediction_fn: Callable,
-               dynamic_fn: Callable, policy: str = "muzero", optimizer=None,
+               dynamic_fn: Callable, policy: str = "muzero", optimizer: Optional[Any] = None,
                loss_fn: Optional[Callable] = None, discount: float = 0.99,
                support_size: int = 10, *, two_player: bool = False, value_prefix: bool = True,
                prefix_hidden: int = 64, prefix_horizon: int = 5,
@@ -107,7 +108,7 @@ class ValuePrefixMuZero(model_lib.MuZero):
     return self._prefix_hidden
 
   @property
-  def prefix_head(self):
+  def prefix_head(self) -> "PrefixHead":
     """`(apply(params, next_s, (h, c)), initial_state(B), horizon)` for the loss."""
     return PrefixHead(self.prefix_func.apply, self._initial_state, self._prefix_horizon)
 
@@ -116,7 +117,7 @@ class ValuePrefixMuZero(model_lib.MuZero):
     return zeros, zeros
 
   @property
-  def default_loss(self):
+  def default_loss(self) -> Callable:
     """The loss used when `loss_fn` is None."""
     return self._default_loss
 
@@ -140,7 +141,7 @@ def make_variant(model: ValuePrefixMuZero) -> Variant:
                 "prefix_horizon": model.prefix_horizon})
 
 
-def make_root(model: ValuePrefixMuZero):
+def make_root(model: ValuePrefixMuZero) -> Callable:
   """Traced `(params, obs[B, ...]) -> mctx.RootFnOutput`: the search root, its
   embedding with a fresh prefix LSTM."""
   nets, support = model.networks, model.support_size
@@ -156,7 +157,7 @@ def make_root(model: ValuePrefixMuZero):
   return root
 
 
-def make_recurrent_fn(model: ValuePrefixMuZero):
+def make_recurrent_fn(model: ValuePrefixMuZero) -> Callable:
   """mctx's `recurrent_fn`: each edge's reward is the difference of the
   prefixes after and before it (0 before at a reset)."""
   nets, support, discount = model.networks, model.support_size, model.search_discount

@@ -1,7 +1,7 @@
 """Gymnasium wrappers: training statistics, frame stacking, action planes."""
 import collections
 import time
-from typing import Optional
+from typing import Any, Optional, SupportsFloat, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -35,11 +35,11 @@ class TrainMonitor(gym.Wrapper):
       from tensorboardX import SummaryWriter
       self._writer = SummaryWriter(tensorboard_dir)
 
-  def reset(self, **kwargs):
+  def reset(self, **kwargs: Any) -> Tuple[Any, dict]:
     self.episode_return, self.episode_length = 0., 0
     return self.env.reset(**kwargs)
 
-  def step(self, action):
+  def step(self, action: Any) -> Tuple[Any, SupportsFloat, bool, bool, dict]:
     obs, r, terminated, truncated, info = self.env.step(action)
     self.episode_return += float(r)
     self.episode_length += 1
@@ -61,7 +61,7 @@ class TrainMonitor(gym.Wrapper):
             f"mean(100) {np.mean(self.returns):.1f}, length {self.episode_length}, "
             f"{speed:.0f} steps/s")
 
-  def close(self):
+  def close(self) -> None:
     if self._writer is not None:
       self._writer.close()
     super().close()
@@ -87,14 +87,14 @@ class FrameStacking(gym.ObservationWrapper):
     high = np.repeat(np.asarray(space.high)[..., None], self.num_frames, axis=-1)
     self.observation_space = gym.spaces.Box(low=low, high=high, dtype=space.dtype)
 
-  def reset(self, **kwargs):
+  def reset(self, **kwargs: Any) -> Tuple[np.ndarray, dict]:
     obs, info = self.env.reset(**kwargs)
     self._frames.clear()
     for _ in range(self.num_frames):
       self._frames.append(obs)
     return self._stacked(), info
 
-  def observation(self, observation):
+  def observation(self, observation: np.ndarray) -> np.ndarray:
     self._frames.append(observation)
     return self._stacked()
 
@@ -148,7 +148,7 @@ class PixelStack(gym.Wrapper):
     self._frames = collections.deque(maxlen=self.num_frames)
     self._actions = collections.deque(maxlen=self.num_frames)
 
-  def reset(self, **kwargs):
+  def reset(self, **kwargs: Any) -> Tuple[np.ndarray, dict]:
     obs, info = self.env.reset(**kwargs)
     frame = self._frame(obs)
     self._frames.clear()
@@ -158,13 +158,13 @@ class PixelStack(gym.Wrapper):
       self._actions.append(0)
     return self._stacked(), info
 
-  def step(self, action):
+  def step(self, action: int) -> Tuple[np.ndarray, SupportsFloat, bool, bool, dict]:
     obs, reward, terminated, truncated, info = self.env.step(action)
     self._frames.append(self._frame(obs))
     self._actions.append(self.encode_action(action))
     return self._stacked(), reward, terminated, truncated, info
 
-  def encode_action(self, action) -> int:
+  def encode_action(self, action: int) -> int:
     """The uint8 value of `action`'s plane: `round(255 * (a + 1) / A)`."""
     if not self.action_planes:
       return 0

@@ -137,3 +137,39 @@ def test_the_facade_class_stays_small():
   facade = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MuZero")
   code = _code_lines(file.read_text(), facade)
   assert code <= MAX_FACADE_CODE, f"MuZero has {code} lines of code (> {MAX_FACADE_CODE})"
+
+
+def _untyped(tree):
+  """`[(qualified name, missing)]` of the public functions and methods of a module
+  that lack a parameter annotation (self/cls aside) or a return annotation."""
+  found = []
+
+  def visit(body, prefix, in_class):
+    for node in body:
+      if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+        visit(node.body, f"{prefix}{node.name}.", True)
+      elif isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+        args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+        if in_class and args and args[0].arg in ("self", "cls"):
+          args = args[1:]
+        args += [a for a in (node.args.vararg, node.args.kwarg) if a is not None]
+        missing = [a.arg for a in args if a.annotation is None]
+        if node.returns is None:
+          missing.append("return")
+        if missing:
+          found.append((prefix + node.name, missing))
+
+  visit(tree.body, "", False)
+  return found
+
+
+def test_the_untyped_finder_finds_a_missing_annotation():
+  tree = ast.parse("def f(a: int, b) -> int: ...\nclass C:\n  def m(self, x: int): ...\n"
+                   "def g(a: int) -> None: ...\ndef _h(a): ...\n")
+  assert _untyped(tree) == [("f", ["b"]), ("C.m", ["return"])]
+
+
+def test_every_public_function_is_typed():
+  untyped = {name: found for name, (_, tree) in _modules().items()
+             if (found := _untyped(tree))}
+  assert not untyped, f"public functions without annotations: {untyped}"

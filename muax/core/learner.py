@@ -9,7 +9,7 @@ from the parameters every `target_update_interval` updates, counted by
 `state.count`, so a saved `TrainState` resumes the schedule exactly.
 """
 import functools
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,8 @@ GradientStep = Callable
 Reanalysis = Callable
 
 
-def init_state(params, opt_state, *, key, with_target: bool = False) -> TrainState:
+def init_state(params: Any, opt_state: Any, *, key: Any,
+               with_target: bool = False) -> TrainState:
   """A `TrainState` at update 0; the target network starts as `params`."""
   return TrainState(params=params, opt_state=opt_state,
                     target_params=params if with_target else None,

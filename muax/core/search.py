@@ -6,7 +6,7 @@ shares: the keys (greedy searches use fixed ones, so a greedy decision is a
 function of the observation alone), the exploration noise switched off at
 temperature 0, the mctx policy, and the choice of the action.
 """
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import chex
 import jax
@@ -34,7 +34,8 @@ class SearchOutput:
   root: mctx.RootFnOutput  # the root the search started from (its embedding)
 
 
-def split_keys(rng_key: chex.PRNGKey, explore: chex.Array):
+def split_keys(rng_key: chex.PRNGKey,
+               explore: chex.Array) -> Tuple[chex.Array, chex.Array, chex.Array]:
   """`(k_root, k_search, k_action)` of a search: from `rng_key` when
   `explore`, fixed otherwise. Accepts raw (`[2]` uint32) and typed keys."""
   if jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
@@ -46,7 +47,7 @@ def split_keys(rng_key: chex.PRNGKey, explore: chex.Array):
           jnp.where(explore, k_action, fixed[2]))
 
 
-def run(policy: str, params, rng_key: chex.PRNGKey,
+def run(policy: str, params: Any, rng_key: chex.PRNGKey,
         root: Callable[[chex.PRNGKey], mctx.RootFnOutput], recurrent_fn: Callable,
         invalid_actions: Optional[chex.Array], config: SearchConfig, budget: SearchBudget,
         *, chance_recurrent_fn: Optional[Callable] = None,

@@ -34,7 +34,7 @@ class SearchConfig:
   gumbel_scale: chex.Array  # [] scale of the Gumbel noise (gumbel)
 
   @classmethod
-  def of(cls, *values) -> "SearchConfig":
+  def of(cls, *values: Any) -> "SearchConfig":
     """From the six settings given in `SEARCH_FIELDS` order."""
     return cls(**dict(zip(SEARCH_FIELDS, values, strict=True)))
 

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
@@ -49,7 +49,7 @@ class Checkpointer:
 
   # -- run states -------------------------------------------------------------
 
-  def mark(self, loop: HostLoop):
+  def mark(self, loop: HostLoop) -> None:
     """Snapshots the state between two episodes."""
     self.boundary = run_state.Boundary(
         **loop.snapshot(), best_return=self.best_return, best_path=self.best_path,
@@ -64,7 +64,7 @@ class Checkpointer:
   def due(self) -> bool:
     return time.perf_counter() - self._last_write >= self.interval
 
-  def write(self, loop: HostLoop):
+  def write(self, loop: HostLoop) -> Path:
     """Writes the run state at the last boundary; returns its path."""
     path = run_state.write(self.save_dir, self.boundary, loop.model, loop.buffer,
                            self.record, keep=self.keep)
@@ -75,7 +75,7 @@ class Checkpointer:
                                              self.best_path)
     return path
 
-  def restore(self, loop: HostLoop, file, run: dict, arrays: dict):
+  def restore(self, loop: HostLoop, file: Union[str, os.PathLike], run: dict, arrays: dict) -> None:
     """Continues `loop` from a run state read by `run_state.read_state`.
 
     Everything is checked before the loop changes; the model and the buffer
@@ -120,7 +120,7 @@ class Checkpointer:
 
   # -- best checkpoints -------------------------------------------------------
 
-  def save_best(self, model, episode: int, test_return: float) -> bool:
+  def save_best(self, model: Any, episode: int, test_return: float) -> bool:
     """Saves `model` as the best checkpoint when `test_return` is the best so
     far (or none was saved); returns whether it did.
 
@@ -141,8 +141,9 @@ class Checkpointer:
 
   # -- opening the run folder ---------------------------------------------
 
-  def start_or_resume(self, loop: HostLoop, resume, name, state_file, env_name,
-                      spaces) -> str:
+  def start_or_resume(self, loop: HostLoop, resume: Union[bool, str, os.PathLike, None],
+                      name: Optional[str], state_file: Optional[Path], env_name: str,
+                      spaces: dict) -> str:
     """Restores the run saved in the folder or starts a new one there; returns
     the run's name. Called with the run folder locked.
 
@@ -214,7 +215,9 @@ class Checkpointer:
     return None
 
 
-def run_folder(resume, name, model_save_path, env_name):
+def run_folder(resume: Union[bool, str, os.PathLike, None], name: Optional[str],
+               model_save_path: Optional[Union[str, os.PathLike]], env_name: str
+               ) -> Tuple[Optional[str], Union[str, os.PathLike], Optional[Path]]:
   """`(name or None, save_dir, state file or None)` of the run `fit` is asked for.
 
   `resume=path` names a run folder or state file; `resume=True` without a

@@ -8,7 +8,7 @@ are not settings and stay outside it.
 """
 import dataclasses
 import os
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import gymnasium as gym
 import numpy as np
@@ -23,7 +23,7 @@ COMPONENTS = ("model", "env_id", "env", "test_env", "tracer", "buffer", "opponen
               "reanalyze")
 
 
-def default_temperature_fn(max_training_steps, training_steps):
+def default_temperature_fn(max_training_steps: int, training_steps: int) -> float:
   """1.0 for the first half of training, 0.5 to three quarters, then 0.25."""
   if training_steps < 0.5 * max_training_steps:
     return 1.
@@ -64,7 +64,7 @@ class FitConfig:
   max_consecutive_skipped: int
 
   @classmethod
-  def from_arguments(cls, **settings) -> "FitConfig":
+  def from_arguments(cls, **settings: Any) -> "FitConfig":
     """The checked config of `fit`'s settings (every field, no component).
 
     Raises:
@@ -101,7 +101,9 @@ class FitConfig:
                                      training_steps=training_steps))
 
 
-def check_components(*, env_id, test_env, tracer, buffer):
+def check_components(*, env_id: Optional[str],
+                     test_env: Optional[Union[gym.Env, gym.vector.VectorEnv]],
+                     tracer: Any, buffer: Any) -> None:
   """The checks of `fit`'s objects that need no model: each names the argument."""
   if env_id is not None and not isinstance(env_id, str):
     raise TypeError(f"env_id must be a registered gymnasium id such as 'CartPole-v1', "

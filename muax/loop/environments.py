@@ -5,6 +5,7 @@ environments (vector ones with `num_envs > 1`); `tracer_for` gives the n-step
 tracer that matches the model (two-player or not).
 """
 import functools
+from typing import Any, Callable, Optional, Tuple, Union
 
 import gymnasium as gym
 
@@ -14,7 +15,7 @@ from muax.episode_tracer import PNStep
 __all__ = ["make_envs", "tracer_for"]
 
 
-def tracer_for(model, tracer, opponent):
+def tracer_for(model: Any, tracer: Any, opponent: Optional[Callable]) -> Any:
   """The tracer to use (a default one when None), checked against the model."""
   two_player = bool(getattr(model, "two_player", False))
   if opponent is not None and not two_player:
@@ -36,8 +37,12 @@ def tracer_for(model, tracer, opponent):
   return tracer
 
 
-def make_envs(env_id, env, test_env, num_envs=1, vectorization="auto",
-               max_episode_steps=None, num_test_envs=1, model=None):
+def make_envs(env_id: Optional[str], env: Any,
+              test_env: Optional[Union[gym.Env, gym.vector.VectorEnv]], num_envs: int = 1,
+              vectorization: str = "auto", max_episode_steps: Optional[int] = None,
+              num_test_envs: int = 1, model: Any = None
+              ) -> Tuple[Union[gym.Env, gym.vector.VectorEnv],
+                         Union[gym.Env, gym.vector.VectorEnv], str]:
   """Training and test environments; vector ones when `num_envs > 1`.
 
   `env` may be an environment, a function making one, or a vector

@@ -4,7 +4,7 @@
 environment, and a Ray evaluator or a compiled loop's host side can call it
 the same way: it reads a model and environments, and writes nothing.
 """
-from typing import List, Optional
+from typing import Any, List, Optional, Union
 
 import gymnasium as gym
 import numpy as np
@@ -14,8 +14,8 @@ from muax import acting
 __all__ = ["evaluate"]
 
 
-def evaluate(model, env, keys: acting.KeyStream, num_episodes: int, *,
-             num_simulations: int, temperature: float = 0.,
+def evaluate(model: Any, env: Union[gym.Env, gym.vector.VectorEnv], keys: acting.KeyStream,
+             num_episodes: int, *, num_simulations: int, temperature: float = 0.,
              seed: Optional[int] = None,
              max_episode_steps: Optional[int] = None) -> List[float]:
   """The returns of `num_episodes` episodes played at `temperature` (0: greedy).

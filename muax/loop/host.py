@@ -49,7 +49,7 @@ class HostLoop:
     self.start = time.perf_counter()
     self.changed = False  # replay or keys changed since the last `snapshot`
 
-  def ensure_initialised(self):
+  def ensure_initialised(self) -> None:
     if self.model.params is None:
       obs, _ = self.env.reset(seed=int(self.seeds.integers(2 ** 31)))
       obs = np.asarray(obs)
@@ -72,7 +72,8 @@ class HostLoop:
                 spare_keys=spare, seeds_state=self.seeds.bit_generator.state,
                 tests=list(self.tests))
 
-  def resume_from(self, record: dict, keys: acting.KeyStream, seeds):
+  def resume_from(self, record: dict, keys: acting.KeyStream,
+                  seeds: np.random.Generator) -> None:
     """Takes the counters, keys and tests of a checked run-state record."""
     self.keys, self.seeds = keys, seeds
     for name in COUNTERS:
@@ -176,7 +177,7 @@ class HostLoop:
                        max_episode_steps=None if vector else self.config.max_episode_steps)
     return float(np.mean(returns))
 
-  def close(self, terminate: bool = False):
+  def close(self, terminate: bool = False) -> None:
     """Closes the vector environments; `terminate` kills their worker
     processes instead of waiting for them (a hung worker, a forced stop)."""
     for env in (self.env, self.test_env):

@@ -7,7 +7,7 @@ back device arrays without waiting for them. Actors read `learner.params`
 between calls; a Ray learner process or a compiled loop can hold one the same
 way.
 """
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -43,10 +43,10 @@ class Learner:
     return self._state
 
   @property
-  def params(self):
+  def params(self) -> Any:
     return self._state.params
 
-  def learn(self, batches) -> LearnerOutput:
+  def learn(self, batches: Any) -> LearnerOutput:
     """`U` updates on `batches[U, B, K, ...]`; the outputs (`[U]` metrics,
     `[U, B]` priorities) stay on the device until read."""
     self._state, out = self._learn(self._state, batches)
@@ -62,7 +62,7 @@ def metrics_dict(out: LearnerOutput) -> dict:
   return dict(out.metrics, skipped=out.skipped, **{PRIORITY: out.priority})
 
 
-def mean_metrics(metrics) -> dict:
+def mean_metrics(metrics: dict) -> dict:
   """Host floats from per-update metrics `[U]`: means, and `'skipped'` summed
   (the per-window priorities are left out)."""
   metrics = jax.device_get(metrics)

@@ -1,10 +1,13 @@
 """What a `fit` run shows while it trains: TensorBoard scalars and a progress bar."""
+from typing import Any, Optional
+
 import numpy as np
 
 __all__ = ["log_episode", "progress_bar", "update_bar"]
 
 
-def log_episode(writer, episode, episode_out, metrics, loop, log_all):
+def log_episode(writer: Any, episode: int, episode_out: Any, metrics: dict, loop: Any,
+                log_all: bool) -> None:
   writer.add_scalar("train/episode_return", episode_out.episode_return, episode)
   writer.add_scalar("train/episode_length", episode_out.length, episode)
   writer.add_scalar("train/training_step", loop.training_steps, episode)
@@ -35,14 +38,15 @@ class _NoBar:
     pass
 
 
-def progress_bar(show, total, initial=0):
+def progress_bar(show: bool, total: int, initial: int = 0) -> Any:
   if not show:
     return _NoBar()
   from tqdm.auto import tqdm
   return tqdm(total=total, initial=initial, unit="upd", dynamic_ncols=True)
 
 
-def update_bar(bar, loop, episode_out, metrics, test_return, best_return):
+def update_bar(bar: Any, loop: Any, episode_out: Any, metrics: dict,
+               test_return: Optional[float], best_return: float) -> None:
   bar.update(loop.training_steps - getattr(bar, "n", loop.training_steps))
   postfix = {"ep_ret": f"{episode_out.episode_return:.0f}",
              "best_test": f"{best_return:.0f}" if np.isfinite(best_return) else "-",

@@ -13,7 +13,7 @@ the value-prefix option, when `muax` is imported. A new algorithm is a `make`
 and one `register` line (`tests/test_variants.py` defines one).
 """
 import dataclasses
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -41,7 +41,7 @@ _REGISTRY: Dict[str, Registration] = {}
 
 
 def register(name: str, make: Callable, *, model_class: Optional[type] = None,
-             supports=()) -> Registration:
+             supports: Sequence[str] = ()) -> Registration:
   """Registers (or re-registers) the algorithm `name`.
 
   Args:
@@ -65,7 +65,7 @@ def register(name: str, make: Callable, *, model_class: Optional[type] = None,
 _OPTIONS: Dict[str, Registration] = {}
 
 
-def register_option(option: str, make: Callable, *, model_class: type):
+def register_option(option: str, make: Callable, *, model_class: type) -> None:
   """Registers what `MuZero(..., <option>=True)` builds (value_prefix): the
   class, and `make(model) -> Variant` replacing the policy's."""
   _OPTIONS[option] = Registration(option, make, model_class, ())
@@ -76,7 +76,7 @@ def option(name: str) -> Optional[Registration]:
   return _OPTIONS.get(name)
 
 
-def unregister(name: str):
+def unregister(name: str) -> None:
   """Removes the algorithm `name` (a test's own variant, say)."""
   _REGISTRY.pop(name, None)
 
@@ -86,7 +86,7 @@ def names() -> Tuple[str, ...]:
   return tuple(_REGISTRY)
 
 
-def get(policy) -> Registration:
+def get(policy: str) -> Registration:
   """The variant of `policy`.
 
   Raises:
@@ -102,7 +102,7 @@ def supporting(option: str) -> Tuple[str, ...]:
   return tuple(v.name for v in _REGISTRY.values() if option in v.supports)
 
 
-def require(policy: str, option: str, *, what: str = None):
+def require(policy: str, option: str, *, what: Optional[str] = None) -> None:
   """Raises ValueError unless `policy` supports `option`; the message says
   which policies do (`what` names the option, OPTIONS' name by default)."""
   if option in get(policy).supports:
@@ -112,7 +112,8 @@ def require(policy: str, option: str, *, what: str = None):
                    f"policy={policy!r}")
 
 
-def check_choice(model, policy, *, two_player, value_prefix) -> Callable:
+def check_choice(model: Any, policy: str, *, two_player: bool,
+                 value_prefix: bool) -> Callable:
   """Checks `MuZero(policy=..., two_player=..., value_prefix=...)` for `model`,
   the instance under construction; returns the `make` of its `Variant`.
 

@@ -12,7 +12,7 @@ packing of a decision (`pack_plan` / `unpack_plan`) are the discrete-action
 defaults; Stochastic MuZero reuses them, Sampled MuZero replaces them.
 """
 import dataclasses
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import gymnasium as gym
 import jax
@@ -29,10 +29,10 @@ __all__ = ["batch_is_sane", "check_batch", "check_discrete_space", "make", "make
            "pack_plan", "require_discrete", "unpack_plan"]
 
 
-def make(model, *, search_policy: Optional[str] = None, qtransform: Optional[Callable] = None,
+def make(model: Any, *, search_policy: Optional[str] = None, qtransform: Optional[Callable] = None,
          root: Optional[Callable] = None, recurrent_fn: Optional[Callable] = None,
          init_extra: Optional[Callable] = None, loss: Callable = default_loss_fn,
-         metadata=None) -> Variant:
+         metadata: Optional[Mapping[str, Any]] = None) -> Variant:
   """The MuZero variant of `model` (its networks, support, discount and policy).
 
   Args:
@@ -77,7 +77,7 @@ def make(model, *, search_policy: Optional[str] = None, qtransform: Optional[Cal
                  metadata=dict(metadata or {}))
 
 
-def make_init(model) -> Callable:
+def make_init(model: Any) -> Callable:
   """`init(key, sample) -> (params, num_actions)` of the three plain networks,
   checking their shapes against `model.support_size`."""
   repr_func, pred_func, dy_func = model.repr_func, model.pred_func, model.dy_func
@@ -114,24 +114,24 @@ def make_init(model) -> Callable:
   return init
 
 
-def pack_plan(action, pi, value):
+def pack_plan(action: jax.Array, pi: jax.Array, value: jax.Array) -> jax.Array:
   """`[B, 2 + A]` float32: action (exact below 2**24), value, then pi."""
   return jnp.concatenate([action[:, None].astype(jnp.float32),
                           value[:, None].astype(jnp.float32), pi.astype(jnp.float32)], -1)
 
 
-def unpack_plan(packed):
+def unpack_plan(packed: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """`(action[B] int32, value[B], pi[B, A])` from a packed plan on the host."""
   return packed[:, 0].astype(np.int32), packed[:, 1], packed[:, 2:]
 
 
-def unpack(packed):
+def unpack(packed: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Dict[str, np.ndarray]]:
   """`(action[B], value[B], pi[B, A], {})`: a discrete variant has no extras."""
   action, value, pi = unpack_plan(packed)
   return action, value, pi, {}
 
 
-def field_shapes(num_actions):
+def field_shapes(num_actions: int) -> Callable[[tuple], tuple]:
   """`lead_shape -> ({field: (shape, trailing axes' names)}, note)`: what a
   discrete variant's batch holds besides the observations."""
 
@@ -143,7 +143,8 @@ def field_shapes(num_actions):
   return shapes
 
 
-def check_batch(batch, *, what, lead, obs_shape, num_actions, bootstrap):
+def check_batch(batch: Any, *, what: str, lead: int, obs_shape: tuple, num_actions: int,
+                bootstrap: bool) -> None:
   """Shapes (no device sync) and, on host arrays, actions in `[0, num_actions)`
   (device arrays are checked on the device, where a bad batch is a skipped step)."""
   check_batch_shapes(batch, what=what, lead=lead, obs_shape=obs_shape,
@@ -153,7 +154,7 @@ def check_batch(batch, *, what, lead, obs_shape, num_actions, bootstrap):
     checks.actions_in_range(batch.a, num_actions, what)
 
 
-def batch_is_sane(batch, num_actions):
+def batch_is_sane(batch: Any, num_actions: Optional[int]) -> jax.Array:
   """Traced: every float field finite and every action in `[0, num_actions)`
   (no range check when `num_actions` is None: float action vectors)."""
   ok = jnp.array(True)
@@ -201,14 +202,15 @@ def make_mask() -> Callable:
   return mask
 
 
-def require_discrete(space, what: str = "action_space"):
+def require_discrete(space: gym.Space, what: str = "action_space") -> None:
   """Raises ValueError unless `space` is a gymnasium Discrete space."""
   if not isinstance(space, gym.spaces.Discrete):
     raise ValueError(f"muax plans over discrete actions, but {what} is {space}; wrap "
                      "the environment to discretise it, or use policy='sampled'")
 
 
-def check_discrete_space(space, num_actions, what: str = "action_space"):
+def check_discrete_space(space: gym.Space, num_actions: Optional[int],
+                         what: str = "action_space") -> None:
   """Raises ValueError unless `space` is Discrete (of `num_actions` actions, once known)."""
   require_discrete(space, what)
   if num_actions is not None and int(space.n) != num_actions:

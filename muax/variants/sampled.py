@@ -5,7 +5,7 @@ K actions are sampled from the squashed Gaussian policy at every node and
 carried in the embedding, `(s, candidates[B, K, D])`; mctx searches over the
 K slots. See `muax.sampled` for the maths.
 """
-from typing import Optional
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import gymnasium as gym
 import jax
@@ -47,14 +47,15 @@ def _split(policy_params):
   return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
 
-def sample_actions(rng_key, policy_params, num_samples: int):
+def sample_actions(rng_key: jax.Array, policy_params: jax.typing.ArrayLike,
+                   num_samples: int) -> jax.Array:
   """K normalised actions `u[B, K, D]` in (-1, 1) from `policy_params[B, 2D]`."""
   mean, log_std = _split(policy_params)
   noise = jax.random.normal(rng_key, (mean.shape[0], num_samples, mean.shape[-1]))
   return jnp.tanh(mean[:, None] + jnp.exp(log_std)[:, None] * noise)
 
 
-def log_prob(policy_params, u):
+def log_prob(policy_params: jax.typing.ArrayLike, u: jax.typing.ArrayLike) -> jax.Array:
   """`log N(atanh(u); mean, std)` summed over D: `[B, K]` for `u[B, K, D]`.
 
   The log-density of the squashed action differs from this by the Jacobian
@@ -67,20 +68,22 @@ def log_prob(policy_params, u):
   return jnp.sum(-0.5 * jnp.square(z) - log_std[:, None] - 0.5 * np.log(2. * np.pi), -1)
 
 
-def to_env(u, low, high):
+def to_env(u: jax.typing.ArrayLike, low: jax.typing.ArrayLike,
+           high: jax.typing.ArrayLike) -> Union[jax.Array, np.ndarray]:
   """Normalised `u` in [-1, 1] to the Box's units."""
   return low + (u + 1.) * (0.5 * (high - low))
 
 
-def from_env(a, low, high):
+def from_env(a: jax.typing.ArrayLike, low: jax.typing.ArrayLike,
+             high: jax.typing.ArrayLike) -> jax.Array:
   """The Box's units to normalised `u` in [-1, 1] (clipped)."""
   return jnp.clip(2. * (a - low) / (high - low) - 1., -1., 1.)
 
 
 # -- search -------------------------------------------------------------------
 
-def root_fn(nets: search.Networks, params, rng_key, obs, *, num_samples: int,
-            support_size: int) -> mctx.RootFnOutput:
+def root_fn(nets: search.Networks, params: Any, rng_key: jax.Array, obs: jax.Array, *,
+            num_samples: int, support_size: int) -> mctx.RootFnOutput:
   """Root of the search over `num_samples` actions sampled at `obs[B, ...]`."""
   s = nets.representation(params["representation"], obs)
   value_logits, policy_params = nets.prediction(params["prediction"], s)
@@ -91,7 +94,7 @@ def root_fn(nets: search.Networks, params, rng_key, obs, *, num_samples: int,
 
 
 def make_recurrent_fn(nets: search.Networks, *, num_samples: int, support_size: int,
-                      discount: float):
+                      discount: float) -> Callable:
   """mctx's `recurrent_fn(params, rng_key, slot[B], (s, candidates))`.
 
   Steps the dynamics with the chosen slot's action and samples the next
@@ -114,7 +117,8 @@ def make_recurrent_fn(nets: search.Networks, *, num_samples: int, support_size: 
   return recurrent_fn
 
 
-def qtransform_completed_by_parent(tree, node_index, *, epsilon=1e-8):
+def qtransform_completed_by_parent(tree: mctx.Tree, node_index: jax.Array, *,
+                                   epsilon: float = 1e-8) -> jax.Array:
   """Q-values in [0, 1], unvisited children completed by the parent's value.
 
   mctx's default for `muzero_policy` completes unvisited children with the
@@ -133,11 +137,15 @@ def qtransform_completed_by_parent(tree, node_index, *, epsilon=1e-8):
   return (completed - low) / jnp.maximum(high - low, epsilon)
 
 
-def plan(nets: search.Networks, params, rng_key, obs, temperature, dirichlet_fraction,
-         dirichlet_alpha, pb_c_init, pb_c_base, gumbel_scale, *, num_samples: int,
-         search_policy: str, support_size: int, discount: float, num_simulations: int,
-         max_depth: Optional[int] = None, loop_fn=jax.lax.fori_loop, qtransform=None,
-         max_num_considered_actions: int = 16):
+def plan(nets: search.Networks, params: Any, rng_key: jax.Array, obs: jax.Array,
+         temperature: jax.typing.ArrayLike, dirichlet_fraction: jax.typing.ArrayLike,
+         dirichlet_alpha: jax.typing.ArrayLike, pb_c_init: jax.typing.ArrayLike,
+         pb_c_base: jax.typing.ArrayLike, gumbel_scale: jax.typing.ArrayLike, *,
+         num_samples: int, search_policy: str, support_size: int, discount: float,
+         num_simulations: int, max_depth: Optional[int] = None,
+         loop_fn: Callable = jax.lax.fori_loop, qtransform: Optional[Callable] = None,
+         max_num_considered_actions: int = 16
+         ) -> Tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """Searches over K sampled actions per node and picks one at each root.
 
   `temperature == 0` is greedy and deterministic: fixed keys for sampling
@@ -178,9 +186,11 @@ def plan(nets: search.Networks, params, rng_key, obs, temperature, dirichlet_fra
 
 # -- loss ---------------------------------------------------------------------
 
-def sampled_loss(nets: search.Networks, params, batch, *, support_size: int, low, high,
+def sampled_loss(nets: search.Networks, params: Any, batch: Transition, *, support_size: int,
+                 low: jax.typing.ArrayLike, high: jax.typing.ArrayLike,
                  value_weight: float = 1., reward_weight: float = 1.,
-                 policy_weight: float = 1., entropy_weight: float = 1e-2):
+                 policy_weight: float = 1., entropy_weight: float = 1e-2
+                 ) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """Mean Sampled MuZero loss over a batch of windows.
 
   As `muax.loss.muzero_loss` (value and reward cross-entropies, dynamics
@@ -235,7 +245,8 @@ def sampled_loss(nets: search.Networks, params, batch, *, support_size: int, low
   return loss, metrics
 
 
-def default_loss_fn(model, params, batch):
+def default_loss_fn(model: Any, params: Any,
+                    batch: Transition) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """`sampled_loss` with the model's support, bounds and entropy weight."""
   return sampled_loss(model.networks, params, batch, support_size=model.support_size,
                       low=model.action_low, high=model.action_high,
@@ -244,7 +255,7 @@ def default_loss_fn(model, params, batch):
 
 # -- the variant --------------------------------------------------------------
 
-def make_variant(model) -> Variant:
+def make_variant(model: Any) -> Variant:
   """The `Variant` of a `muax.SampledMuZero`: K candidates per node, Box
   actions in and out, `sampled_loss`, no masks, checkpoints that record K and
   the bounds."""
