@@ -224,3 +224,27 @@ def test_registered_custom_env_by_id(tmp_path):
   finally:
     gym.registry.pop("MuaxCorridor-v0")
   assert result.episodes == 4 and result.best_path is not None
+
+
+def test_run_takes_fits_arguments_by_keyword_with_fits_defaults():
+  fit_params = inspect.signature(muax.fit).parameters
+  run_params = inspect.signature(muax.train.run).parameters
+  assert list(run_params) == list(fit_params)
+  for name, param in run_params.items():
+    assert param.default == fit_params[name].default, name
+    if name != "model":
+      assert param.kind is inspect.Parameter.KEYWORD_ONLY, name
+  with pytest.raises(TypeError, match="num_simulation"):
+    muax.train.run(_model(), env=Corridor(), test_env=Corridor(), num_simulation=3)
+  with pytest.raises(TypeError):
+    muax.train.run(_model(), "CartPole-v1")  # by keyword only, as before
+
+
+def test_fit_config_is_frozen_and_fills_fits_none_defaults():
+  config = muax.loop.config.FitConfig.from_arguments(
+      **{name: p.default for name, p in inspect.signature(muax.fit).parameters.items()
+         if name not in muax.loop.config.COMPONENTS})
+  assert config.save_name == "model_params"
+  assert config.temperature(0) == 1. and config.temperature(9_000) == .25
+  with pytest.raises(AttributeError):
+    config.num_simulations = 3
