@@ -53,7 +53,7 @@ _TARGET = "train.target."  # + leaf index: the target network's parameters
 
 @dataclasses.dataclass
 class Boundary:
-  """The loop's state between two episodes (see `_Loop.boundary`)."""
+  """The loop's state between two episodes (`loop.checkpointing.Checkpointer.mark`)."""
   warmup_done: int
   episode: int
   env_steps: int
