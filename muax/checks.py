@@ -187,6 +187,13 @@ def optimizer(value: Any) -> None:
                     f"optax.adam(1e-3) (with init and update), got optimizer={value!r}")
 
 
+def loss_fn(value: Any) -> None:
+  """TypeError unless `value` is None or callable (`loss_fn(model, params, batch)`)."""
+  if value is not None and not callable(value):
+    raise TypeError(f"loss_fn must be a function loss_fn(model, params, batch), got "
+                    f"loss_fn={value!r}")
+
+
 def actions_in_range(a: np.ndarray, num_actions: int, what: str) -> None:
   """Host check that actions are integers in `[0, num_actions)`."""
   if a.dtype.kind not in "biuf":

@@ -1,18 +1,15 @@
 """`MuZero`: the stateful façade over the pure search, loss and update.
 
-The object holds parameters and optimizer state and calls jitted pure
-functions: one dispatch per `act` (root inference, search and action choice),
-one per `update`. Temperature, keys, noise settings and data are traced
-arguments, so changing them never recompiles.
-
-What differs between algorithms (parameters, search, packing of a decision,
-default loss, batch and checkpoint checks) is the model's `variant`, a frozen
+It validates, holds one `TrainState` and jits: one dispatch per `act` (root
+inference, search and action choice), one per `update`; keys, temperatures,
+search settings and data are traced, so changing them never recompiles. What
+differs between algorithms is the model's `variant`, a frozen
 `muax.core.variant.Variant` of pure functions built by the policy's registered
-`make` (`muax.variants`); the façade only validates, holds the `TrainState`
-and jits.
+`make` (`muax.variants`).
 """
 import functools
 import inspect
+from operator import attrgetter
 from typing import Any, Callable, Optional, Tuple, Union
 
 import haiku as hk
@@ -24,12 +21,10 @@ from muax import checks
 from muax import checkpoint
 from muax import nn
 from muax import optim
-from muax.loop.learning import PRIORITY
-from muax.loop.learning import mean_metrics
-from muax.loop.learning import metrics_dict
+from muax.loop import learning
 from muax.optim import optimizer  # noqa: F401 (muax.model.optimizer, the documented name)
-from muax.core import learner
 from muax.core.types import SearchBudget
+from muax.core.types import SEARCH_FIELDS
 from muax.core.types import SearchConfig
 from muax.core.types import TrainState
 from muax import reanalyze as reanalyze_lib
@@ -41,6 +36,12 @@ from muax.core.variant import Variant
 from muax.transition import Transition
 
 __all__ = ["MuZero", "optimizer"]
+
+
+def _state_field(name: str, doc: str) -> property:
+  """A read-only property: the `TrainState` field `name`, or None before `init`."""
+  return property(lambda self: None if self._state is None else getattr(self._state, name),
+                  doc=doc)
 
 
 class _InitSignature:
@@ -58,29 +59,23 @@ class MuZero:
     representation_fn: `obs[B, ...] -> s[B, ...]`.
     prediction_fn: `s -> (value_logits[B, 2S+1], policy_logits[B, A])`.
     dynamic_fn: `(s, a[B]) -> (reward_logits[B, 2S+1], next_s)`.
-    policy: 'muzero' (`mctx.muzero_policy`), 'gumbel'
-      (`mctx.gumbel_muzero_policy`), 'stochastic' (Stochastic MuZero,
-      `muax.stochastic.StochasticMuZero`, which takes more networks) or
-      'sampled' (Sampled MuZero for continuous actions,
-      `muax.sampled.SampledMuZero`).
+    policy: 'muzero' (`mctx.muzero_policy`), 'gumbel' (`mctx.gumbel_muzero_policy`),
+      'stochastic' (`muax.stochastic.StochasticMuZero`, more networks) or 'sampled'
+      (continuous actions, `muax.sampled.SampledMuZero`); `muax.variants` lists them.
     optimizer: an optax transformation; None means `muax.model.optimizer()`.
     loss_fn: `loss_fn(model, params, batch)` returning a scalar or
       `(scalar, metrics)`; None means `muax.loss.default_loss_fn`.
     discount: the per-step discount used inside the search.
     support_size: S; value and reward are categorical over `-S..S`.
-    two_player: a two-player, alternating, zero-sum game: values are from
-      the view of the player to move, rewards from the view of the player who
-      moved, and the search flips the sign at every step (mctx's discount
-      `-discount`). Train it with a tracer built with `two_player=True`.
-    value_prefix: True builds a `muax.value_prefix.ValuePrefixMuZero`
-      (EfficientZero's value prefix: an LSTM predicts sums of rewards along
-      the unroll; its options `prefix_hidden`, `prefix_horizon`,
-      `consistency_weight` are keywords too).
+    two_player: an alternating zero-sum game: values from the view of the player
+      to move, rewards from the player who moved; the search flips the sign at
+      every step. Train it with a tracer built with `two_player=True`.
+    value_prefix: True builds a `muax.value_prefix.ValuePrefixMuZero` (an LSTM
+      predicts sums of rewards; keywords `prefix_hidden`, `prefix_horizon`,
+      `consistency_weight`).
 
-  Integer (e.g. uint8) and half-precision observations reach
-  `representation_fn` as float32 with the same values, inside the jitted
-  functions: a replay buffer may store uint8 images, and `init` on a uint8
-  sample still builds float32 weights.
+  Integer (uint8) and half-precision observations reach `representation_fn` as
+  float32 with the same values, inside the jitted functions.
 
   Raises:
     ValueError: an unknown `policy`, `support_size` not a positive integer,
@@ -93,17 +88,8 @@ class MuZero:
   __signature__ = _InitSignature()
 
   def __new__(cls, *args, **kwargs):
-    # `MuZero(..., policy='stochastic')` and `policy='sampled'` build the
-    # class that takes those algorithms' extra arguments (muax.stochastic,
-    # muax.sampled); the registry (muax.variants) names it. Such a class only
-    # adds arguments and read-only settings: what the algorithm does is its
-    # `Variant`, built by the registry's `make`.
-    policy = kwargs.get("policy", args[3] if len(args) > 3 else "muzero")
-    if cls is MuZero and isinstance(policy, str) and policy in variants.names():
-      cls = variants.get(policy).model_class or cls
-    if cls is MuZero and kwargs.get("value_prefix") is True and variants.option("value_prefix"):
-      cls = variants.option("value_prefix").model_class
-    return super().__new__(cls)
+    # `MuZero(..., policy='stochastic')` builds the registry's class for it.
+    return super().__new__(variants.model_class(cls, MuZero, args, kwargs))
 
   def __init__(self, representation_fn: Callable, prediction_fn: Callable,
                dynamic_fn: Callable, policy: str = "muzero",
@@ -117,45 +103,30 @@ class MuZero:
     checks.network_functions(representation_fn=representation_fn,
                              prediction_fn=prediction_fn, dynamic_fn=dynamic_fn)
     checks.optimizer(optimizer)
-    if loss_fn is not None and not callable(loss_fn):
-      raise TypeError(f"loss_fn must be a function loss_fn(model, params, batch), got "
-                      f"loss_fn={loss_fn!r}")
+    checks.loss_fn(loss_fn)
     # Integer (uint8 image) or half-precision observations are cast to float32
     # inside the transformed function, so Haiku never creates integer weights.
     self.repr_func = hk.without_apply_rng(hk.transform(nn.float_observations(representation_fn)))
     self.pred_func = hk.without_apply_rng(hk.transform(prediction_fn))
     self.dy_func = hk.without_apply_rng(hk.transform(dynamic_fn))
     self.networks = search.Networks(self.repr_func.apply, self.pred_func.apply, self.dy_func.apply)
-    self._policy = policy
-    # The algorithm's functions are built on first use, once the class's own
-    # settings are in place (`variant`).
-    self._make = make
+    self._jitted_networks = search.Networks(*map(jax.jit, self.networks))
+    # `make` builds the algorithm's functions on first use (`variant`), once a
+    # subclass's own settings are in place; loss_fn None is the variant's loss.
+    self._policy, self._make, self._loss_fn = policy, make, loss_fn
     self._optimizer = optim.optimizer() if optimizer is None else optimizer
-    self._loss_fn = loss_fn  # None: the variant's default loss
-    self._discount = float(discount)
-    self._two_player = bool(two_player)
+    self._discount, self._two_player = float(discount), bool(two_player)
     self._support_size = int(support_size)
     self._state: Optional[TrainState] = None  # all that learning depends on
-    self._obs_shape = None
-    self._num_actions = None
-    self._reanalyze = None
-    self._plans = {}  # SearchBudget fields -> the jitted search
+    self._obs_shape = self._num_actions = self._reanalyze = None
     self._learners = None  # jitted (update, update_many) for the reanalysis setting
-    self._apply_repr = jax.jit(self.repr_func.apply)
-    self._apply_pred = jax.jit(self.pred_func.apply)
-    self._apply_dyn = jax.jit(self.dy_func.apply)
 
   # -- set-up ---------------------------------------------------------------
 
   def init(self, rng_key: jax.Array, sample_input: Any) -> Any:
-    """Initialises the networks and the optimizer state.
-
-    Args:
-      rng_key: a JAX PRNG key.
-      sample_input: a batch of observations `[B, ...]`.
-
-    Returns:
-      params: `{'representation', 'prediction', 'dynamic'}`.
+    """Initialises the networks and the optimizer state from a PRNG key and a
+    batch of observations `[B, ...]`; returns the params `{'representation',
+    'prediction', 'dynamic'}`.
 
     Raises:
       TypeError: `rng_key` is not one PRNG key; `sample_input` is not numeric.
@@ -164,21 +135,11 @@ class MuZero:
     """
     checks.prng_key(rng_key)
     sample = checks.sample_batch(sample_input)
-    params, self._num_actions = self._init_params(rng_key, sample)
-    self._state = self._fresh_state(params, self._optimizer.init(params))
+    params, self._num_actions = self.variant.init(rng_key, sample)
+    self._state = reanalyze_lib.fresh_state(params, self._optimizer.init(params),
+                                            self._reanalyze)
     self._obs_shape = tuple(sample.shape[1:])
     return params
-
-  def _fresh_state(self, params, opt_state) -> TrainState:
-    """A `TrainState` at update 0 (the target network and the reanalysis key
-    start afresh, as `set_reanalyze` sets them)."""
-    seed = 0 if self._reanalyze is None else self._reanalyze.seed
-    return learner.init_state(params, opt_state, key=jax.random.PRNGKey(seed),
-                              with_target=self._reanalyze is not None)
-
-  def _init_params(self, rng_key, sample):
-    """Pure: initial params for `sample[B, ...]`, checked, and num_actions."""
-    return self.variant.init(rng_key, sample)
 
   @functools.cached_property
   def variant(self) -> Variant:
@@ -186,27 +147,17 @@ class MuZero:
     built once by its registered `make` (`muax.variants`)."""
     return self._make(self)
 
-  def _plan(self, budget: tuple):
-    """The variant's search for one budget (`SearchBudget`'s fields in order), jitted:
-    `(params, key, obs, mask, hyper[6]) -> packed [B, P]`, arrays only (JAX's
-    fastest dispatch). Compiled once per budget and input shape."""
-    fn = self._plans.get(budget)
-    if fn is None:
-      plan, budget_ = self.variant.plan, SearchBudget(*budget)
-
-      def packed(params, rng_key, obs, invalid_actions, hyper):
-        return plan(params, rng_key, obs, invalid_actions, SearchConfig.unpack(hyper),
-                    budget_)
-
-      fn = self._plans[budget] = jax.jit(packed)
-    return fn
+  @functools.cached_property
+  def _plans(self) -> search.Plans:
+    """The variant's search, jitted once per budget (`muax.search.Plans`)."""
+    return search.Plans(self.variant.plan)
 
   @property
   def compiled_searches(self) -> int:
     """Search programs compiled so far: one per search budget (simulations,
     depth, considered actions, loop, qtransform) and input shape. Keys,
     temperatures, search settings and data never add one."""
-    return sum(fn._cache_size() for fn in self._plans.values())
+    return self._plans.compiled
 
   # -- acting ---------------------------------------------------------------
 
@@ -239,35 +190,28 @@ class MuZero:
     Raises:
       RuntimeError: before `init` or `load`.
       TypeError: `rng_key` is not one PRNG key; `obs` is not numeric.
-      ValueError: `obs` of the wrong shape, empty, or with NaN/inf; a count
-        (`num_simulations`, `max_depth`, `max_num_considered_actions`) that is
-        not a positive integer; a negative or non-finite temperature or search
-        setting (`dirichlet_fraction` in [0, 1], `dirichlet_alpha` and
-        `pb_c_base` > 0); `invalid_actions` of the wrong shape, with values
-        other than 0/1, or masking every action of an observation.
+      ValueError: `obs` of the wrong shape, empty, or with NaN/inf; a count that
+        is not a positive integer; a search setting out of range (temperature
+        >= 0, `dirichlet_fraction` in [0, 1], `dirichlet_alpha` and `pb_c_base`
+        > 0); `invalid_actions` of the wrong shape, not 0/1, or masking all.
     """
-    obs = self._act_inputs(rng_key, obs, obs_from_batch, num_simulations)
+    obs, mask = self._act_inputs(rng_key, obs, obs_from_batch, num_simulations, invalid_actions)
     if max_depth is not None:
       checks.positive_int("max_depth", max_depth)
     checks.positive_int("max_num_considered_actions", max_num_considered_actions)
-    mask = self._mask(invalid_actions, obs.shape[0])
     hyper = checks.search_settings(temperature, dirichlet_fraction, dirichlet_alpha,
                                    pb_c_init, pb_c_base, gumbel_scale)
+    budget = (int(num_simulations), None if max_depth is None else int(max_depth),
+              int(max_num_considered_actions), loop_fn, qtransform)
     # One packed output: a single device-to-host copy per call.
-    packed = np.asarray(self._dispatch_plan(
-        params, rng_key, obs, mask, hyper,
-        (int(num_simulations), None if max_depth is None else int(max_depth),
-         int(max_num_considered_actions), loop_fn, qtransform)))
+    packed = np.asarray(self._plans(budget)(
+        self._state.params if params is None else params, rng_key, obs, mask, hyper))
     action, value, pi, _ = self.unpack(packed)
     if not obs_from_batch:
       action = action[0].item() if action.ndim == 1 else action[0]
       pi, value = pi[0], float(value[0])
-    if with_pi and with_value:
-      return action, pi, value
-    if with_pi:
-      return action, pi
-    if with_value:
-      return action, value
+    if with_pi or with_value:
+      return (action,) + (pi,) * bool(with_pi) + (value,) * bool(with_value)
     return action
 
   def act_async(self, rng_key: jax.Array, obs: Any, *, num_simulations: int, temperature: float,
@@ -278,18 +222,19 @@ class MuZero:
     `invalid_actions` `[B, num_actions]` (1 = invalid) as in `act`; with
     `obs_from_batch=False`, `obs` is one observation searched as a batch of 1.
 
-    Returns the packed `[B, 2 + A]` device array without waiting for it;
-    `model.unpack(np.asarray(packed))` gives `(action, value, pi, extras)`. Used by
-    collectors to overlap their bookkeeping with the next search.
+    Returns the packed `[B, 2 + A]` device array without waiting;
+    `model.unpack(np.asarray(packed))` gives `(action, value, pi, extras)`.
     """
-    obs = self._act_inputs(rng_key, obs, obs_from_batch, num_simulations)
+    obs, mask = self._act_inputs(rng_key, obs, obs_from_batch, num_simulations, invalid_actions)
     hyper = checks.search_settings(temperature, *_act_search_defaults())
-    return self._dispatch_plan(params, rng_key, obs,
-                               self._mask(invalid_actions, obs.shape[0]), hyper,
-                               (int(num_simulations), None, 16, jax.lax.fori_loop, None))
+    budget = (int(num_simulations), None, 16, jax.lax.fori_loop, None)
+    return self._plans(budget)(self._state.params if params is None else params, rng_key,
+                               obs, mask, hyper)
 
-  def _act_inputs(self, rng_key, obs, obs_from_batch: bool, num_simulations) -> np.ndarray:
-    """`obs` as a checked batch `[B, ...]`, once the key and count are checked."""
+  def _act_inputs(self, rng_key, obs, obs_from_batch: bool, num_simulations,
+                  invalid_actions) -> Tuple[np.ndarray, Any]:
+    """`obs` as a checked batch `[B, ...]` and its mask, once the key and count
+    are checked."""
     self._require_params("act")
     checks.prng_key(rng_key)
     obs = checks.array_of_numbers(obs, "batch of observations" if obs_from_batch else "observation")
@@ -297,13 +242,7 @@ class MuZero:
       obs = obs[None]
     checks.observations(obs, self._obs_shape, obs_from_batch)
     checks.positive_int("num_simulations", num_simulations)
-    return obs
-
-  def _dispatch_plan(self, params, rng_key, obs, mask, hyper, budget: tuple):
-    """The jitted search for `budget` (`SearchBudget`'s fields in order), with
-    the model's params unless `params` is given."""
-    return self._plan(budget)(self._state.params if params is None else params, rng_key,
-                              obs, mask, hyper)
+    return obs, self.variant.mask(invalid_actions, obs.shape[0], self._num_actions)
 
   def search(self, params: Any, rng_key: jax.Array, obs: jax.Array, invalid_actions: jax.Array,
              config: SearchConfig, budget: SearchBudget) -> Tuple[jax.Array, ...]:
@@ -320,19 +259,15 @@ class MuZero:
     `[B, ...]` arrays the acting code stores with each step."""
     return self.variant.unpack(packed)
 
-  def _mask(self, invalid_actions, batch):
-    return self.variant.mask(invalid_actions, batch, self._num_actions)
-
   # -- learning -------------------------------------------------------------
 
   def update(self, batch: Transition, *, return_priorities: bool = False) -> Union[dict, tuple]:
     """One gradient step on a batch `[B, K, ...]`; returns float metrics.
 
-    A step is skipped (`'skipped': 1.`, parameters and optimizer state kept)
-    when its loss or gradient is not finite, when any float field of the batch
-    holds NaN or inf, or when an action held in a device array lies outside
-    `[0, num_actions)`. With `set_reanalyze`, the batch's targets are
-    refreshed first (it needs the bootstrap fields).
+    A step is skipped (`'skipped': 1.`, state kept) when its loss or gradient
+    is not finite, a float field holds NaN or inf, or a device array's action
+    lies outside `[0, num_actions)`. With `set_reanalyze`, the batch's targets
+    are refreshed first (it needs the bootstrap fields).
 
     Args:
       batch: the windows, e.g. from `TrajectoryReplayBuffer.sample`.
@@ -349,16 +284,13 @@ class MuZero:
         batches) actions that are not integers in `[0, num_actions)`.
     """
     metrics = jax.device_get(self.update_async(batch))
-    priorities = np.asarray(metrics.pop(PRIORITY))
+    priorities = np.asarray(metrics.pop(learning.PRIORITY))
     metrics = {k: float(v) for k, v in metrics.items()}
     return (metrics, priorities) if return_priorities else metrics
 
   def update_async(self, batch: Transition) -> dict:
     """`update` without waiting for the result: metrics stay on the device."""
-    self._require_params("update")
-    batch = self._check_batch(batch)
-    self._state, out = self._jitted_learners()[0](self._state, batch)
-    return metrics_dict(out)
+    return self._learn(0, batch)
 
   def update_many(self, batches: Transition, *,
                   return_priorities: bool = False) -> Union[dict, tuple]:
@@ -371,53 +303,48 @@ class MuZero:
     """
     metrics = jax.device_get(self.update_many_async(batches))
     if return_priorities:
-      return mean_metrics(metrics), np.asarray(metrics[PRIORITY])
-    return mean_metrics(metrics)
+      return learning.mean_metrics(metrics), np.asarray(metrics[learning.PRIORITY])
+    return learning.mean_metrics(metrics)
 
   def update_many_async(self, batches: Transition) -> dict:
     """`update_many` without waiting: per-step metrics `[U]` (priorities
     `[U, B]`) stay on the device."""
-    self._require_params("update_many")
-    batches = self._check_batch(batches, stacked=True)
-    self._state, out = self._jitted_learners()[1](self._state, batches)
-    return metrics_dict(out)
+    return self._learn(1, batches)
+
+  def _learn(self, many: int, batch: Transition) -> dict:
+    """Checks `batch` on the host (shapes, no device sync; numpy values), then
+    dispatches the jitted `update` (many=0) or `update_many` (many=1)."""
+    what = ("update", "update_many")[many]
+    self._require_params(what)
+    self.variant.check_batch(batch, what=what, lead=2 + many, obs_shape=self._obs_shape,
+                             num_actions=self._num_actions,
+                             bootstrap=self._reanalyze is not None)
+    if self._learners is None:  # built once per reanalysis setting
+      self._learners = tuple(jax.jit(fn) for fn in self.update_functions())
+    self._state, out = self._learners[many](self._state, batch)
+    return learning.metrics_dict(out)
 
   def update_functions(self) -> Tuple[Callable, Callable]:
-    """`(update, update_many)`: this model's updates as pure functions of a
-    `TrainState`, not jitted (`muax.core.learner`).
-
-    `update(state, batch[B, K, ...])` and `update_many(state, batches[U, B,
-    K, ...])` return `(state, LearnerOutput)`; they use the model's networks,
-    loss, optimizer and reanalysis setting, never its parameters, so a
-    `muax.loop.Learner` (or a compiled loop) can own the state.
-    """
+    """`(update, update_many)`, pure and not jitted: `update(state, batch[B, K,
+    ...])` and `update_many(state, batches[U, B, K, ...])` return `(state,
+    LearnerOutput)`. They use the model's networks, loss, optimizer and
+    reanalysis setting, never its parameters, so a `muax.loop.Learner` (or a
+    compiled loop) can own the `TrainState`."""
     return updates.update_functions(self, loss_fn=self._loss_fn)
-
-  def _jitted_learners(self):
-    """`update_functions()`, jitted (built once per reanalysis setting)."""
-    if self._learners is None:
-      self._learners = tuple(jax.jit(fn) for fn in self.update_functions())
-    return self._learners
 
   # -- reanalyze ------------------------------------------------------------
 
-  @property
-  def reanalyze(self) -> Optional[reanalyze_lib.Reanalyze]:
-    """The reanalysis settings, or None (see `set_reanalyze`)."""
-    return self._reanalyze
-
-  @property
-  def target_params(self) -> Any:
-    """The target network's parameters (reanalysis), or None without it."""
-    return None if self._state is None else self._state.target_params
+  reanalyze = property(attrgetter("_reanalyze"),
+                       doc="The reanalysis settings, or None (see `set_reanalyze`).")
+  target_params = _state_field("target_params", "The target network's parameters "
+                               "(reanalysis), or None without it.")
 
   def set_reanalyze(self, config: Union[reanalyze_lib.Reanalyze, float, None]) -> None:
     """Turns reanalysis on (`muax.Reanalyze` or a fraction) or off (None).
 
-    Updates then refresh the targets of part of each batch (see
-    `muax.reanalyze`); batches must come from `sample(...,
-    bootstrap=(n, discount))`. The target network starts as a copy of the
-    current parameters, the update counter at 0.
+    Updates then refresh the targets of part of each batch (`muax.reanalyze`);
+    batches must come from `sample(..., bootstrap=(n, discount))`. The target
+    network starts as a copy of the parameters, the update counter at 0.
 
     Raises:
       ValueError: invalid settings, or a policy reanalysis does not support.
@@ -427,13 +354,12 @@ class MuZero:
       variants.require(self._policy, "reanalysis")
     self._reanalyze, self._learners = config, None
     if self._state is not None:
-      self._state = self._fresh_state(self._state.params, self._state.opt_state)
+      self._state = reanalyze_lib.fresh_state(self._state.params, self._state.opt_state,
+                                              config)
 
-  @property
-  def train_state(self) -> Optional[TrainState]:
-    """Everything learning depends on (params, optimizer state, target network,
-    update counter, key), as one pytree; None before `init` or `load`."""
-    return self._state
+  train_state = property(attrgetter("_state"), doc=(
+      "Everything learning depends on (params, optimizer state, target network, "
+      "update counter, key), as one pytree; None before `init` or `load`."))
 
   def restore_train_state(self, state: TrainState) -> None:
     """Continues learning from `state` (a run state's saved `train_state`).
@@ -443,14 +369,6 @@ class MuZero:
     """
     self._require_params("restore_train_state")
     self._state = restore.train_state(state, self._state)
-
-  def _check_batch(self, batch, stacked=False):
-    """The variant's host checks: shapes (no device sync) and numpy values."""
-    self.variant.check_batch(batch, what="update_many" if stacked else "update",
-                             lead=3 if stacked else 2, obs_shape=self._obs_shape,
-                             num_actions=self._num_actions,
-                             bootstrap=self._reanalyze is not None)
-    return batch
 
   def check_action_space(self, space: Any, what: str = "action_space") -> None:
     """Raises ValueError unless this model can act in `space` (a Discrete space
@@ -482,10 +400,10 @@ class MuZero:
         an initialised model) observation shape.
     """
     params, opt_state, self._obs_shape, self._num_actions = restore.restore(
-        file, init_params=self._init_params, optimizer=self._optimizer,
+        file, init_params=self.variant.init, optimizer=self._optimizer,
         support_size=self._support_size, obs_shape=self._obs_shape,
         check_checkpoint=self.variant.check_checkpoint)
-    self._state = self._fresh_state(params, opt_state)
+    self._state = reanalyze_lib.fresh_state(params, opt_state, self._reanalyze)
     return self
 
   def _require_params(self, what):
@@ -493,68 +411,40 @@ class MuZero:
       raise RuntimeError(f"call model.init(rng_key, sample_input) or model.load(path) "
                          f"before {what}()")
 
-  @property
-  def params(self) -> Any:
-    return None if self._state is None else self._state.params
-
-  @property
-  def optimizer_state(self) -> Any:
-    return None if self._state is None else self._state.opt_state
-
-  @property
-  def optimizer(self) -> optax.GradientTransformation:
-    return self._optimizer
-
-  @property
-  def support_size(self) -> int:
-    return self._support_size
-
-  @property
-  def discount(self) -> float:
-    return self._discount
-
-  @property
-  def two_player(self) -> bool:
-    return self._two_player
+  params = _state_field("params", "`{'representation', 'prediction', 'dynamic'}`, or None "
+                        "before `init` or `load`.")
+  optimizer_state = _state_field("opt_state", "The optimizer's state, or None.")
+  optimizer = property(attrgetter("_optimizer"), doc="The optax transformation.")
+  support_size = property(attrgetter("_support_size"), doc="S: values over `-S..S`.")
+  discount = property(attrgetter("_discount"), doc="The per-step discount.")
+  two_player = property(attrgetter("_two_player"), doc="A two-player zero-sum game.")
+  policy = property(attrgetter("_policy"), doc="The policy name ('muzero', ...).")
+  num_actions = property(attrgetter("_num_actions"), doc="A, once initialised or loaded.")
+  obs_shape = property(attrgetter("_obs_shape"), doc="One observation's shape, once known.")
 
   @property
   def search_discount(self) -> float:
     """The discount mctx applies per step: `-discount` in two-player games."""
     return -self._discount if self._two_player else self._discount
 
-  @property
-  def policy(self) -> str:
-    return self._policy
-
-  @property
-  def num_actions(self) -> Optional[int]:
-    return self._num_actions
-
-  @property
-  def obs_shape(self) -> Optional[Tuple[int, ...]]:
-    return self._obs_shape
-
   def representation(self, obs: Any) -> Any:
     """Hidden state of `obs[B, ...]` under the current parameters."""
-    return self._apply_repr(self._state.params["representation"], obs)
+    return self._jitted_networks.representation(self._state.params["representation"], obs)
 
   def prediction(self, s: Any) -> Tuple[jax.Array, jax.Array]:
     """`(value_logits, policy_logits)` of hidden state `s`."""
-    return self._apply_pred(self._state.params["prediction"], s)
+    return self._jitted_networks.prediction(self._state.params["prediction"], s)
 
   def dynamic(self, s: Any, a: Any) -> Tuple[jax.Array, Any]:
     """`(reward_logits, next_s)` of hidden state `s` and actions `a[B]` (Sampled
     MuZero: `a[B, D]` in the Box's units, which the network sees normalised)."""
-    return self._apply_dyn(self._state.params["dynamic"], s, self.variant.model_action(a))
-
-
-_SEARCH_SETTINGS = ("dirichlet_fraction", "dirichlet_alpha", "pb_c_init", "pb_c_base",
-                    "gumbel_scale")
+    return self._jitted_networks.dynamic(self._state.params["dynamic"], s,
+                                         self.variant.model_action(a))
 
 
 @functools.lru_cache(maxsize=None)
 def _act_search_defaults():
-  """`act`'s default search settings, in the order `_plan` packs them."""
+  """`act`'s default search settings (`SEARCH_FIELDS` after temperature)."""
   params = inspect.signature(MuZero.act).parameters
-  return tuple(float(params[name].default) for name in _SEARCH_SETTINGS)
+  return tuple(float(params[name].default) for name in SEARCH_FIELDS[1:])
 

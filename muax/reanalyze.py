@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from muax import checks
+from muax.core import learner
 from muax.core.types import SearchBudget
 from muax.core.types import SearchConfig
 from muax.support import logits_to_scalar
@@ -82,6 +83,14 @@ def as_reanalyze(value: Optional[Union[float, Reanalyze]]) -> Optional[Reanalyze
     raise TypeError(f"reanalyze must be None, a fraction in (0, 1] or a muax.Reanalyze, "
                     f"got {value!r}")
   return None if value == 0 else Reanalyze(fraction=float(value))
+
+
+def fresh_state(params: Any, opt_state: Any, config: Optional[Reanalyze]) -> Any:
+  """A `TrainState` at update 0 for the reanalysis setting `config` (None: off):
+  the target network starts as `params`, the key from `config.seed`."""
+  seed = 0 if config is None else config.seed
+  return learner.init_state(params, opt_state, key=jax.random.PRNGKey(seed),
+                            with_target=config is not None)
 
 
 def reanalyze_batch(model: Any, params: Any, target_params: Any, rng_key: jax.Array, batch: Any,

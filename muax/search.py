@@ -102,3 +102,32 @@ def search(nets: Networks, params: Any, rng_key: jax.Array, obs: jax.Array,
   out = core_search.run(policy, params, rng_key, lambda _: root, recurrent_fn,
                         invalid_actions, config, budget)
   return out.action, out.pi, out.value
+
+
+class Plans:
+  """A variant's `plan` jitted once per search budget.
+
+  `plans(budget)` (`SearchBudget`'s fields in order) is the jitted
+  `(params, key, obs[B, ...], mask[B, A], hyper[6]) -> packed [B, P]`, arrays
+  only (JAX's fastest dispatch); `hyper` holds the six `SearchConfig` settings
+  in `SEARCH_FIELDS` order (`checks.search_settings`).
+  """
+
+  def __init__(self, plan: Callable):
+    self._plan, self._jitted = plan, {}
+
+  def __call__(self, budget: tuple) -> Callable:
+    fn = self._jitted.get(budget)
+    if fn is None:
+      plan, budget_ = self._plan, SearchBudget(*budget)
+
+      def packed(params, rng_key, obs, invalid_actions, hyper):
+        return plan(params, rng_key, obs, invalid_actions, SearchConfig.unpack(hyper), budget_)
+
+      fn = self._jitted[budget] = jax.jit(packed)
+    return fn
+
+  @property
+  def compiled(self) -> int:
+    """Programs compiled so far: one per budget and input shape."""
+    return sum(fn._cache_size() for fn in self._jitted.values())

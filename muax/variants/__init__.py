@@ -112,6 +112,21 @@ def require(policy: str, option: str, *, what: Optional[str] = None) -> None:
                    f"policy={policy!r}")
 
 
+def model_class(cls: type, base: type, args: tuple, kwargs: dict) -> type:
+  """The class `cls(*args, **kwargs)` builds: for the façade `base` itself,
+  the class registered for its `policy` (argument 4) or for `value_prefix=True`
+  (one that takes that algorithm's extra arguments), else `cls`."""
+  if cls is not base:
+    return cls
+  policy = kwargs.get("policy", args[3] if len(args) > 3 else "muzero")
+  if isinstance(policy, str) and policy in _REGISTRY and get(policy).model_class:
+    return get(policy).model_class
+  prefix = option("value_prefix")
+  if kwargs.get("value_prefix") is True and prefix is not None:
+    return prefix.model_class
+  return cls
+
+
 def check_choice(model: Any, policy: str, *, two_player: bool,
                  value_prefix: bool) -> Callable:
   """Checks `MuZero(policy=..., two_player=..., value_prefix=...)` for `model`,
