@@ -1,0 +1,128 @@
+"""Replay on the device: a bounded ring of steps as a pytree, pure functions.
+
+The compiled loop records its environments in lockstep, so the buffer keeps
+`[C, E, ...]` arrays: the last C steps of each of E environments, episodes back
+to back as they were played (automatic resets). Targets are computed when a
+window is sampled (`muax.core.targets`), from the K + n steps after its start,
+so a step whose return needs later steps is never sampled before they exist.
+
+A sampled window `[K]` starts at a uniformly drawn (environment, step), among
+the starts whose K + n steps are all stored. Steps past the end of the window's
+episode are treated as the host buffer treats them:
+- after a termination: absorbing states (reward, value and return 0, `done`,
+  a uniform policy, a random action, every action legal, the last real
+  observation repeated), as `muax.replay_store.absorb` pads;
+- after a time limit: loss weight 0 (the host buffer never samples such
+  windows; the steps belong to the next episode).
+Either way `inside` is False there. Unlike `TrajectoryReplayBuffer`, which
+draws trajectories first and then a window inside one, starts are uniform over
+steps: a long episode is sampled in proportion to its length.
+
+Everything here is traceable; `state` saves as a pytree of arrays.
+"""
+from typing import Dict
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from muax.core import targets as targets_lib
+
+# What `add` takes for each step (and `init` for its example): `[T, E, ...]`.
+STEP_FIELDS = ("obs", "a", "r", "v", "pi", "terminated", "truncated", "bootstrap_value")
+OPTIONAL_FIELDS = ("mask",)
+
+
+@chex.dataclass(frozen=True)
+class DeviceReplay:
+  """The buffer's whole state."""
+  steps: Dict[str, chex.Array]  # field -> [C, E, ...]
+  count: chex.Array  # [] int32 steps written per environment (may exceed C)
+
+
+def init(example: Dict[str, chex.Array], capacity: int, num_envs: int) -> DeviceReplay:
+  """An empty buffer for steps like `example` (one step of one environment:
+  the fields of `STEP_FIELDS`, and `mask` where there are legal-action masks)."""
+  missing = [name for name in STEP_FIELDS if name not in example]
+  unknown = [name for name in example if name not in STEP_FIELDS + OPTIONAL_FIELDS]
+  if missing or unknown:
+    raise ValueError(f"a step needs the fields {STEP_FIELDS} (and optionally "
+                     f"{OPTIONAL_FIELDS}); missing {missing}, unknown {unknown}")
+  if int(capacity) < 1 or int(num_envs) < 1:
+    raise ValueError(f"capacity and num_envs must be positive, got {capacity}, {num_envs}")
+  steps = {name: jnp.zeros((int(capacity), int(num_envs)) + jnp.shape(value),
+                           jnp.asarray(value).dtype)
+           for name, value in example.items()}
+  return DeviceReplay(steps=steps, count=jnp.zeros((), jnp.int32))
+
+
+def capacity(state: DeviceReplay) -> int:
+  """C, the steps kept per environment (static)."""
+  return state.steps["r"].shape[0]
+
+
+def add(state: DeviceReplay, steps: Dict[str, chex.Array]) -> DeviceReplay:
+  """Appends `[T, E, ...]` steps (T <= C); the oldest are overwritten."""
+  size = capacity(state)
+  length = steps["r"].shape[0]
+  if length > size:
+    raise ValueError(f"cannot add {length} steps at once to a buffer of {size}")
+  rows = (state.count + jnp.arange(length)) % size
+  stored = {name: field.at[rows].set(jnp.asarray(steps[name], field.dtype))
+            for name, field in state.steps.items()}
+  return DeviceReplay(steps=stored, count=state.count + length)
+
+
+def can_sample(state: DeviceReplay, k_steps: int, n: int) -> chex.Array:
+  """`[]` bool: at least one window of K steps has its K + n steps stored."""
+  return state.count >= k_steps + n
+
+
+def sample(state: DeviceReplay, key: chex.PRNGKey, batch_size: int, *, k_steps: int,
+           n: int, discount: float, two_player: bool = False) -> Dict[str, chex.Array]:
+  """A batch of `[B, K]` windows: `muax.Transition`'s fields by name (`weight`
+  and `inside` included), so `Transition(**batch)` is an `update` batch. Call
+  it only when `can_sample` (else the windows are garbage)."""
+  size, span = capacity(state), k_steps + n
+  num_envs = state.steps["r"].shape[1]
+  key_env, key_start, key_absorb = jax.random.split(key, 3)
+  oldest = jnp.maximum(state.count - size, 0)
+  starts = oldest + jax.random.randint(key_start, (batch_size,), 0,
+                                       jnp.maximum(state.count - span - oldest + 1, 1))
+  env = jax.random.randint(key_env, (batch_size,), 0, num_envs)
+  rows = (starts[:, None] + jnp.arange(span)[None]) % size  # [B, K + n]
+  window = {name: field[rows, env[:, None]] for name, field in state.steps.items()}
+  out = jax.vmap(lambda r, v, term, trunc, boot: targets_lib.nstep_targets(
+      r, v, term, trunc, boot, n=n, discount=discount, two_player=two_player))(
+          window["r"], window["v"], window["terminated"], window["truncated"],
+          window["bootstrap_value"])
+  first = lambda x: x[:, :k_steps]  # noqa: E731
+  window = {name: first(value) for name, value in window.items()}
+  terminated = window["terminated"].astype(bool)
+  ended = terminated | window["truncated"].astype(bool)
+  # Step k is outside its window's episode when an episode end lies in steps 0..k-1.
+  ends_before = jnp.cumsum(ended, axis=1) - ended
+  inside = ends_before == 0
+  last_real = jnp.minimum(jnp.arange(k_steps)[None], jnp.argmax(ended, axis=1)[:, None])
+  last_real = jnp.where(inside, jnp.arange(k_steps)[None], last_real)
+  first_is_term = jnp.take_along_axis(terminated, jnp.argmax(ended, axis=1)[:, None], 1)
+  absorbing = ~inside & first_is_term
+  num_actions = window["pi"].shape[-1]
+  random_a = jax.random.randint(key_absorb, inside.shape, 0, num_actions)
+  pick = lambda x: jnp.take_along_axis(  # noqa: E731
+      x, last_real.reshape(last_real.shape + (1,) * (x.ndim - 2)), axis=1)
+  zero = jnp.float32(0.)
+  batch = dict(
+      obs=pick(window["obs"]),
+      a=jnp.where(absorbing, random_a.astype(window["a"].dtype), window["a"]),
+      r=jnp.where(absorbing, zero, window["r"].astype(jnp.float32)),
+      done=jnp.where(absorbing, True, first(out.done)),
+      Rn=jnp.where(absorbing, zero, first(out.Rn)),
+      v=jnp.where(absorbing, zero, window["v"].astype(jnp.float32)),
+      pi=jnp.where(absorbing[..., None], 1. / num_actions, window["pi"].astype(jnp.float32)),
+      w=jnp.ones(inside.shape, jnp.float32),
+      weight=jnp.where(inside | absorbing, 1., 0.).astype(jnp.float32),
+      inside=inside)
+  if "mask" in window:
+    batch["mask"] = jnp.where(absorbing[..., None], True, window["mask"].astype(bool))
+  return batch

@@ -1,0 +1,140 @@
+"""The device replay buffer (muax.core.replay): bounded, uniform, the host's targets."""
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+import muax
+from conftest import make_mlp_model
+from muax.core import replay
+from test_device_targets import host_targets
+
+NUM_ACTIONS = 3
+
+
+def streams(num_envs, length, seed=0):
+  """`[T, E, ...]` steps; obs = (time, env) so a sampled step says where it came from."""
+  rng = np.random.default_rng(seed)
+  t, e = np.meshgrid(np.arange(length), np.arange(num_envs), indexing="ij")
+  pi = rng.random((length, num_envs, NUM_ACTIONS)).astype(np.float32)
+  return dict(
+      obs=np.stack([t, e], -1).astype(np.float32),
+      a=rng.integers(0, NUM_ACTIONS, (length, num_envs)).astype(np.int32),
+      r=rng.normal(size=(length, num_envs)).astype(np.float32),
+      v=rng.normal(size=(length, num_envs)).astype(np.float32),
+      pi=pi / pi.sum(-1, keepdims=True),
+      terminated=rng.random((length, num_envs)) < 0.07,
+      truncated=rng.random((length, num_envs)) < 0.04,
+      bootstrap_value=rng.normal(size=(length, num_envs)).astype(np.float32))
+
+
+def filled(steps, capacity, chunk=8):
+  num_envs = steps["r"].shape[1]
+  state = replay.init({k: v[0, 0] for k, v in steps.items()}, capacity, num_envs)
+  add = jax.jit(replay.add)
+  for start in range(0, steps["r"].shape[0], chunk):
+    state = add(state, {k: v[start:start + chunk] for k, v in steps.items()})
+  return state
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "k_steps", "n"))
+def draw(state, key, batch_size, k_steps, n):
+  return replay.sample(state, key, batch_size, k_steps=k_steps, n=n, discount=0.9)
+
+
+def test_windows_carry_the_host_tracers_targets_and_pad_past_an_episodes_end():
+  steps = streams(num_envs=3, length=120)
+  k, n = 6, 3
+  state = filled(steps, capacity=256)
+  batch = jax.device_get(draw(state, jax.random.PRNGKey(0), 512, k, n))
+  host = {}
+  for e in range(3):
+    stream = [steps[f][:, e] for f in ("r", "v", "terminated", "truncated",
+                                       "bootstrap_value")]
+    host[e] = host_targets(stream, n, 0.9)
+  ended = steps["terminated"] | steps["truncated"]
+  seen = {"inside": 0, "absorbing": 0, "after_limit": 0}
+  for row in range(512):
+    t0, e = batch["obs"][row, 0].astype(int)
+    assert t0 + k + n <= 120
+    for i in range(k):
+      first_end = next((j for j in range(t0, t0 + i) if ended[j, e]), None)
+      if first_end is None:  # a real step of the window's episode
+        seen["inside"] += 1
+        assert batch["inside"][row, i] and batch["weight"][row, i] == 1.
+        np.testing.assert_array_equal(batch["obs"][row, i], [t0 + i, e])
+        assert batch["a"][row, i] == steps["a"][t0 + i, e]
+        assert batch["Rn"][row, i] == pytest.approx(host[e][t0 + i].Rn, rel=1e-5, abs=1e-5)
+        assert batch["done"][row, i] == host[e][t0 + i].done
+      elif steps["terminated"][first_end, e]:  # absorbing, as the host buffer pads
+        seen["absorbing"] += 1
+        assert not batch["inside"][row, i] and batch["weight"][row, i] == 1.
+        np.testing.assert_array_equal(batch["obs"][row, i], [first_end, e])
+        assert batch["r"][row, i] == 0. and batch["Rn"][row, i] == 0.
+        assert batch["v"][row, i] == 0. and batch["done"][row, i]
+        np.testing.assert_allclose(batch["pi"][row, i], 1. / NUM_ACTIONS)
+        assert 0 <= batch["a"][row, i] < NUM_ACTIONS
+      else:  # past a time limit: the next episode's steps, weighted out
+        seen["after_limit"] += 1
+        assert not batch["inside"][row, i] and batch["weight"][row, i] == 0.
+  assert min(seen.values()) > 10, seen
+
+
+def test_the_buffer_keeps_only_its_last_capacity_steps_per_environment():
+  steps = streams(num_envs=2, length=100)
+  k, n, capacity = 4, 2, 24
+  state = filled(steps, capacity, chunk=5)
+  assert state.steps["obs"].shape == (capacity, 2, 2)
+  assert int(state.count) == 100
+  batch = jax.device_get(draw(state, jax.random.PRNGKey(1), 2000, k, n))
+  starts = batch["obs"][:, 0, 0]
+  assert starts.min() == 100 - capacity and starts.max() == 100 - k - n
+
+
+def test_starts_are_uniform_over_environments_and_admissible_steps():
+  steps = streams(num_envs=2, length=40)
+  k, n = 5, 3
+  state = filled(steps, capacity=64)
+  batch = jax.device_get(draw(state, jax.random.PRNGKey(2), 40_000, k, n))
+  t0, e = batch["obs"][:, 0, 0].astype(int), batch["obs"][:, 0, 1].astype(int)
+  counts = np.zeros((2, 40 - k - n + 1))
+  np.add.at(counts, (e, t0), 1)
+  expected = len(t0) / counts.size
+  chi2 = ((counts - expected) ** 2 / expected).sum()
+  # 65 degrees of freedom: 120 is far in the tail (p < 1e-4) of a uniform draw.
+  assert counts.min() > 0 and chi2 < 120, chi2
+
+
+def test_state_is_a_pytree_that_saves_and_samples_the_same():
+  steps = streams(num_envs=2, length=30)
+  state = filled(steps, capacity=32)
+  saved = jax.device_get(state)
+  restored = jax.tree_util.tree_map(np.asarray, saved)
+  key = jax.random.PRNGKey(3)
+  a, b = draw(state, key, 64, 4, 2), draw(restored, key, 64, 4, 2)
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_a_sampled_batch_is_an_update_batch_with_masks():
+  steps = streams(num_envs=2, length=40)
+  steps["mask"] = np.ones((40, 2, NUM_ACTIONS), bool)
+  steps["obs"] = steps["obs"] / 40.
+  state = filled(steps, capacity=64)
+  assert bool(replay.can_sample(state, 5, 3))
+  batch = muax.Transition(**draw(state, jax.random.PRNGKey(4), 16, 5, 3))
+  model = make_mlp_model(num_actions=NUM_ACTIONS, obs_dim=2)
+  metrics = model.update(batch)
+  assert np.isfinite(metrics["loss"]) and metrics["skipped"] == 0.
+
+
+def test_bad_shapes_and_sizes_are_refused():
+  with pytest.raises(ValueError, match="missing \\['bootstrap_value'\\]"):
+    replay.init(dict(obs=0., a=0, r=0., v=0., pi=np.zeros(2), terminated=False,
+                     truncated=False), 8, 1)
+  steps = streams(num_envs=1, length=10)
+  state = replay.init({k: v[0, 0] for k, v in steps.items()}, 4, 1)
+  with pytest.raises(ValueError, match="cannot add 10 steps at once to a buffer of 4"):
+    replay.add(state, steps)
+  assert not bool(replay.can_sample(state, 2, 2))
