@@ -1,0 +1,88 @@
+"""Env steps/s of the compiled loop (muax.loop.jitted), learning included.
+
+For each number of environments E and each search (gumbel 8, muzero 50
+simulations) it runs the whole loop on the JAX CartPole of the tests (gymnax's
+interface): search, step, autoreset, replay and `updates` updates of batch 64
+per iteration. In the same run it times the search alone on E CartPole
+observations (jitted, inputs on the device), the loop's upper bound:
+`of_search` is the loop's env steps/s over the search's decisions/s.
+Compile time is reported separately.
+
+Prints JSON lines. Usage:
+  python benchmarks/compiled_speed.py [--envs 64 256 1024] [--iterations 100]
+      [--updates 1] [--platform cpu|gpu]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+from jax_cartpole import CartPole  # noqa: E402 (tests/ holds the JAX CartPole)
+from muax import cli  # noqa: E402
+from muax.core.types import SearchBudget  # noqa: E402
+from muax.core.types import SearchConfig  # noqa: E402
+from muax.loop.jitted import CompiledConfig  # noqa: E402
+from muax.loop.jitted import CompiledLoop  # noqa: E402
+
+SETTINGS = (("gumbel", 8), ("muzero", 50))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument("--envs", type=int, nargs="+", default=[64, 256, 1024])
+  parser.add_argument("--iterations", type=int, default=100)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--updates", type=int, default=1, help="updates per iteration")
+  parser.add_argument("--platform", default=None)
+  args = parser.parse_args()
+  if args.platform:
+    jax.config.update("jax_platform_name", args.platform)
+  for policy, sims in SETTINGS:
+    for num_envs in args.envs:
+      model = cli.build_model(cli.TrainConfig(env_id="CartPole-v1", policy=policy), 2)
+      model.init(jax.random.PRNGKey(0), np.zeros((1, 4), np.float32))
+      loop = CompiledLoop(model, CartPole(), config=CompiledConfig(
+          num_envs=num_envs, num_simulations=sims, updates_per_iteration=args.updates,
+          capacity=max(64, 20_000 // num_envs), learning_starts=16))
+      state = loop.init(jax.random.PRNGKey(1))
+      start = time.perf_counter()
+      state, metrics = loop.run(state, args.iterations)
+      jax.block_until_ready(metrics)
+      compile_s = time.perf_counter() - start
+      rates = []
+      for _ in range(args.repeats):
+        start = time.perf_counter()
+        state, metrics = loop.run(state, args.iterations)
+        jax.block_until_ready(metrics)
+        rates.append(num_envs * args.iterations / (time.perf_counter() - start))
+      search = jax.jit(lambda p, k, o, m, c: model.variant.search(
+          p, k, o, m, c, SearchBudget(num_simulations=sims)))
+      obs = jax.device_put(np.asarray(state.obs))
+      mask = jax.numpy.zeros((num_envs, 2), jax.numpy.float32)
+      config = SearchConfig.of(*(jax.numpy.float32(x) for x in (1., .25, .3, 1.25, 19652., 1.)))
+      key = jax.random.PRNGKey(2)
+      jax.block_until_ready(search(state.train.params, key, obs, mask, config))
+      search_rates = []
+      for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(20):
+          out = search(state.train.params, key, obs, mask, config)
+        jax.block_until_ready(out)
+        search_rates.append(20 * num_envs / (time.perf_counter() - start))
+      loop_rate, search_rate = float(np.median(rates)), float(np.median(search_rates))
+      print(json.dumps({
+          "bench": "compiled_speed", "policy": policy, "num_simulations": sims,
+          "num_envs": num_envs, "updates_per_iteration": args.updates, "batch_size": 64,
+          "env_steps_per_s": round(loop_rate, 1), "search_decisions_per_s": round(search_rate, 1),
+          "of_search": round(loop_rate / search_rate, 3), "compile_s": round(compile_s, 1),
+          "device": jax.devices()[0].platform}), flush=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,202 @@
+"""The whole loop as one compiled program, for environments written in JAX.
+
+For an environment with gymnax's interface (`reset_env(key, params) -> (obs,
+state)`, `step_env(key, state, action, params) -> (obs, state, reward, done,
+info)`), acting (the model's search), stepping E environments (`vmap`), the
+automatic reset, replay (`muax.core.replay`) and learning (the model's pure
+`update`) run inside one `jax.jit` over `lax.scan`. The host calls `run` in
+chunks of iterations and reads back the metrics between them.
+
+An episode whose `done` comes with `state.time >= params.max_steps_in_episode`
+was cut by the time limit: its n-step returns are bootstrapped from the greedy
+search value of the observation the limit cut off, as the host loop does.
+"""
+import dataclasses
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from muax.core import replay as replay_lib
+from muax.core.types import SearchBudget
+from muax.core.types import SearchConfig
+from muax.core.types import TrainState
+from muax.transition import Transition
+
+__all__ = ["CompiledConfig", "CompiledLoop", "LoopState", "time_limit_reached"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledConfig:
+  """What shapes the compiled program (static)."""
+  num_envs: int = 16
+  num_simulations: int = 8
+  k_steps: int = 5
+  n: int = 10
+  batch_size: int = 64
+  # Updates per iteration (one iteration steps every environment once): the
+  # replay ratio is `updates_per_iteration / num_envs` updates per env step.
+  updates_per_iteration: int = 1
+  capacity: int = 2_000  # steps kept per environment
+  learning_starts: int = 64  # steps per environment before the first update
+  temperature: float = 1.
+  discount: float = 0.997
+
+
+@chex.dataclass(frozen=True, mappable_dataclass=False)
+class LoopState:
+  """Everything the compiled loop carries from one iteration to the next."""
+  train: TrainState
+  env_state: Any  # [E] the environments' states
+  obs: chex.Array  # [E, ...] the observations to act in
+  replay: replay_lib.DeviceReplay
+  key: chex.Array  # [2] uint32
+  episode_return: chex.Array  # [E] return of each environment's running episode
+  env_steps: chex.Array  # [] int32 steps taken, all environments together
+
+
+def time_limit_reached(state: Any, params: Any) -> chex.Array:
+  """gymnax's convention: `state.time >= params.max_steps_in_episode` (False
+  for environments without an episode clock)."""
+  if not hasattr(state, "time") or not hasattr(params, "max_steps_in_episode"):
+    return jnp.zeros(jnp.shape(getattr(state, "time", False)), bool)
+  return state.time >= params.max_steps_in_episode
+
+
+class CompiledLoop:
+  """Acting, replay and learning for a JAX environment in one program.
+
+  Args:
+    model: an initialised `muax.MuZero` (policy 'muzero' or 'gumbel'): its
+      variant's search and its pure updates are used, never its state.
+    env: an environment with gymnax's `reset_env` / `step_env`.
+    env_params: the environment's parameters (None: `env.default_params`).
+    config: a `CompiledConfig`.
+    time_limit: `(state, params) -> [] bool`, True where a `done` is a time
+      limit rather than a termination (`time_limit_reached` by default).
+  """
+
+  def __init__(self, model: Any, env: Any, env_params: Any = None,
+               config: CompiledConfig = CompiledConfig(), *,
+               time_limit: Callable = time_limit_reached):
+    if model.variant.search is None:
+      raise ValueError(f"policy={model.policy!r} has no search the compiled loop can run")
+    if model.train_state is None:
+      raise RuntimeError("call model.init(rng_key, sample_input) before building the loop")
+    self.model, self.env, self.config = model, env, config
+    self.env_params = env.default_params if env_params is None else env_params
+    self._time_limit = time_limit
+    self._search = model.variant.search
+    self._update = model.update_functions()[0]
+    self._budget = SearchBudget(num_simulations=config.num_simulations)
+    self.run = jax.jit(self._run, static_argnums=(1,), donate_argnums=(0,))
+    self.evaluate = jax.jit(self._evaluate, static_argnums=(2, 3))
+
+  # -- state ----------------------------------------------------------------
+
+  def init(self, key: chex.PRNGKey, train_state: Optional[TrainState] = None) -> LoopState:
+    """A fresh loop: E reset environments, an empty replay, the model's (or
+    `train_state`'s) training state."""
+    key, reset_key = jax.random.split(key)
+    obs, env_state = jax.vmap(self.env.reset_env, (0, None))(
+        jax.random.split(reset_key, self.config.num_envs), self.env_params)
+    num_actions = self.model.num_actions
+    example = dict(obs=obs[0], a=jnp.zeros((), jnp.int32), r=jnp.zeros(()),
+                   v=jnp.zeros(()), pi=jnp.zeros((num_actions,)),
+                   terminated=jnp.zeros((), bool), truncated=jnp.zeros((), bool),
+                   bootstrap_value=jnp.zeros(()))
+    train = self.model.train_state if train_state is None else train_state
+    return LoopState(
+        train=jax.tree_util.tree_map(jnp.array, train), env_state=env_state, obs=obs,
+        replay=replay_lib.init(example, self.config.capacity, self.config.num_envs),
+        key=jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+        else key,
+        episode_return=jnp.zeros((self.config.num_envs,)), env_steps=jnp.zeros((), jnp.int32))
+
+  # -- the program ----------------------------------------------------------
+
+  def _settings(self, temperature) -> SearchConfig:
+    return SearchConfig.of(jnp.float32(temperature), jnp.float32(0.25), jnp.float32(0.3),
+                           jnp.float32(1.25), jnp.float32(19652.), jnp.float32(1.))
+
+  def _run(self, state: LoopState, iterations: int) -> Tuple[LoopState, Dict[str, chex.Array]]:
+    """`iterations` steps of every environment, learning as configured;
+    returns the new state and per-iteration metrics `[iterations]`."""
+    return jax.lax.scan(lambda s, _: self._iteration(s), state, None, length=iterations)
+
+  def _iteration(self, state: LoopState) -> Tuple[LoopState, Dict[str, chex.Array]]:
+    cfg, num_envs = self.config, self.config.num_envs
+    key, k_act, k_step, k_boot, k_reset, k_learn = jax.random.split(state.key, 6)
+    params = state.train.params
+    mask = jnp.zeros((num_envs, self.model.num_actions), jnp.float32)
+    action, pi, value = self._search(params, k_act, state.obs, mask,
+                                     self._settings(cfg.temperature), self._budget)
+    next_obs, next_state, reward, done, _ = jax.vmap(
+        self.env.step_env, (0, 0, 0, None))(jax.random.split(k_step, num_envs),
+                                            state.env_state, action, self.env_params)
+    truncated = done & jax.vmap(self._time_limit, (0, None))(next_state, self.env_params)
+    terminated = done & ~truncated
+    bootstrap = jax.lax.cond(
+        truncated.any(),
+        lambda: self._search(params, k_boot, next_obs, mask, self._settings(0.),
+                             self._budget)[2],
+        lambda: jnp.zeros((num_envs,), jnp.float32))
+    reset_obs, reset_state = jax.vmap(self.env.reset_env, (0, None))(
+        jax.random.split(k_reset, num_envs), self.env_params)
+    pick = lambda new, old: jnp.where(  # noqa: E731
+        done.reshape(done.shape + (1,) * (new.ndim - 1)), new, old)
+    steps = dict(obs=state.obs, a=action.astype(jnp.int32), r=reward.astype(jnp.float32),
+                 v=value, pi=pi, terminated=terminated, truncated=truncated,
+                 bootstrap_value=bootstrap)
+    replay = replay_lib.add(state.replay, jax.tree_util.tree_map(lambda x: x[None], steps))
+    train, loss = self._learn(state.train, replay, k_learn)
+    episode_return = state.episode_return + reward
+    metrics = dict(loss=loss, episodes=done.sum(),
+                   return_sum=jnp.where(done, episode_return, 0.).sum())
+    return LoopState(
+        train=train, env_state=jax.tree_util.tree_map(pick, reset_state, next_state),
+        obs=pick(reset_obs, next_obs), replay=replay, key=key,
+        episode_return=jnp.where(done, 0., episode_return),
+        env_steps=state.env_steps + num_envs), metrics
+
+  def _learn(self, train: TrainState, replay: replay_lib.DeviceReplay,
+             key: chex.PRNGKey) -> Tuple[TrainState, chex.Array]:
+    """`updates_per_iteration` updates once the replay holds enough steps;
+    returns the state and the mean loss (NaN when nothing was learned)."""
+    cfg = self.config
+    ready = replay.count >= max(cfg.learning_starts, cfg.k_steps + cfg.n)
+
+    def one(train, key):
+      batch = replay_lib.sample(replay, key, cfg.batch_size, k_steps=cfg.k_steps, n=cfg.n,
+                                discount=cfg.discount, two_player=self.model.two_player)
+      train, out = self._update(train, Transition(**batch))
+      return train, out.metrics["loss"]
+
+    def learn(train):
+      train, losses = jax.lax.scan(one, train,
+                                   jax.random.split(key, cfg.updates_per_iteration))
+      return train, losses.mean()
+
+    return jax.lax.cond(ready, learn, lambda t: (t, jnp.float32(jnp.nan)), train)
+
+  def _evaluate(self, params: Any, key: chex.PRNGKey, num_envs: int,
+                max_steps: int) -> chex.Array:
+    """`[num_envs]` undiscounted returns of greedy episodes (at most
+    `max_steps` steps each), all environments stepped together."""
+    k_reset, key = jax.random.split(key)
+    obs, env_state = jax.vmap(self.env.reset_env, (0, None))(
+        jax.random.split(k_reset, num_envs), self.env_params)
+    mask = jnp.zeros((num_envs, self.model.num_actions), jnp.float32)
+
+    def step(carry, key):
+      obs, env_state, total, running = carry
+      action, _, _ = self._search(params, key, obs, mask, self._settings(0.), self._budget)
+      obs, env_state, reward, done, _ = jax.vmap(self.env.step_env, (0, 0, 0, None))(
+          jax.random.split(key, num_envs), env_state, action, self.env_params)
+      total = total + jnp.where(running, reward, 0.)
+      return (obs, env_state, total, running & ~done), None
+
+    init = (obs, env_state, jnp.zeros((num_envs,)), jnp.ones((num_envs,), bool))
+    (_, _, total, _), _ = jax.lax.scan(step, init, jax.random.split(key, max_steps))
+    return total
