@@ -86,12 +86,17 @@ class CompiledLoop:
       raise RuntimeError("call model.init(rng_key, sample_input) before building the loop")
     self.model, self.env, self.config = model, env, config
     self.env_params = env.default_params if env_params is None else env_params
-    self._time_limit = time_limit
-    self._search = model.variant.search
-    self._update = model.update_functions()[0]
-    self._budget = SearchBudget(num_simulations=config.num_simulations)
-    self.run = jax.jit(self._run, static_argnums=(1,), donate_argnums=(0,))
-    self.evaluate = jax.jit(self._evaluate, static_argnums=(2, 3))
+    # What the compiled functions read: frozen, and free of the (mutable) model.
+    program = _Program(search=model.variant.search, update=model.update_functions()[0],
+                       env=env, env_params=self.env_params, num_actions=model.num_actions,
+                       two_player=model.two_player, config=config, time_limit=time_limit,
+                       budget=SearchBudget(num_simulations=config.num_simulations))
+    self.run = jax.jit(program.run, static_argnums=(1,), donate_argnums=(0,))
+    """`run(state, iterations) -> (state, metrics[iterations])`: `iterations`
+    steps of every environment, learning as configured (`state` is donated)."""
+    self.evaluate = jax.jit(program.evaluate, static_argnums=(2, 3))
+    """`evaluate(params, key, num_envs, max_steps) -> [num_envs]` undiscounted
+    returns of greedy episodes, all environments stepped together."""
 
   # -- state ----------------------------------------------------------------
 
@@ -114,13 +119,25 @@ class CompiledLoop:
         else key,
         episode_return=jnp.zeros((self.config.num_envs,)), env_steps=jnp.zeros((), jnp.int32))
 
-  # -- the program ----------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity (jit caches on it)
+class _Program:
+  """The compiled loop's pure functions and the static values they read."""
+  search: Callable  # the variant's traced search
+  update: Callable  # the model's pure `update(state, batch)`
+  env: Any
+  env_params: Any
+  num_actions: int
+  two_player: bool
+  config: CompiledConfig
+  time_limit: Callable
+  budget: SearchBudget
 
   def _settings(self, temperature) -> SearchConfig:
     return SearchConfig.of(jnp.float32(temperature), jnp.float32(0.25), jnp.float32(0.3),
                            jnp.float32(1.25), jnp.float32(19652.), jnp.float32(1.))
 
-  def _run(self, state: LoopState, iterations: int) -> Tuple[LoopState, Dict[str, chex.Array]]:
+  def run(self, state: LoopState, iterations: int) -> Tuple[LoopState, Dict[str, chex.Array]]:
     """`iterations` steps of every environment, learning as configured;
     returns the new state and per-iteration metrics `[iterations]`."""
     return jax.lax.scan(lambda s, _: self._iteration(s), state, None, length=iterations)
@@ -129,18 +146,18 @@ class CompiledLoop:
     cfg, num_envs = self.config, self.config.num_envs
     key, k_act, k_step, k_boot, k_reset, k_learn = jax.random.split(state.key, 6)
     params = state.train.params
-    mask = jnp.zeros((num_envs, self.model.num_actions), jnp.float32)
-    action, pi, value = self._search(params, k_act, state.obs, mask,
-                                     self._settings(cfg.temperature), self._budget)
+    mask = jnp.zeros((num_envs, self.num_actions), jnp.float32)
+    action, pi, value = self.search(params, k_act, state.obs, mask,
+                                     self._settings(cfg.temperature), self.budget)
     next_obs, next_state, reward, done, _ = jax.vmap(
         self.env.step_env, (0, 0, 0, None))(jax.random.split(k_step, num_envs),
                                             state.env_state, action, self.env_params)
-    truncated = done & jax.vmap(self._time_limit, (0, None))(next_state, self.env_params)
+    truncated = done & jax.vmap(self.time_limit, (0, None))(next_state, self.env_params)
     terminated = done & ~truncated
     bootstrap = jax.lax.cond(
         truncated.any(),
-        lambda: self._search(params, k_boot, next_obs, mask, self._settings(0.),
-                             self._budget)[2],
+        lambda: self.search(params, k_boot, next_obs, mask, self._settings(0.),
+                             self.budget)[2],
         lambda: jnp.zeros((num_envs,), jnp.float32))
     reset_obs, reset_state = jax.vmap(self.env.reset_env, (0, None))(
         jax.random.split(k_reset, num_envs), self.env_params)
@@ -169,8 +186,8 @@ class CompiledLoop:
 
     def one(train, key):
       batch = replay_lib.sample(replay, key, cfg.batch_size, k_steps=cfg.k_steps, n=cfg.n,
-                                discount=cfg.discount, two_player=self.model.two_player)
-      train, out = self._update(train, Transition(**batch))
+                                discount=cfg.discount, two_player=self.two_player)
+      train, out = self.update(train, Transition(**batch))
       return train, out.metrics["loss"]
 
     def learn(train):
@@ -180,18 +197,18 @@ class CompiledLoop:
 
     return jax.lax.cond(ready, learn, lambda t: (t, jnp.float32(jnp.nan)), train)
 
-  def _evaluate(self, params: Any, key: chex.PRNGKey, num_envs: int,
+  def evaluate(self, params: Any, key: chex.PRNGKey, num_envs: int,
                 max_steps: int) -> chex.Array:
     """`[num_envs]` undiscounted returns of greedy episodes (at most
     `max_steps` steps each), all environments stepped together."""
     k_reset, key = jax.random.split(key)
     obs, env_state = jax.vmap(self.env.reset_env, (0, None))(
         jax.random.split(k_reset, num_envs), self.env_params)
-    mask = jnp.zeros((num_envs, self.model.num_actions), jnp.float32)
+    mask = jnp.zeros((num_envs, self.num_actions), jnp.float32)
 
     def step(carry, key):
       obs, env_state, total, running = carry
-      action, _, _ = self._search(params, key, obs, mask, self._settings(0.), self._budget)
+      action, _, _ = self.search(params, key, obs, mask, self._settings(0.), self.budget)
       obs, env_state, reward, done, _ = jax.vmap(self.env.step_env, (0, 0, 0, None))(
           jax.random.split(key, num_envs), env_state, action, self.env_params)
       total = total + jnp.where(running, reward, 0.)
