@@ -25,7 +25,8 @@ class TrainConfig:
               "classic game as pettingzoo:<module>, e.g. pettingzoo:tictactoe_v3 "
               "(self-play; tests against a random player), or a pixel game as "
               "minatar:<game> (e.g. minatar:breakout) or atari:<Game> (e.g. atari:Pong), "
-              "trained with residual conv nets (muax.envs)"})
+              "trained with residual conv nets (muax.envs), or a pgx game as pgx:<game> "
+              "(e.g. pgx:tic_tac_toe), trained by the compiled loop (muax.loop.jitted)"})
   policy: str = dataclasses.field(default="muzero", metadata={
       "help": "search: muzero (mctx.muzero_policy), gumbel (mctx.gumbel_muzero_policy), "
               "stochastic (Stochastic MuZero, chance outcomes learned) or sampled "
@@ -111,11 +112,25 @@ POLICY_DEFAULTS = {
 }
 
 
+# JAX environments, trained by the compiled loop (`fit_compiled`): settings for
+# options not given, and the test's episode length. Tic-tac-toe: the host
+# example's networks and search (examples/tictactoe.py), half an update per move.
+ENV_DEFAULTS = {
+    "pgx:tic_tac_toe": dict(policy="gumbel", num_simulations=25, support_size=2, hidden=128,
+                            embedding_dim=32, discount=1., n_step=9, k_steps=5,
+                            learning_rate=3e-3, end_learning_rate=3e-4, num_envs=16,
+                            num_trajectory=128, max_training_steps=20000),
+}
+TEST_STEPS = {"pgx:tic_tac_toe": 9}
+
+
 def config_from_args(values: dict, given: Collection[str] = ()) -> TrainConfig:
   """A TrainConfig of parsed option `values`; options not in `given` take the
-  policy's `POLICY_DEFAULTS` where it has one."""
-  defaults = POLICY_DEFAULTS.get(values.get("policy"), {})
+  environment's `ENV_DEFAULTS`, then the policy's `POLICY_DEFAULTS`."""
   merged = dict(values)
+  merged.update({k: v for k, v in ENV_DEFAULTS.get(values.get("env_id"), {}).items()
+                 if k not in given})
+  defaults = POLICY_DEFAULTS.get(merged.get("policy"), {})
   merged.update({k: v for k, v in defaults.items() if k not in given})
   return TrainConfig(**merged)
 
@@ -233,6 +248,8 @@ def train(config: TrainConfig) -> Any:
   import muax
   from muax import envs
   from muax import games
+  if config.env_id.startswith("pgx:"):
+    return train_compiled(config)
   two_player = games.is_game_id(config.env_id)
   if two_player:
     make = functools.partial(games.make, config.env_id)
@@ -283,6 +300,69 @@ def train(config: TrainConfig) -> Any:
       checkpoint_interval=config.checkpoint_interval,
       keep_checkpoints=config.keep_checkpoints,
       max_consecutive_skipped=config.max_consecutive_skipped)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledResult:
+  """What `muax train` reports of a compiled-loop run."""
+  best_path: Optional[str]
+  best_test: Optional[float]
+  env_steps: int
+  updates: int
+  seconds: float
+
+  def summary(self) -> str:
+    best = "-" if self.best_test is None else f"{self.best_test:.2f}"
+    return (f"muax train: {self.env_steps:,} env steps, {self.updates:,} updates in "
+            f"{self.seconds:.0f} s; best test {best} (vs a random player, "
+            f"wins minus losses per game, in two-player games); best checkpoint: "
+            f"{self.best_path}")
+
+
+def train_compiled(config: TrainConfig) -> CompiledResult:
+  """`muax train pgx:<game>`: the compiled loop (`muax.loop.compiled_fit`)."""
+  import time
+  import jax
+  from muax import jax_envs
+  from muax.loop.compiled_fit import fit_compiled
+  from muax.loop.jitted import CompiledConfig
+  try:
+    env = jax_envs.make(config.env_id)
+  except (ValueError, ImportError) as e:
+    raise SystemExit(f"muax train: cannot make {config.env_id}: {e}") from None
+  if config.policy not in ("muzero", "gumbel"):
+    raise SystemExit(f"muax train: {config.env_id} trains with policy muzero or gumbel, not "
+                     f"{config.policy}")
+  model = build_model(config, env.num_actions, two_player=env.num_players == 2)
+  model.init(jax.random.PRNGKey(config.seed), np.zeros((1,) + env.observation_shape, np.float32))
+  num_envs = config.num_envs or 16
+  updates = max(1, num_envs // 2)  # half an update per env step
+  loop_config = CompiledConfig(
+      num_envs=num_envs, num_simulations=config.num_simulations, k_steps=config.k_steps,
+      n=config.n_step, batch_size=config.num_trajectory * config.sample_per_trajectory,
+      updates_per_iteration=updates, capacity=max(64, 50_000 // num_envs),
+      learning_starts=max(1, config.buffer_warm_up // num_envs), discount=config.discount)
+  name = (config.name or f"{config.env_id}_{config.policy}_seed{config.seed}").replace(":", "-")
+  start = time.perf_counter()
+  seen = {}
+
+  def on_chunk(summary):
+    seen["last"] = summary
+    if summary["test_return"] > seen.get("best", {}).get("test_return", -np.inf):
+      seen["best"] = summary
+
+  max_env_steps = config.max_training_steps * num_envs // updates
+  path = fit_compiled(
+      model, env, config=loop_config, max_env_steps=max_env_steps,
+      chunk=max(1, min(1600, max_env_steps) // num_envs), test_episodes=100,
+      test_max_steps=TEST_STEPS.get(config.env_id, 1000), target_return=config.target_return,
+      model_save_path=config.save_dir or f"runs/models/{name}", save_name=name,
+      tensorboard_dir=f"{config.logdir}/{name}", progress_bar=config.progress,
+      resume=config.resume, random_seed=config.seed, on_chunk=on_chunk)
+  return CompiledResult(best_path=path, best_test=seen.get("best", {}).get("test_return"),
+                        env_steps=int(seen.get("last", {}).get("env_steps", 0)),
+                        updates=int(model.train_state.count),
+                        seconds=time.perf_counter() - start)
 
 
 def _parser(suppress_defaults: bool = False):

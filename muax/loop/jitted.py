@@ -75,6 +75,13 @@ class CompiledLoop:
     config: a `CompiledConfig`.
     time_limit: `(state, params) -> [] bool`, True where a `done` is a time
       limit rather than a termination (`time_limit_reached` by default).
+
+  Board games (pgx, through `muax.jax_envs`) add, as methods of `env`:
+  `legal_actions(state) -> [A] bool` (the search and the policy target are
+  restricted to them; replay keeps them as `mask`) and `current_player(state)
+  -> [] int` (two players: train the model with `two_player=True`; `evaluate`
+  then plays against a uniformly random legal opponent, half the games from
+  each seat). An env's own `time_limit(state, params)` replaces the default.
   """
 
   def __init__(self, model: Any, env: Any, env_params: Any = None,
@@ -87,10 +94,14 @@ class CompiledLoop:
     self.model, self.env, self.config = model, env, config
     self.env_params = env.default_params if env_params is None else env_params
     # What the compiled functions read: frozen, and free of the (mutable) model.
+    self._legal = getattr(env, "legal_actions", None)
     program = _Program(search=model.variant.search, update=model.update_functions()[0],
                        env=env, env_params=self.env_params, num_actions=model.num_actions,
-                       two_player=model.two_player, config=config, time_limit=time_limit,
-                       budget=SearchBudget(num_simulations=config.num_simulations))
+                       two_player=model.two_player, config=config,
+                       time_limit=getattr(env, "time_limit", time_limit),
+                       budget=SearchBudget(num_simulations=config.num_simulations),
+                       legal_actions=self._legal,
+                       current_player=getattr(env, "current_player", None))
     self.run = jax.jit(program.run, static_argnums=(1,), donate_argnums=(0,))
     """`run(state, iterations) -> (state, metrics[iterations])`: `iterations`
     steps of every environment, learning as configured (`state` is donated)."""
@@ -111,6 +122,8 @@ class CompiledLoop:
                    v=jnp.zeros(()), pi=jnp.zeros((num_actions,)),
                    terminated=jnp.zeros((), bool), truncated=jnp.zeros((), bool),
                    bootstrap_value=jnp.zeros(()))
+    if self._legal is not None:
+      example["mask"] = jnp.zeros((num_actions,), bool)
     train = self.model.train_state if train_state is None else train_state
     return LoopState(
         train=jax.tree_util.tree_map(jnp.array, train), env_state=env_state, obs=obs,
@@ -132,6 +145,17 @@ class _Program:
   config: CompiledConfig
   time_limit: Callable
   budget: SearchBudget
+  legal_actions: Optional[Callable] = None  # (env state) -> [A] bool
+  current_player: Optional[Callable] = None  # (env state) -> [] int
+
+  def _invalid(self, env_state: Any, num_envs: int) -> chex.Array:
+    """`[E, A]` float32, 1 = an illegal action (none marked where a state has no
+    legal action: a finished game the search never decides in)."""
+    if self.legal_actions is None:
+      return jnp.zeros((num_envs, self.num_actions), jnp.float32)
+    legal = jax.vmap(self.legal_actions)(env_state)
+    legal = legal | ~legal.any(axis=-1, keepdims=True)
+    return (~legal).astype(jnp.float32)
 
   def _settings(self, temperature) -> SearchConfig:
     return SearchConfig.of(jnp.float32(temperature), jnp.float32(0.25), jnp.float32(0.3),
@@ -146,7 +170,7 @@ class _Program:
     cfg, num_envs = self.config, self.config.num_envs
     key, k_act, k_step, k_boot, k_reset, k_learn = jax.random.split(state.key, 6)
     params = state.train.params
-    mask = jnp.zeros((num_envs, self.num_actions), jnp.float32)
+    mask = self._invalid(state.env_state, num_envs)
     action, pi, value = self.search(params, k_act, state.obs, mask,
                                      self._settings(cfg.temperature), self.budget)
     next_obs, next_state, reward, done, _ = jax.vmap(
@@ -156,8 +180,8 @@ class _Program:
     terminated = done & ~truncated
     bootstrap = jax.lax.cond(
         truncated.any(),
-        lambda: self.search(params, k_boot, next_obs, mask, self._settings(0.),
-                             self.budget)[2],
+        lambda: self.search(params, k_boot, next_obs, self._invalid(next_state, num_envs),
+                            self._settings(0.), self.budget)[2],
         lambda: jnp.zeros((num_envs,), jnp.float32))
     reset_obs, reset_state = jax.vmap(self.env.reset_env, (0, None))(
         jax.random.split(k_reset, num_envs), self.env_params)
@@ -166,6 +190,8 @@ class _Program:
     steps = dict(obs=state.obs, a=action.astype(jnp.int32), r=reward.astype(jnp.float32),
                  v=value, pi=pi, terminated=terminated, truncated=truncated,
                  bootstrap_value=bootstrap)
+    if self.legal_actions is not None:
+      steps["mask"] = mask == 0.
     replay = replay_lib.add(state.replay, jax.tree_util.tree_map(lambda x: x[None], steps))
     train, loss = self._learn(state.train, replay, k_learn)
     episode_return = state.episode_return + reward
@@ -198,20 +224,34 @@ class _Program:
     return jax.lax.cond(ready, learn, lambda t: (t, jnp.float32(jnp.nan)), train)
 
   def evaluate(self, params: Any, key: chex.PRNGKey, num_envs: int,
-                max_steps: int) -> chex.Array:
+               max_steps: int) -> chex.Array:
     """`[num_envs]` undiscounted returns of greedy episodes (at most
-    `max_steps` steps each), all environments stepped together."""
+    `max_steps` steps each), all environments stepped together; in two-player
+    games the agent's score against a random legal opponent (+1 a win), the
+    agent moving first in the even-numbered games."""
     k_reset, key = jax.random.split(key)
     obs, env_state = jax.vmap(self.env.reset_env, (0, None))(
         jax.random.split(k_reset, num_envs), self.env_params)
-    mask = jnp.zeros((num_envs, self.num_actions), jnp.float32)
+    # Two players: the agent moves first in the even-numbered games (players are
+    # numbered by the environment, which may pick who starts at random).
+    agent_player = jnp.zeros((num_envs,), jnp.int32)
+    if self.current_player is not None:
+      starter = jax.vmap(self.current_player)(env_state)
+      agent_player = jnp.where(jnp.arange(num_envs) % 2 == 0, starter, 1 - starter)
 
     def step(carry, key):
       obs, env_state, total, running = carry
-      action, _, _ = self.search(params, key, obs, mask, self._settings(0.), self.budget)
+      k_search, k_random, k_step = jax.random.split(key, 3)
+      mask = self._invalid(env_state, num_envs)
+      action, _, _ = self.search(params, k_search, obs, mask, self._settings(0.), self.budget)
+      sign = jnp.ones((num_envs,))
+      if self.current_player is not None:
+        agent = jax.vmap(self.current_player)(env_state) == agent_player
+        random = jax.random.categorical(k_random, jnp.where(mask > 0, -jnp.inf, 0.))
+        action, sign = jnp.where(agent, action, random), jnp.where(agent, 1., -1.)
       obs, env_state, reward, done, _ = jax.vmap(self.env.step_env, (0, 0, 0, None))(
-          jax.random.split(key, num_envs), env_state, action, self.env_params)
-      total = total + jnp.where(running, reward, 0.)
+          jax.random.split(k_step, num_envs), env_state, action, self.env_params)
+      total = total + jnp.where(running, sign * reward, 0.)
       return (obs, env_state, total, running & ~done), None
 
     init = (obs, env_state, jnp.zeros((num_envs,)), jnp.ones((num_envs,), bool))
