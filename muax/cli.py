@@ -122,6 +122,10 @@ ENV_DEFAULTS = {
                             num_trajectory=128, max_training_steps=20000),
 }
 TEST_STEPS = {"pgx:tic_tac_toe": 9}
+# Self-play games start after 0..N random moves (tests start from the empty board):
+# as second mover against a random player, tic-tac-toe lost 10-20% of its games
+# without them and 1-7% with 3, after 20,000-27,000 moves.
+OPENINGS = {"pgx:tic_tac_toe": 3}
 
 
 def config_from_args(values: dict, given: Collection[str] = ()) -> TrainConfig:
@@ -327,7 +331,8 @@ def train_compiled(config: TrainConfig) -> CompiledResult:
   from muax.loop.compiled_fit import fit_compiled
   from muax.loop.jitted import CompiledConfig
   try:
-    env = jax_envs.make(config.env_id)
+    env = jax_envs.make(config.env_id, random_openings=OPENINGS.get(config.env_id, 0))
+    test_env = jax_envs.make(config.env_id)
   except (ValueError, ImportError) as e:
     raise SystemExit(f"muax train: cannot make {config.env_id}: {e}") from None
   if config.policy not in ("muzero", "gumbel"):
@@ -353,7 +358,7 @@ def train_compiled(config: TrainConfig) -> CompiledResult:
 
   max_env_steps = config.max_training_steps * num_envs // updates
   path = fit_compiled(
-      model, env, config=loop_config, max_env_steps=max_env_steps,
+      model, env, config=loop_config, max_env_steps=max_env_steps, test_env=test_env,
       chunk=max(1, min(1600, max_env_steps) // num_envs), test_episodes=100,
       test_max_steps=TEST_STEPS.get(config.env_id, 1000), target_return=config.target_return,
       model_save_path=config.save_dir or f"runs/models/{name}", save_name=name,

@@ -31,6 +31,19 @@ def test_rewards_are_the_movers_and_turns_alternate():
   assert not bool(env.time_limit(state))
 
 
+def test_random_openings_start_after_zero_to_n_legal_moves():
+  env = jax_envs.make("pgx:tic_tac_toe", random_openings=2)
+  obs, state = jax.vmap(env.reset_env)(jax.random.split(jax.random.PRNGKey(0), 300))
+  pieces = np.asarray(obs.sum(axis=(1, 2, 3)))
+  assert set(pieces.tolist()) == {0., 1., 2.}
+  np.testing.assert_array_equal(np.asarray(state.legal_action_mask).sum(-1), 9 - pieces)
+  assert not np.asarray(state.terminated).any()
+  plain, _ = jax_envs.make("pgx:tic_tac_toe").reset_env(jax.random.PRNGKey(0))
+  assert float(plain.sum()) == 0.
+  with pytest.raises(ValueError, match="random_openings must be >= 0"):
+    jax_envs.make("pgx:tic_tac_toe", random_openings=-1)
+
+
 def test_unknown_names_are_refused():
   with pytest.raises(ValueError, match="use 'pgx:<game>'"):
     jax_envs.make("tic_tac_toe")

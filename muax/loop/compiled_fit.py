@@ -37,13 +37,14 @@ def fit_compiled(model: Any, env: Any, env_params: Any = None, *,
                  target_return: Optional[float] = None, model_save_path: Any = "models",
                  save_name: str = "model", tensorboard_dir: Optional[str] = None,
                  progress_bar: bool = True, resume: bool = False, random_seed: int = 0,
-                 on_chunk: Optional[Callable[[dict], None]] = None) -> Optional[str]:
+                 on_chunk: Optional[Callable[[dict], None]] = None,
+                 test_env: Any = None) -> Optional[str]:
   """Trains `model` on a JAX environment with the compiled loop.
 
   Args:
     model: an initialised `muax.MuZero`; it holds the final training state
       when this returns.
-    env, env_params, config: as for `CompiledLoop`.
+    env, env_params, config, test_env: as for `CompiledLoop`.
     max_env_steps: stop after this many steps (all environments together).
     chunk: iterations per call of the compiled program (one iteration steps
       every environment once); tests, logs and run states come between chunks.
@@ -64,7 +65,7 @@ def fit_compiled(model: Any, env: Any, env_params: Any = None, *,
     muax.train.ResumeMismatch: the run state is of another model or loop.
     muax.train.TrainingInterrupted: Ctrl+C or SIGTERM, after saving the run.
   """
-  loop = CompiledLoop(model, env, env_params, config)
+  loop = CompiledLoop(model, env, env_params, config, test_env=test_env)
   folder = Path(model_save_path)
   run_file = folder / RUN_FILE
   state = loop.init(jax.random.PRNGKey(random_seed))

@@ -75,6 +75,8 @@ class CompiledLoop:
     config: a `CompiledConfig`.
     time_limit: `(state, params) -> [] bool`, True where a `done` is a time
       limit rather than a termination (`time_limit_reached` by default).
+    test_env: the environment `evaluate` plays (None: `env`), e.g. one
+      without the training env's random openings; same parameters.
 
   Board games (pgx, through `muax.jax_envs`) add, as methods of `env`:
   `legal_actions(state) -> [A] bool` (the search and the policy target are
@@ -86,7 +88,7 @@ class CompiledLoop:
 
   def __init__(self, model: Any, env: Any, env_params: Any = None,
                config: CompiledConfig = CompiledConfig(), *,
-               time_limit: Callable = time_limit_reached):
+               time_limit: Callable = time_limit_reached, test_env: Any = None):
     if model.variant.search is None:
       raise ValueError(f"policy={model.policy!r} has no search the compiled loop can run")
     if model.train_state is None:
@@ -101,7 +103,8 @@ class CompiledLoop:
                        time_limit=getattr(env, "time_limit", time_limit),
                        budget=SearchBudget(num_simulations=config.num_simulations),
                        legal_actions=self._legal,
-                       current_player=getattr(env, "current_player", None))
+                       current_player=getattr(env, "current_player", None),
+                       test_env=env if test_env is None else test_env)
     self.run = jax.jit(program.run, static_argnums=(1,), donate_argnums=(0,))
     """`run(state, iterations) -> (state, metrics[iterations])`: `iterations`
     steps of every environment, learning as configured (`state` is donated)."""
@@ -147,6 +150,7 @@ class _Program:
   budget: SearchBudget
   legal_actions: Optional[Callable] = None  # (env state) -> [A] bool
   current_player: Optional[Callable] = None  # (env state) -> [] int
+  test_env: Any = None  # the environment `evaluate` plays
 
   def _invalid(self, env_state: Any, num_envs: int) -> chex.Array:
     """`[E, A]` float32, 1 = an illegal action (none marked where a state has no
@@ -230,7 +234,7 @@ class _Program:
     games the agent's score against a random legal opponent (+1 a win), the
     agent moving first in the even-numbered games."""
     k_reset, key = jax.random.split(key)
-    obs, env_state = jax.vmap(self.env.reset_env, (0, None))(
+    obs, env_state = jax.vmap(self.test_env.reset_env, (0, None))(
         jax.random.split(k_reset, num_envs), self.env_params)
     # Two players: the agent moves first in the even-numbered games (players are
     # numbered by the environment, which may pick who starts at random).
@@ -249,7 +253,7 @@ class _Program:
         agent = jax.vmap(self.current_player)(env_state) == agent_player
         random = jax.random.categorical(k_random, jnp.where(mask > 0, -jnp.inf, 0.))
         action, sign = jnp.where(agent, action, random), jnp.where(agent, 1., -1.)
-      obs, env_state, reward, done, _ = jax.vmap(self.env.step_env, (0, 0, 0, None))(
+      obs, env_state, reward, done, _ = jax.vmap(self.test_env.step_env, (0, 0, 0, None))(
           jax.random.split(k_step, num_envs), env_state, action, self.env_params)
       total = total + jnp.where(running, sign * reward, 0.)
       return (obs, env_state, total, running & ~done), None
