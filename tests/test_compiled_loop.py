@@ -110,6 +110,17 @@ def test_a_run_saved_between_chunks_continues_exactly(count_loop):
 def test_it_refuses_a_model_it_cannot_run():
   with pytest.raises(RuntimeError, match="model.init"):
     CompiledLoop(make_mlp_model(init=False), CartPole())
+  reanalysing = make_mlp_model()
+  reanalysing.set_reanalyze(0.5)
+  with pytest.raises(ValueError, match="does not reanalyse yet"):
+    CompiledLoop(reanalysing, CartPole())
+  from muax import stochastic  # noqa: PLC0415
+  model = stochastic.build_model(2, num_chance_outcomes=4, embedding_dim=8, hidden=(16,),
+                                 support_size=5)
+  model.init(jax.random.PRNGKey(0), np.zeros((1, 4), np.float32))
+  with pytest.raises(ValueError, match="runs policy 'muzero' or 'gumbel', not "
+                                       "policy='stochastic'"):
+    CompiledLoop(model, CartPole())
 
 
 @pytest.mark.learning

@@ -89,8 +89,12 @@ class CompiledLoop:
   def __init__(self, model: Any, env: Any, env_params: Any = None,
                config: CompiledConfig = CompiledConfig(), *,
                time_limit: Callable = time_limit_reached, test_env: Any = None):
-    if model.variant.search is None:
-      raise ValueError(f"policy={model.policy!r} has no search the compiled loop can run")
+    if model.variant.search is None or model.policy not in ("muzero", "gumbel"):
+      raise ValueError(f"the compiled loop runs policy 'muzero' or 'gumbel', not "
+                       f"policy={model.policy!r}")
+    if model.reanalyze is not None:
+      raise ValueError("the compiled loop does not reanalyse yet: call "
+                       "model.set_reanalyze(None) first")
     if model.train_state is None:
       raise RuntimeError("call model.init(rng_key, sample_input) before building the loop")
     self.model, self.env, self.config = model, env, config
