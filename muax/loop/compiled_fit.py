@@ -76,9 +76,8 @@ def fit_compiled(model: Any, env: Any, env_params: Any = None, *,
   if tensorboard_dir is not None:
     from tensorboardX import SummaryWriter  # noqa: PLC0415 (only when logging)
     writer = SummaryWriter(tensorboard_dir)
-  bar = progress.progress_bar(progress_bar, total=max_env_steps, initial=int(state.env_steps))
-  if hasattr(bar, "unit"):
-    bar.unit = "step"
+  bar = progress.progress_bar(progress_bar, total=max_env_steps, initial=int(state.env_steps),
+                              unit="step")
   start = time.perf_counter()
   signals = StopSignals(lambda: str(checkpoint.file_for(run_file)))
   try:

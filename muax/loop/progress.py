@@ -38,11 +38,11 @@ class _NoBar:
     pass
 
 
-def progress_bar(show: bool, total: int, initial: int = 0) -> Any:
+def progress_bar(show: bool, total: int, initial: int = 0, unit: str = "upd") -> Any:
   if not show:
     return _NoBar()
   from tqdm.auto import tqdm
-  return tqdm(total=total, initial=initial, unit="upd", dynamic_ncols=True)
+  return tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True)
 
 
 def update_bar(bar: Any, loop: Any, episode_out: Any, metrics: dict,
