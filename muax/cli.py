@@ -123,8 +123,8 @@ ENV_DEFAULTS = {
 }
 TEST_STEPS = {"pgx:tic_tac_toe": 9}
 # Self-play games start after 0..N random moves (tests start from the empty board):
-# as second mover against a random player, tic-tac-toe lost 10-20% of its games
-# without them and 1-7% with 3, after 20,000-27,000 moves.
+# as second mover against a random player, tic-tac-toe lost 3-19% of its games
+# without them and 1-6% with 3 (benchmarks/compiled_tictactoe.py, last five tests).
 OPENINGS = {"pgx:tic_tac_toe": 3}
 
 
@@ -323,12 +323,12 @@ class CompiledResult:
             f"{self.best_path}")
 
 
-def train_compiled(config: TrainConfig) -> CompiledResult:
-  """`muax train pgx:<game>`: the compiled loop (`muax.loop.compiled_fit`)."""
-  import time
+def compiled_setup(config: TrainConfig) -> dict:
+  """What `muax train pgx:<game>` trains: `model` (initialised), `env` (with
+  the game's random openings), `test_env`, `loop_config`, `max_env_steps`
+  and `chunk` (iterations between tests)."""
   import jax
   from muax import jax_envs
-  from muax.loop.compiled_fit import fit_compiled
   from muax.loop.jitted import CompiledConfig
   try:
     env = jax_envs.make(config.env_id, random_openings=OPENINGS.get(config.env_id, 0))
@@ -347,6 +347,17 @@ def train_compiled(config: TrainConfig) -> CompiledResult:
       n=config.n_step, batch_size=config.num_trajectory * config.sample_per_trajectory,
       updates_per_iteration=updates, capacity=max(64, 50_000 // num_envs),
       learning_starts=max(1, config.buffer_warm_up // num_envs), discount=config.discount)
+  max_env_steps = config.max_training_steps * num_envs // updates
+  return dict(model=model, env=env, test_env=test_env, loop_config=loop_config,
+              max_env_steps=max_env_steps, chunk=max(1, min(1600, max_env_steps) // num_envs))
+
+
+def train_compiled(config: TrainConfig) -> CompiledResult:
+  """`muax train pgx:<game>`: the compiled loop (`muax.loop.compiled_fit`)."""
+  import time
+  from muax.loop.compiled_fit import fit_compiled
+  setup = compiled_setup(config)
+  model = setup["model"]
   name = (config.name or f"{config.env_id}_{config.policy}_seed{config.seed}").replace(":", "-")
   start = time.perf_counter()
   seen = {}
@@ -356,10 +367,9 @@ def train_compiled(config: TrainConfig) -> CompiledResult:
     if summary["test_return"] > seen.get("best", {}).get("test_return", -np.inf):
       seen["best"] = summary
 
-  max_env_steps = config.max_training_steps * num_envs // updates
   path = fit_compiled(
-      model, env, config=loop_config, max_env_steps=max_env_steps, test_env=test_env,
-      chunk=max(1, min(1600, max_env_steps) // num_envs), test_episodes=100,
+      model, setup["env"], config=setup["loop_config"], max_env_steps=setup["max_env_steps"],
+      test_env=setup["test_env"], chunk=setup["chunk"], test_episodes=100,
       test_max_steps=TEST_STEPS.get(config.env_id, 1000), target_return=config.target_return,
       model_save_path=config.save_dir or f"runs/models/{name}", save_name=name,
       tensorboard_dir=f"{config.logdir}/{name}", progress_bar=config.progress,
