@@ -41,7 +41,7 @@ from muax.run_lock import locked
 # The run folder's lock (`muax.run_lock`) is re-exported: callers find it here.
 __all__ = ["Boundary", "LOCK_FILE", "RUN_DIR", "RunFolderInUse", "archive", "best_folder",
            "best_folder_names", "clean_temporary", "find_run_dir", "locate", "locked",
-           "prune_best", "read_state", "saved_train_state", "set_aside", "set_newer_aside",
+           "move_aside", "prune_best", "read_state", "saved_train_state", "set_aside", "set_newer_aside",
            "state_files", "write"]
 
 RUN_DIR = "run"
@@ -179,20 +179,11 @@ def set_newer_aside(save_dir: Union[str, os.PathLike],
   newer = [f for f in state_files(save_dir) if int(_PATTERN.match(f.name).group(1)) > number]
   if not newer:
     return None
-  target = _free_name(Path(save_dir) / RUN_DIR, [RUN_DIR])[0]
+  target = _free_names([Path(save_dir) / RUN_DIR])[0]
   target.mkdir()
   for f in newer:
     os.replace(f, target / f.name)
   return target
-
-
-def _free_name(folder: Path, names) -> List[Path]:
-  """`<name>-<time>` siblings of `folder`, one per name, none existing yet."""
-  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-  suffix, tag = 1, stamp
-  while any(folder.with_name(f"{n}-{tag}").exists() for n in names):
-    tag, suffix = f"{stamp}-{suffix}", suffix + 1
-  return [folder.with_name(f"{n}-{tag}") for n in names]
 
 
 def archive(save_dir: Union[str, os.PathLike]) -> List[Path]:
@@ -202,14 +193,29 @@ def archive(save_dir: Union[str, os.PathLike]) -> List[Path]:
   they are (the paths an earlier `fit` returned keep working). Returns where
   the folders went.
   """
-  folders = [Path(save_dir) / name for name in (RUN_DIR, LATEST_DIR)]
-  folders = [f for f in folders if f.is_dir() and any(f.iterdir())]
-  if not folders:
-    return []
-  targets = _free_name(folders[0], [f.name for f in folders])
-  for folder, target in zip(folders, targets):
-    os.replace(folder, target)
+  return move_aside([Path(save_dir) / name for name in (RUN_DIR, LATEST_DIR)])
+
+
+def move_aside(paths: Collection[Union[str, os.PathLike]]) -> List[Path]:
+  """Renames those of `paths` that exist (files, or folders that are not
+  empty) to `<name>-<time><suffix>` beside them, one time stamp for all, no
+  existing name reused; returns the new paths."""
+  paths = [Path(p) for p in paths]
+  paths = [p for p in paths if p.is_file() or (p.is_dir() and any(p.iterdir()))]
+  targets = _free_names(paths)
+  for path, target in zip(paths, targets):
+    os.replace(path, target)
   return targets
+
+
+def _free_names(paths: List[Path]) -> List[Path]:
+  """`<stem>-<time><suffix>` siblings of `paths`, one stamp for all, none existing yet."""
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  tag, number = stamp, 1
+  named = lambda p, t: p.with_name(f"{p.stem}-{t}{p.suffix}")  # noqa: E731
+  while any(named(p, tag).exists() for p in paths):
+    tag, number = f"{stamp}-{number}", number + 1
+  return [named(p, tag) for p in paths]
 
 
 def clean_temporary(save_dir: Union[str, os.PathLike]) -> None:

@@ -1,6 +1,7 @@
 """fit_compiled: tests, logs, checkpoints, run states, resume and Ctrl+C around the chunks."""
 import os
 import signal
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 from conftest import make_mlp_model
 from jax_cartpole import CartPole
+from muax import run_lock
 from muax.loop.compiled_fit import RUN_FILE
 from muax.loop.compiled_fit import fit_compiled
 from muax.loop.errors import ResumeMismatch
@@ -91,3 +93,36 @@ def test_resuming_another_loop_is_refused(straight):
   with pytest.raises(ResumeMismatch, match="environment count or capacity"):
     fit_compiled(make_mlp_model(policy="gumbel"), CartPole(), max_env_steps=400,
                  model_save_path=folder / "models", resume=True, **other)
+
+
+def test_a_new_run_keeps_the_earlier_run_aside(tmp_path):
+  first = fit_compiled(make_mlp_model(policy="gumbel"), CartPole(), max_env_steps=80,
+                       model_save_path=tmp_path, **RUN)
+  before = {p.name: p.read_bytes() for p in [tmp_path / RUN_FILE, Path(first)]}
+  (tmp_path / "best" / ".model.npz.x1_2.tmp").write_bytes(b"cut short")  # a crashed write
+  fit_compiled(make_mlp_model(policy="gumbel"), CartPole(), max_env_steps=80,
+               model_save_path=tmp_path, random_seed=1, **RUN)
+  kept_run = list(tmp_path.glob("compiled_run-*.npz"))
+  kept_best = [p / "model.npz" for p in tmp_path.glob("best-*")]
+  assert len(kept_run) == 1 and len(kept_best) == 1
+  assert [p.name for p in kept_best[0].parent.iterdir()] == ["model.npz"]  # no leftover
+  assert kept_run[0].read_bytes() == before[RUN_FILE]
+  assert kept_best[0].read_bytes() == before["model.npz"]
+  assert (tmp_path / RUN_FILE).read_bytes() != before[RUN_FILE]  # the new run's own
+
+
+def test_one_run_at_a_time_in_a_folder(tmp_path):
+  with run_lock.locked(tmp_path):
+    with pytest.raises(run_lock.RunFolderInUse):
+      fit_compiled(make_mlp_model(policy="gumbel"), CartPole(), max_env_steps=80,
+                   model_save_path=tmp_path, **RUN)
+  assert not (tmp_path / RUN_FILE).exists()
+
+
+def test_a_moved_run_folder_resumes(tmp_path):
+  fit_compiled(make_mlp_model(policy="gumbel"), CartPole(), max_env_steps=80,
+               model_save_path=tmp_path / "a", **RUN)
+  os.replace(tmp_path / "a", tmp_path / "b")
+  best = fit_compiled(make_mlp_model(policy="gumbel"), CartPole(), max_env_steps=160,
+                      model_save_path=tmp_path / "b", resume=True, **RUN)
+  assert Path(best).is_relative_to(tmp_path / "b") and Path(best).exists()

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from muax import checkpoint
+from muax import run_state
 from muax.loop import progress
 from muax.loop.errors import ResumeMismatch
 from muax.loop.errors import TrainingInterrupted
@@ -29,6 +30,7 @@ __all__ = ["RUN_FILE", "fit_compiled", "load_run", "save_run"]
 
 RUN_FILE = "compiled_run.npz"  # the run state, in model_save_path
 _KIND = "compiled-loop"
+_BEST = "best"  # the best checkpoint's folder, in model_save_path
 
 
 def fit_compiled(model: Any, env: Any, env_params: Any = None, *,
@@ -51,6 +53,9 @@ def fit_compiled(model: Any, env: Any, env_params: Any = None, *,
     test_episodes, test_max_steps: the greedy test after each chunk.
     target_return: stop once a test's mean return reaches it.
     model_save_path: the run's folder: `best/<save_name>.npz` and `RUN_FILE`.
+      One run at a time trains in it (it is locked); a new run first moves an
+      earlier run's state and `best/` aside, to `compiled_run-<time>.npz` and
+      `best-<time>/`.
     tensorboard_dir: TensorBoard logs (None: none).
     progress_bar: show a tqdm bar of env steps.
     resume: continue the run state in `model_save_path` (a fresh run when
@@ -63,15 +68,29 @@ def fit_compiled(model: Any, env: Any, env_params: Any = None, *,
 
   Raises:
     muax.train.ResumeMismatch: the run state is of another model or loop.
+    muax.run_state.RunFolderInUse: another run trains in `model_save_path`.
     muax.train.TrainingInterrupted: Ctrl+C or SIGTERM, after saving the run.
   """
   loop = CompiledLoop(model, env, env_params, config, test_env=test_env)
   folder = Path(model_save_path)
+  with run_state.locked(folder):
+    _clean_temporary(folder)
+    run_file = folder / RUN_FILE
+    state = loop.init(jax.random.PRNGKey(random_seed))
+    record = {"kind": _KIND, "best_return": None, "best_path": None, "chunks": 0}
+    if resume and checkpoint.file_for(run_file).exists():
+      state, record = load_run(run_file, state)
+    else:  # a new run: an earlier run's state and best checkpoint are kept aside
+      run_state.move_aside([checkpoint.file_for(run_file), folder / _BEST])
+    return _run(model, loop, state, record, folder, save_name, max_env_steps, chunk,
+                test_episodes, test_max_steps, target_return, tensorboard_dir, progress_bar,
+                random_seed, on_chunk)
+
+
+def _run(model, loop, state, record, folder, save_name, max_env_steps, chunk, test_episodes,
+         test_max_steps, target_return, tensorboard_dir, progress_bar, random_seed, on_chunk):
+  """The chunks, once the run folder is locked and the state built or loaded."""
   run_file = folder / RUN_FILE
-  state = loop.init(jax.random.PRNGKey(random_seed))
-  record = {"kind": _KIND, "best_return": None, "best_path": None, "chunks": 0}
-  if resume and checkpoint.file_for(run_file).exists():
-    state, record = load_run(run_file, state)
   writer = None
   if tensorboard_dir is not None:
     from tensorboardX import SummaryWriter  # noqa: PLC0415 (only when logging)
@@ -88,8 +107,10 @@ def fit_compiled(model: Any, env: Any, env_params: Any = None, *,
                              test_max_steps, random_seed, time.perf_counter() - start)
         if record["best_return"] is None or summary["test_return"] > record["best_return"]:
           model.restore_train_state(jax.device_get(state.train))
-          best = folder / "best" / save_name
-          record.update(best_return=summary["test_return"], best_path=str(model.save(best)))
+          best = Path(model.save(folder / _BEST / save_name))
+          # Relative to the run folder, so a moved folder still resumes.
+          record.update(best_return=summary["test_return"],
+                        best_path=str(best.relative_to(folder)))
         save_run(run_file, model, state, record)
         _log(writer, bar, summary, record)
         if on_chunk is not None:
@@ -106,7 +127,16 @@ def fit_compiled(model: Any, env: Any, env_params: Any = None, *,
       model.restore_train_state(jax.device_get(state.train))
     except RuntimeError:  # a chunk failed after its input was donated: keep the best
       pass
-  return record["best_path"]
+  return None if record["best_path"] is None else str(folder / record["best_path"])
+
+
+def _clean_temporary(folder: Path) -> None:
+  """Removes what checkpoint writes a crash cut short left (under the lock)."""
+  for place in (folder, folder / _BEST):
+    if place.is_dir():
+      for file in place.iterdir():
+        if checkpoint.is_temporary(file.name):
+          file.unlink()
 
 
 def save_run(file: Any, model: Any, state: Any, record: dict) -> Path:
