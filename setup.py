@@ -30,15 +30,16 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "gymnasium[box2d]>=1.0", "pettingzoo>=1.24", "ale-py>=0.9",
-                 "opencv-python-headless>=4", "minatar>=1.0.15", "pgx>=2.6"],
+                 "opencv-python-headless>=4", "minatar>=1.0.15", "pgx>=2.6", "gymnax>=1.0.1"],
         "box2d": ["gymnasium[box2d]>=1.0"],
         "games": ["pettingzoo>=1.24"],
         # ale-py's wheels ship the ROMs; gymnasium's AtariPreprocessing resizes with OpenCV.
         "atari": ["ale-py>=0.9", "opencv-python-headless>=4"],
         "minatar": ["minatar>=1.0.15"],
-        # JAX environments for the compiled loop (muax.loop.jitted); gymnax is not
-        # here yet: it pins gymnasium < 1.4.
-        "jax-envs": ["pgx>=2.6"],
+        # JAX environments for the compiled loop (muax.loop.jitted). gymnax 1.0
+        # (its step_env reports terminations only; muax.jax_envs adds the clock)
+        # pins gymnasium < 1.4, so with this extra pip picks gymnasium 1.3.
+        "jax-envs": ["pgx>=2.6", "gymnax>=1.0.1"],
     },
     entry_points={"console_scripts": ["muax=muax.cli:main"]},
     classifiers=[

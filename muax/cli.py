@@ -7,12 +7,14 @@ import argparse
 import dataclasses
 import functools
 import sys
-from typing import Any, Collection, Optional, Sequence, Union
+from typing import Any, Collection, Optional, Sequence
 
 import gymnasium as gym
-import numpy as np
 
+from muax import cli_compiled
 from muax import variants
+from muax.cli_build import build_model
+from muax.cli_build import policies as _policies
 
 __all__ = ["TrainConfig", "build_buffer", "build_model", "build_reanalyze", "main", "train"]
 
@@ -25,8 +27,10 @@ class TrainConfig:
               "classic game as pettingzoo:<module>, e.g. pettingzoo:tictactoe_v3 "
               "(self-play; tests against a random player), or a pixel game as "
               "minatar:<game> (e.g. minatar:breakout) or atari:<Game> (e.g. atari:Pong), "
-              "trained with residual conv nets (muax.envs), or a pgx game as pgx:<game> "
-              "(e.g. pgx:tic_tac_toe), trained by the compiled loop (muax.loop.jitted)"})
+              "trained with residual conv nets (muax.envs), or a JAX environment, "
+              "trained by the compiled loop (muax.loop.jitted): gymnax:<id> (e.g. "
+              "gymnax:CartPole-v1, gymnax:Breakout-MinAtar) or pgx:<game> (e.g. "
+              "pgx:tic_tac_toe)"})
   policy: str = dataclasses.field(default="muzero", metadata={
       "help": "search: muzero (mctx.muzero_policy), gumbel (mctx.gumbel_muzero_policy), "
               "stochastic (Stochastic MuZero, chance outcomes learned) or sampled "
@@ -112,20 +116,9 @@ POLICY_DEFAULTS = {
 }
 
 
-# JAX environments, trained by the compiled loop (`fit_compiled`): settings for
-# options not given, and the test's episode length. Tic-tac-toe: the host
-# example's networks and search (examples/tictactoe.py), half an update per move.
-ENV_DEFAULTS = {
-    "pgx:tic_tac_toe": dict(policy="gumbel", num_simulations=25, support_size=2, hidden=128,
-                            embedding_dim=32, discount=1., n_step=9, k_steps=5,
-                            learning_rate=3e-3, end_learning_rate=3e-4, num_envs=16,
-                            num_trajectory=128, max_training_steps=20000),
-}
-TEST_STEPS = {"pgx:tic_tac_toe": 9}
-# Self-play games start after 0..N random moves (tests start from the empty board):
-# as second mover against a random player, tic-tac-toe lost 3-19% of its games
-# without them and 1-6% with 3 (benchmarks/compiled_tictactoe.py, last five tests).
-OPENINGS = {"pgx:tic_tac_toe": 3}
+# Settings for options not given, per environment (`muax.cli_compiled`: the
+# JAX environments the compiled loop trains).
+ENV_DEFAULTS = dict(cli_compiled.ENV_DEFAULTS)
 
 
 def config_from_args(values: dict, given: Collection[str] = ()) -> TrainConfig:
@@ -151,79 +144,6 @@ def default_num_envs() -> int:
   """
   import jax
   return 1 if jax.default_backend() == "cpu" else 16
-
-
-def build_model(config: TrainConfig, num_actions: Union[int, gym.spaces.Space], *,
-                two_player: bool = False,
-                observation_space: Optional[gym.spaces.Space] = None) -> Any:
-  """The MuZero the command line trains: MLPs, or residual conv nets for images.
-
-  `num_actions` is the number of discrete actions, or the action space (a
-  Box for `policy='sampled'`). An `observation_space` of uint8 images
-  `[H, W, C]` gets `nn.resnet_networks` (downsampled MuZero-style from 32
-  pixels up, e.g. Atari's 96x96; not at all below, e.g. MinAtar's 10x10).
-  """
-  import muax
-  from muax import nn
-  space = num_actions if isinstance(num_actions, gym.spaces.Space) else None
-  if space is not None:
-    if config.policy == "sampled":
-      if not isinstance(space, gym.spaces.Box):
-        raise SystemExit(f"muax train: policy sampled needs a Box action space, got {space}")
-    elif not isinstance(space, gym.spaces.Discrete):
-      raise SystemExit(f"muax train: {config.env_id} has action space {space}; policy "
-                       f"{config.policy} plans over discrete actions (use --policy sampled "
-                       "for continuous ones)")
-    else:
-      num_actions = int(space.n)
-  size = 2 * config.support_size + 1
-  hidden = (config.hidden,)
-  if config.policy == "sampled":  # measured on Pendulum-v1 (benchmarks/pendulum.py)
-    gradient_transform = muax.model.optimizer(
-        init_value=0., peak_value=config.learning_rate, end_value=config.end_learning_rate,
-        warmup_steps=100, transition_steps=2000)
-  else:
-    gradient_transform = muax.model.optimizer(
-        init_value=config.learning_rate, peak_value=config.learning_rate,
-        end_value=config.end_learning_rate, warmup_steps=5000, transition_steps=5000)
-  if _is_image(observation_space):
-    if "images" not in variants.get(config.policy).supports:
-      raise SystemExit(f"muax train: image observations are trained with policy "
-                       f"{_policies('images')}, not {config.policy}")
-    downsample = "muzero" if min(observation_space.shape[:2]) >= 32 else 1
-    return muax.MuZero(
-        *nn.resnet_networks(num_actions, config.support_size, channels=32, num_blocks=1,
-                            prediction_blocks=0, dynamic_blocks=1, downsample=downsample,
-                            head_hidden=hidden),
-        policy=config.policy, optimizer=gradient_transform, discount=config.discount,
-        support_size=config.support_size, two_player=two_player)
-  common = dict(embedding_dim=config.embedding_dim, hidden=hidden,
-                support_size=config.support_size, discount=config.discount,
-                optimizer=gradient_transform)
-  if config.policy == "stochastic":
-    from muax import stochastic
-    return stochastic.build_model(num_actions, num_chance_outcomes=config.num_chance_outcomes,
-                                  **common)
-  if config.policy == "sampled":
-    from muax import sampled
-    return sampled.build_model(space, num_samples=config.num_samples, **common)
-  return muax.MuZero(
-      nn._init_representation_func(nn.Representation, config.embedding_dim, hidden=hidden),
-      nn._init_prediction_func(nn.Prediction, num_actions, size, hidden=hidden),
-      nn._init_dynamic_func(nn.Dynamic, config.embedding_dim, num_actions, size, hidden=hidden),
-      policy=config.policy, optimizer=gradient_transform, discount=config.discount,
-      support_size=config.support_size, two_player=two_player,
-      **_loss_options(config))
-
-
-def _loss_options(config: TrainConfig) -> dict:
-  """`MuZero` keywords for `--consistency` and `--value-prefix`."""
-  import muax
-  if config.value_prefix:
-    return dict(value_prefix=True, consistency_weight=config.consistency)
-  if config.consistency:
-    return dict(loss_fn=muax.loss.make_loss_fn(consistency_weight=config.consistency))
-  return {}
 
 
 def build_buffer(config: TrainConfig) -> Any:
@@ -252,8 +172,9 @@ def train(config: TrainConfig) -> Any:
   import muax
   from muax import envs
   from muax import games
-  if config.env_id.startswith("pgx:"):
-    return train_compiled(config)
+  from muax import jax_envs
+  if jax_envs.is_jax_env_id(config.env_id):
+    return cli_compiled.train_compiled(config)
   two_player = games.is_game_id(config.env_id)
   if two_player:
     make = functools.partial(games.make, config.env_id)
@@ -306,87 +227,14 @@ def train(config: TrainConfig) -> Any:
       max_consecutive_skipped=config.max_consecutive_skipped)
 
 
-@dataclasses.dataclass(frozen=True)
-class CompiledResult:
-  """What `muax train` reports of a compiled-loop run."""
-  best_path: Optional[str]
-  best_test: Optional[float]
-  env_steps: int
-  updates: int
-  seconds: float
-
-  def summary(self) -> str:
-    best = "-" if self.best_test is None else f"{self.best_test:.2f}"
-    return (f"muax train: {self.env_steps:,} env steps, {self.updates:,} updates in "
-            f"{self.seconds:.0f} s; best test {best} (vs a random player, "
-            f"wins minus losses per game, in two-player games); best checkpoint: "
-            f"{self.best_path}")
-
-
-def compiled_setup(config: TrainConfig) -> dict:
-  """What `muax train pgx:<game>` trains: `model` (initialised), `env` (with
-  the game's random openings), `test_env`, `loop_config`, `max_env_steps`
-  and `chunk` (iterations between tests)."""
-  import jax
-  from muax import jax_envs
-  from muax.loop.jitted import CompiledConfig
-  try:
-    env = jax_envs.make(config.env_id, random_openings=OPENINGS.get(config.env_id, 0))
-    test_env = jax_envs.make(config.env_id)
-  except (ValueError, ImportError) as e:
-    raise SystemExit(f"muax train: cannot make {config.env_id}: {e}") from None
-  if config.policy not in ("muzero", "gumbel"):
-    raise SystemExit(f"muax train: {config.env_id} trains with policy muzero or gumbel, not "
-                     f"{config.policy}")
-  model = build_model(config, env.num_actions, two_player=env.num_players == 2)
-  model.init(jax.random.PRNGKey(config.seed), np.zeros((1,) + env.observation_shape, np.float32))
-  num_envs = config.num_envs or 16
-  updates = max(1, num_envs // 2)  # half an update per env step
-  loop_config = CompiledConfig(
-      num_envs=num_envs, num_simulations=config.num_simulations, k_steps=config.k_steps,
-      n=config.n_step, batch_size=config.num_trajectory * config.sample_per_trajectory,
-      updates_per_iteration=updates, capacity=max(64, 50_000 // num_envs),
-      learning_starts=max(1, config.buffer_warm_up // num_envs), discount=config.discount)
-  max_env_steps = config.max_training_steps * num_envs // updates
-  return dict(model=model, env=env, test_env=test_env, loop_config=loop_config,
-              max_env_steps=max_env_steps, chunk=max(1, min(1600, max_env_steps) // num_envs))
-
-
-def train_compiled(config: TrainConfig) -> CompiledResult:
-  """`muax train pgx:<game>`: the compiled loop (`muax.loop.compiled_fit`)."""
-  import time
-  from muax.loop.compiled_fit import fit_compiled
-  setup = compiled_setup(config)
-  model = setup["model"]
-  name = (config.name or f"{config.env_id}_{config.policy}_seed{config.seed}").replace(":", "-")
-  start = time.perf_counter()
-  seen = {}
-
-  def on_chunk(summary):
-    seen["last"] = summary
-    if summary["test_return"] > seen.get("best", {}).get("test_return", -np.inf):
-      seen["best"] = summary
-
-  path = fit_compiled(
-      model, setup["env"], config=setup["loop_config"], max_env_steps=setup["max_env_steps"],
-      test_env=setup["test_env"], chunk=setup["chunk"], test_episodes=100,
-      test_max_steps=TEST_STEPS.get(config.env_id, 1000), target_return=config.target_return,
-      model_save_path=config.save_dir or f"runs/models/{name}", save_name=name,
-      tensorboard_dir=f"{config.logdir}/{name}", progress_bar=config.progress,
-      resume=config.resume, random_seed=config.seed, on_chunk=on_chunk)
-  return CompiledResult(best_path=path, best_test=seen.get("best", {}).get("test_return"),
-                        env_steps=int(seen.get("last", {}).get("env_steps", 0)),
-                        updates=int(model.train_state.count),
-                        seconds=time.perf_counter() - start)
-
-
 def _parser(suppress_defaults: bool = False):
   parser = argparse.ArgumentParser(prog="muax", description="MuZero with mctx for gymnasium.")
   commands = parser.add_subparsers(dest="command", required=True)
   train_parser = commands.add_parser(
       "train", help="train a MuZero agent on a gymnasium environment",
       description="Train MuZero on a gymnasium environment (discrete actions; continuous "
-                  "ones with --policy sampled) or a PettingZoo board game. Stops at the "
+                  "ones with --policy sampled), a PettingZoo board game, or a JAX environment "
+                  "(gymnax:<id>, pgx:<game>) in the compiled loop. Stops at the "
                   "target return or the budget, keeps the best checkpoint, writes "
                   "TensorBoard logs and prints a summary. With --policy sampled, options "
                   "not given take muax.cli.POLICY_DEFAULTS['sampled'] (tuned on "
@@ -408,11 +256,6 @@ def _parser(suppress_defaults: bool = False):
     train_parser.add_argument(flag, type=kind, default=default,
                               choices=meta.get("choices"), help=meta["help"])
   return parser
-
-
-def _is_image(space) -> bool:
-  return (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
-          and len(space.shape) == 3)
 
 
 def _optional_type(annotation):
@@ -439,9 +282,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 if __name__ == "__main__":
   sys.exit(main())
-
-
-def _policies(*options) -> str:
-  """'muzero or gumbel': the policies that support every one of `options`."""
-  names = [p for p in variants.names() if set(options) <= set(variants.get(p).supports)]
-  return " or ".join(names)

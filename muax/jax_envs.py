@@ -1,17 +1,96 @@
 """JAX environments for the compiled loop (`muax.loop.jitted`), by name.
 
-`make("pgx:tic_tac_toe")` wraps a pgx game (the `jax-envs` extra installs
-pgx) in the interface the compiled loop steps: gymnax's `reset_env` /
-`step_env`, plus `legal_actions` and `current_player`. Rewards are from the
-view of the player who moved and observations from the view of the player to
-move, as `MuZero(..., two_player=True)` and the two-player tracers take them.
+`make("gymnax:CartPole-v1")` wraps a gymnax environment (`GymnaxEnv`: float32
+observations, its own parameters, its episode clock as the time limit), and
+`make("pgx:tic_tac_toe")` a pgx game (`PgxEnv`) in the interface the compiled
+loop steps: gymnax's `reset_env` / `step_env`, plus `legal_actions` and
+`current_player`. Pgx rewards are from the view of the player who moved and
+observations from the view of the player to move, as `MuZero(...,
+two_player=True)` and the two-player tracers take them. The `jax-envs` extra
+installs both libraries.
 """
-from typing import Any, Tuple
+import importlib
+from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["PgxEnv", "make"]
+__all__ = ["GymnaxEnv", "GymnaxState", "PgxEnv", "is_jax_env_id", "make"]
+
+PREFIXES = ("gymnax:", "pgx:")
+
+
+def time_limit_of(state: Any, params: Any) -> jax.Array:
+  """gymnax's clock: `state.time >= params.max_steps_in_episode` (False for
+  environments without one)."""
+  if not hasattr(state, "time") or not hasattr(params, "max_steps_in_episode"):
+    return jnp.zeros(jnp.shape(getattr(state, "time", False)), bool)
+  return state.time >= params.max_steps_in_episode
+
+
+def is_jax_env_id(env_id: str) -> bool:
+  """Whether `env_id` names a JAX environment (`gymnax:<id>` or `pgx:<game>`)."""
+  return str(env_id).startswith(PREFIXES)
+
+
+class GymnaxState(NamedTuple):
+  """A gymnax environment's state and whether its last step terminated."""
+  env_state: Any
+  terminated: jax.Array  # [] bool
+
+
+class GymnaxEnv:
+  """A gymnax environment with its parameters, as the compiled loop steps it.
+
+  gymnax (>= 1.0) splits an episode's end: `step_env`'s `done` is a natural
+  termination, and `is_truncated(state, params)` (`state.time >=
+  params.max_steps_in_episode`) the time limit its `step` adds. Here `done`
+  is either, and `time_limit` is True where the clock alone ended the episode
+  (bootstrapped, as gymnasium's `truncated` is in the host loop).
+  Observations come as float32 (MinAtar's planes too) and rewards as float32.
+  Only discrete action spaces: the compiled loop plans over a fixed set of
+  actions. `CompiledLoop` wraps a bare gymnax environment in this itself.
+  """
+
+  num_players = 1
+
+  def __init__(self, env: Any, params: Any = None, name: Optional[str] = None):
+    self.env = env
+    self.default_params = env.default_params if params is None else params
+    self.name = name or getattr(env, "name", type(env).__name__)
+    space = env.action_space(self.default_params)
+    if not hasattr(space, "n"):
+      raise ValueError(f"{self.name} has a continuous action space ({type(space).__name__}); "
+                       "the compiled loop plans over discrete actions: train it with the host "
+                       "loop and policy='sampled' (muax train Pendulum-v1 --policy sampled)")
+    self.num_actions = int(space.n)
+    self.observation_shape = tuple(env.observation_space(self.default_params).shape)
+    self.max_steps = getattr(self.default_params, "max_steps_in_episode", None)
+
+  def reset_env(self, key: jax.Array, params: Any = None) -> Tuple[jax.Array, GymnaxState]:
+    obs, state = self.env.reset_env(key, self._params(params))
+    return obs.astype(jnp.float32), GymnaxState(state, jnp.zeros((), bool))
+
+  def step_env(self, key: jax.Array, state: GymnaxState, action: jax.Array, params: Any = None
+               ) -> Tuple[jax.Array, GymnaxState, jax.Array, jax.Array, dict]:
+    params = self._params(params)
+    obs, inner, reward, terminated, info = self.env.step_env(key, state.env_state, action,
+                                                             params)
+    terminated = jnp.asarray(terminated, bool)
+    done = terminated | self._truncated(inner, params)
+    return (obs.astype(jnp.float32), GymnaxState(inner, terminated),
+            jnp.asarray(reward, jnp.float32), done, info)
+
+  def time_limit(self, state: GymnaxState, params: Any = None) -> jax.Array:
+    return self._truncated(state.env_state, self._params(params)) & ~state.terminated
+
+  def _params(self, params: Any) -> Any:
+    return self.default_params if params is None else params
+
+  def _truncated(self, inner: Any, params: Any) -> jax.Array:
+    if hasattr(self.env, "is_truncated"):
+      return jnp.asarray(self.env.is_truncated(inner, params), bool)
+    return jnp.asarray(time_limit_of(inner, params), bool)
 
 
 class PgxEnv:
@@ -78,21 +157,31 @@ class PgxEnv:
 
 
 def make(name: str, random_openings: int = 0) -> Any:
-  """`'pgx:<game>'` (e.g. `pgx:tic_tac_toe`, `pgx:connect_four`) as a `PgxEnv`
-  (`random_openings`: see `PgxEnv`).
+  """`'gymnax:<id>'` (e.g. `gymnax:CartPole-v1`, `gymnax:Breakout-MinAtar`) as a
+  `GymnaxEnv`, or `'pgx:<game>'` (e.g. `pgx:tic_tac_toe`, `pgx:connect_four`)
+  as a `PgxEnv` (`random_openings`: see `PgxEnv`; pgx games only).
 
   Raises:
-    ValueError: a name without the `pgx:` prefix, or a game pgx does not know.
-    ImportError: pgx is not installed (`pip install "muax[jax-envs]"`).
+    ValueError: a name without either prefix, an environment the library does
+      not know, or a continuous action space.
+    ImportError: the library is not installed (`pip install "muax[jax-envs]"`).
   """
   kind, _, game = str(name).partition(":")
-  if kind != "pgx" or not game:
-    raise ValueError(f"unknown JAX environment {name!r}: use 'pgx:<game>', e.g. "
-                     "'pgx:tic_tac_toe'")
+  if kind not in ("gymnax", "pgx") or not game:
+    raise ValueError(f"unknown JAX environment {name!r}: use 'gymnax:<id>' or 'pgx:<game>', "
+                     "e.g. 'gymnax:CartPole-v1' or 'pgx:tic_tac_toe'")
   try:
-    import pgx  # noqa: PLC0415 (an optional dependency)
+    library = importlib.import_module(kind)  # an optional dependency
   except ImportError as e:
-    raise ImportError(f"{name} needs pgx: pip install 'muax[jax-envs]'") from e
-  if game not in pgx.available_envs():
-    raise ValueError(f"pgx has no game {game!r}; it has {sorted(pgx.available_envs())}")
-  return PgxEnv(pgx.make(game), random_openings)
+    raise ImportError(f"{name} needs {kind}: pip install 'muax[jax-envs]'") from e
+  if kind == "gymnax":
+    if random_openings:
+      raise ValueError("random_openings is for pgx games")
+    if game not in library.registered_envs:
+      raise ValueError(f"gymnax has no environment {game!r}; it has "
+                       f"{sorted(library.registered_envs)}")
+    env, params = library.make(game)
+    return GymnaxEnv(env, params, name=game)
+  if game not in library.available_envs():
+    raise ValueError(f"pgx has no game {game!r}; it has {sorted(library.available_envs())}")
+  return PgxEnv(library.make(game), random_openings)

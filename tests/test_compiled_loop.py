@@ -9,6 +9,8 @@ from conftest import make_mlp_model
 from jax_cartpole import CartPole
 from muax.loop.jitted import CompiledConfig
 from muax.loop.jitted import CompiledLoop
+from muax.loop.jitted import temperature_at
+from muax.loop.jitted import temperature_schedule
 
 
 @chex.dataclass(frozen=True)
@@ -157,3 +159,37 @@ def test_the_jax_cartpole_steps_as_gymnasiums():
     if terminated:
       break
   assert t > 5
+
+
+def test_the_acting_temperature_follows_its_schedule_in_updates():
+  schedule = temperature_schedule(100)  # the host loop's default over 100 updates
+  assert schedule == ((0, 1.), (50, .5), (75, .25))
+  got = [float(temperature_at(schedule, jnp.int32(n))) for n in (0, 49, 50, 74, 75, 10**6)]
+  assert got == [1., 1., .5, .5, .25, .25]
+  assert float(temperature_at(.3, jnp.int32(5))) == pytest.approx(.3)
+  with pytest.raises(ValueError, match="starting at 0 updates"):
+    CompiledConfig(temperature=((5, 1.),))
+  with pytest.raises(ValueError, match="in increasing order"):
+    CompiledConfig(temperature=((0, 1.), (10, .5), (10, .25)))
+  # MuZero's acting samples visit counts N^(1/T): at T = 1 it now and then
+  # takes an action the search visited less than another; from the 40th
+  # update on T is 0: never.
+  model = make_mlp_model(policy="muzero")
+
+  def off_argmax(temperature):
+    loop = CompiledLoop(model, CartPole(), config=small_config(
+        num_envs=8, num_simulations=16, temperature=temperature, learning_starts=2,
+        capacity=64))
+    state, _ = loop.run(loop.init(jax.random.PRNGKey(0)), 60)
+    first_update = 60 - int(state.train.count)  # the iteration of the first update
+    steps = jax.device_get(state.replay.steps)
+    pi = steps["pi"][:60]  # [iterations, E, A]
+    taken = np.take_along_axis(pi, steps["a"][:60, :, None], -1)[..., 0]
+    # acting in iteration i sees i - first_update updates
+    return (taken < pi.max(-1)).sum(axis=1), first_update + 40
+
+  (always, _), (scheduled, greedy_from) = off_argmax(1.), off_argmax(((0, 1.), (40, 0.)))
+  assert 40 < greedy_from < 55
+  assert always[greedy_from:].sum() > 0 and scheduled[:greedy_from].sum() > 0, (
+      always, scheduled)
+  assert scheduled[greedy_from:].sum() == 0, scheduled

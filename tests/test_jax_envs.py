@@ -45,7 +45,7 @@ def test_random_openings_start_after_zero_to_n_legal_moves():
 
 
 def test_unknown_names_are_refused():
-  with pytest.raises(ValueError, match="use 'pgx:<game>'"):
+  with pytest.raises(ValueError, match="use 'gymnax:<id>' or 'pgx:<game>'"):
     jax_envs.make("tic_tac_toe")
   with pytest.raises(ValueError, match="pgx has no game 'chess960'"):
     jax_envs.make("pgx:chess960")

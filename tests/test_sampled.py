@@ -298,7 +298,6 @@ def test_batch_checks():
 
 
 def _pendulum_run(tmp_path, seed, **overrides):
-  import optax  # noqa: F401  (the model's optimizer)
   env = gym.make("Pendulum-v1")
   model = sampled.build_model(
       env.action_space, embedding_dim=64, hidden=(64,), support_size=30, num_samples=16,

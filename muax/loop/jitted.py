@@ -10,21 +10,25 @@ chunks of iterations and reads back the metrics between them.
 An episode whose `done` comes with `state.time >= params.max_steps_in_episode`
 was cut by the time limit: its n-step returns are bootstrapped from the greedy
 search value of the observation the limit cut off, as the host loop does.
+gymnax (>= 1.0) environments, whose `step_env` reports terminations only, are
+wrapped in `muax.jax_envs.GymnaxEnv`, which adds their clock to `done`.
 """
 import dataclasses
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import chex
 import jax
 import jax.numpy as jnp
 
+from muax import jax_envs
 from muax.core import replay as replay_lib
 from muax.core.types import SearchBudget
 from muax.core.types import SearchConfig
 from muax.core.types import TrainState
 from muax.transition import Transition
 
-__all__ = ["CompiledConfig", "CompiledLoop", "LoopState", "time_limit_reached"]
+__all__ = ["CompiledConfig", "CompiledLoop", "LoopState", "temperature_at",
+           "temperature_schedule", "time_limit_reached"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +44,36 @@ class CompiledConfig:
   updates_per_iteration: int = 1
   capacity: int = 2_000  # steps kept per environment
   learning_starts: int = 64  # steps per environment before the first update
-  temperature: float = 1.
+  # The acting temperature (policy 'muzero': visit counts N^(1/T); gumbel's
+  # choice does not use it): a number, or a schedule of `(updates, T)` pairs,
+  # T from that many updates on, e.g. `temperature_schedule(20_000)`.
+  temperature: Union[float, Tuple[Tuple[int, float], ...]] = 1.
   discount: float = 0.997
+
+  def __post_init__(self):
+    if not isinstance(self.temperature, (int, float)):
+      schedule = tuple((int(n), float(t)) for n, t in self.temperature)
+      if not schedule or schedule[0][0] != 0 or any(
+          a[0] >= b[0] for a, b in zip(schedule, schedule[1:])):
+        raise ValueError("temperature must be a number or (updates, temperature) pairs "
+                         f"starting at 0 updates, in increasing order, got {self.temperature!r}")
+      object.__setattr__(self, "temperature", schedule)
+
+
+def temperature_schedule(updates: int) -> Tuple[Tuple[int, float], ...]:
+  """The host loop's default (`muax.train.default_temperature_fn`) as a
+  schedule over `updates` updates: 1 for the first half, 0.5 to three
+  quarters, then 0.25."""
+  return ((0, 1.), (max(1, updates // 2), .5), (max(2, 3 * updates // 4), .25))
+
+
+def temperature_at(temperature: Any, updates: chex.Array) -> chex.Array:
+  """The temperature of a `CompiledConfig.temperature` after `updates` updates."""
+  if isinstance(temperature, (int, float)):
+    return jnp.float32(temperature)
+  starts = jnp.array([n for n, _ in temperature])
+  values = jnp.array([t for _, t in temperature], jnp.float32)
+  return values[jnp.searchsorted(starts, updates, side="right") - 1]
 
 
 @chex.dataclass(frozen=True, mappable_dataclass=False)
@@ -56,12 +88,7 @@ class LoopState:
   env_steps: chex.Array  # [] int32 steps taken, all environments together
 
 
-def time_limit_reached(state: Any, params: Any) -> chex.Array:
-  """gymnax's convention: `state.time >= params.max_steps_in_episode` (False
-  for environments without an episode clock)."""
-  if not hasattr(state, "time") or not hasattr(params, "max_steps_in_episode"):
-    return jnp.zeros(jnp.shape(getattr(state, "time", False)), bool)
-  return state.time >= params.max_steps_in_episode
+time_limit_reached = jax_envs.time_limit_of  # the default `time_limit`
 
 
 class CompiledLoop:
@@ -70,7 +97,9 @@ class CompiledLoop:
   Args:
     model: an initialised `muax.MuZero` (policy 'muzero' or 'gumbel'): its
       variant's search and its pure updates are used, never its state.
-    env: an environment with gymnax's `reset_env` / `step_env`.
+    env: an environment with gymnax's `reset_env` / `step_env`, `done`
+      including the time limit; a gymnax `Environment` (it has
+      `is_truncated`) is wrapped in `muax.jax_envs.GymnaxEnv` for that.
     env_params: the environment's parameters (None: `env.default_params`).
     config: a `CompiledConfig`.
     time_limit: `(state, params) -> [] bool`, True where a `done` is a time
@@ -97,6 +126,9 @@ class CompiledLoop:
                        "model.set_reanalyze(None) first")
     if model.train_state is None:
       raise RuntimeError("call model.init(rng_key, sample_input) before building the loop")
+    if hasattr(env, "is_truncated") and not hasattr(env, "time_limit"):
+      env = jax_envs.GymnaxEnv(env, env_params)  # gymnax >= 1.0: done without the clock
+      test_env = env if test_env is None else jax_envs.GymnaxEnv(test_env, env_params)
     self.model, self.env, self.config = model, env, config
     self.env_params = env.default_params if env_params is None else env_params
     # What the compiled functions read: frozen, and free of the (mutable) model.
@@ -180,7 +212,9 @@ class _Program:
     params = state.train.params
     mask = self._invalid(state.env_state, num_envs)
     action, pi, value = self.search(params, k_act, state.obs, mask,
-                                     self._settings(cfg.temperature), self.budget)
+                                     self._settings(temperature_at(cfg.temperature,
+                                                                   state.train.count)),
+                                     self.budget)
     next_obs, next_state, reward, done, _ = jax.vmap(
         self.env.step_env, (0, 0, 0, None))(jax.random.split(k_step, num_envs),
                                             state.env_state, action, self.env_params)

@@ -1,0 +1,77 @@
+"""gymnax environments in the compiled loop: the adapter, and `muax train gymnax:<id>`."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from muax import jax_envs
+
+gymnax = pytest.importorskip("gymnax")
+
+
+def test_an_episode_cut_by_the_clock_is_a_time_limit_and_a_fall_is_not():
+  env, params = gymnax.make("CartPole-v1")
+  short = jax_envs.GymnaxEnv(env, params.replace(max_steps_in_episode=5), name="CartPole-v1")
+  assert (short.num_actions, short.observation_shape, short.max_steps) == (2, (4,), 5)
+  obs, state = short.reset_env(jax.random.PRNGKey(0))
+  for t in range(5):  # alternating pushes keep the pole up for five steps
+    obs, state, reward, done, _ = short.step_env(jax.random.PRNGKey(t), state, jnp.int32(t % 2))
+    assert obs.dtype == jnp.float32 and reward.dtype == jnp.float32 and float(reward) == 1.
+    assert bool(done) == (t == 4) and bool(short.time_limit(state)) == (t == 4)
+  env = jax_envs.make("gymnax:CartPole-v1")
+  assert env.max_steps == 500 and env.default_params.max_steps_in_episode == 500
+  obs, state = env.reset_env(jax.random.PRNGKey(0))
+  for t in range(100):  # always pushing right tips the pole over long before 500 steps
+    obs, state, _, done, _ = env.step_env(jax.random.PRNGKey(t), state, jnp.int32(1))
+    if bool(done):
+      break
+  assert bool(done) and t < 50 and not bool(env.time_limit(state))
+
+
+def test_minatar_planes_come_as_float32_images():
+  env = jax_envs.make("gymnax:Breakout-MinAtar")
+  assert (env.num_actions, env.observation_shape) == (3, (10, 10, 4))
+  obs, state = env.reset_env(jax.random.PRNGKey(0))
+  assert obs.dtype == jnp.float32 and set(np.unique(np.asarray(obs))) <= {0., 1.}
+  obs, *_ = env.step_env(jax.random.PRNGKey(1), state, jnp.int32(0))
+  assert obs.shape == (10, 10, 4) and obs.dtype == jnp.float32
+
+
+def test_continuous_and_unknown_environments_are_refused_by_name():
+  with pytest.raises(ValueError, match="Pendulum-v1 has a continuous action space"):
+    jax_envs.make("gymnax:Pendulum-v1")
+  with pytest.raises(ValueError, match="gymnax has no environment 'CartPole-v9'"):
+    jax_envs.make("gymnax:CartPole-v9")
+  with pytest.raises(ValueError, match="random_openings is for pgx games"):
+    jax_envs.make("gymnax:CartPole-v1", random_openings=2)
+  assert jax_envs.is_jax_env_id("gymnax:CartPole-v1") and not jax_envs.is_jax_env_id("CartPole-v1")
+
+
+def test_muax_train_gymnax_minatar_trains_conv_nets_in_the_compiled_loop(tmp_path, capsys):
+  from muax import cli  # noqa: PLC0415
+  code = cli.main(["train", "gymnax:Breakout-MinAtar", "--max-training-steps", "2",
+                   "--num-envs", "4", "--num-simulations", "2", "--buffer-warm-up", "8",
+                   "--num-trajectory", "4", "--k-steps", "2", "--n-step", "3",
+                   "--num-test-episodes", "2", "--logdir", str(tmp_path / "tb"),
+                   "--save-dir", str(tmp_path / "models"), "--no-progress"])
+  out = capsys.readouterr().out
+  assert code == 0 and "best checkpoint" in out and "random player" not in out, out
+  config = cli.config_from_args(dict(env_id="gymnax:Breakout-MinAtar"), given=())
+  setup = cli.cli_compiled.compiled_setup(config)
+  assert setup["test_max_steps"] == 1000 and setup["target_return"] is None
+  assert "conv" in str(jax.tree_util.tree_structure(setup["model"].params)).lower()
+  setup["model"].load(tmp_path / "models" / "compiled_run.npz")  # the run state fits the nets
+
+
+@pytest.mark.learning
+def test_muax_train_gymnax_cartpole_defaults_solve_it(tmp_path, capsys):
+  from muax import cli  # noqa: PLC0415
+  config = cli.config_from_args(dict(env_id="gymnax:CartPole-v1"), given=())
+  setup = cli.cli_compiled.compiled_setup(config)
+  # The target and the test's length come from gymnasium's and gymnax's CartPole-v1.
+  assert (setup["target_return"], setup["test_max_steps"]) == (475., 500)
+  code = cli.main(["train", "gymnax:CartPole-v1", "--logdir", str(tmp_path / "tb"),
+                   "--save-dir", str(tmp_path / "models"), "--no-progress"])
+  out = capsys.readouterr().out
+  best = float(out.split("best test ")[1].split(";")[0])
+  assert code == 0 and best >= 475, out  # a random policy scores about 22
