@@ -23,6 +23,12 @@ ENV_DEFAULTS = {
     # solved 5 of 5 seeds in a median 20,000 env steps, 0.997 in 44,000).
     "gymnax:CartPole-v1": dict(policy="gumbel", num_simulations=8, num_envs=16, k_steps=5,
                                num_trajectory=64, max_training_steps=12500),
+    # MinAtar: benchmarks/minatar.py's search and targets (Gumbel 16, K 5, n 10)
+    # over 32 environments, with the CLI's conv nets.
+    "gymnax:Breakout-MinAtar": dict(policy="gumbel", num_simulations=16, num_envs=32,
+                                    k_steps=5, learning_rate=3e-3, end_learning_rate=3e-4,
+                                    num_trajectory=16, sample_per_trajectory=2,
+                                    max_training_steps=12500),
     # Tic-tac-toe: the host example's networks and search (examples/tictactoe.py).
     "pgx:tic_tac_toe": dict(policy="gumbel", num_simulations=25, support_size=2, hidden=128,
                             embedding_dim=32, discount=1., n_step=9, k_steps=5,
@@ -35,6 +41,8 @@ ENV_DEFAULTS = {
 LOOP_DEFAULTS = {
     "gymnax:CartPole-v1": dict(updates_per_env_step=1 / 16, capacity=16_000,
                                learning_starts=256),
+    "gymnax:Breakout-MinAtar": dict(updates_per_env_step=1 / 8, capacity=100_000,
+                                    learning_starts=1_000),
 }
 # Self-play games start after 0..N random moves (tests start from the empty board):
 # as second mover against a random player, tic-tac-toe lost 3-19% of its games

@@ -80,6 +80,7 @@ def fit_compiled(model: Any, env: Any, env_params: Any = None, *,
     record = {"kind": _KIND, "best_return": None, "best_path": None, "chunks": 0}
     if resume and checkpoint.file_for(run_file).exists():
       state, record = load_run(run_file, state)
+      state = loop.place(state)
     else:  # a new run: an earlier run's state and best checkpoint are kept aside
       run_state.move_aside([checkpoint.file_for(run_file), folder / _BEST])
     return _run(model, loop, state, record, folder, save_name, max_env_steps, chunk,

@@ -14,11 +14,12 @@ gymnax (>= 1.0) environments, whose `step_env` reports terminations only, are
 wrapped in `muax.jax_envs.GymnaxEnv`, which adds their clock to `done`.
 """
 import dataclasses
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from muax import jax_envs
 from muax.core import replay as replay_lib
@@ -106,6 +107,12 @@ class CompiledLoop:
       limit rather than a termination (`time_limit_reached` by default).
     test_env: the environment `evaluate` plays (None: `env`), e.g. one
       without the training env's random openings; same parameters.
+    devices: the devices to run on (None: `jax.local_devices()`). With more
+      than one, the environments, their observations and the replay are
+      split across them along the environment axis (`num_envs` must be a
+      multiple of their number) and the training state is replicated: each
+      device acts and steps its share, and XLA averages the gradients of the
+      batch across them.
 
   Board games (pgx, through `muax.jax_envs`) add, as methods of `env`:
   `legal_actions(state) -> [A] bool` (the search and the policy target are
@@ -117,7 +124,8 @@ class CompiledLoop:
 
   def __init__(self, model: Any, env: Any, env_params: Any = None,
                config: CompiledConfig = CompiledConfig(), *,
-               time_limit: Callable = time_limit_reached, test_env: Any = None):
+               time_limit: Callable = time_limit_reached, test_env: Any = None,
+               devices: Optional[Sequence[Any]] = None):
     if model.variant.search is None or model.policy not in ("muzero", "gumbel"):
       raise ValueError(f"the compiled loop runs policy 'muzero' or 'gumbel', not "
                        f"policy={model.policy!r}")
@@ -130,6 +138,12 @@ class CompiledLoop:
       env = jax_envs.GymnaxEnv(env, env_params)  # gymnax >= 1.0: done without the clock
       test_env = env if test_env is None else jax_envs.GymnaxEnv(test_env, env_params)
     self.model, self.env, self.config = model, env, config
+    devices = list(jax.local_devices() if devices is None else devices)
+    if config.num_envs % len(devices):
+      raise ValueError(f"num_envs={config.num_envs} must be a multiple of the {len(devices)} "
+                       "devices the environments are split across (or pass devices=)")
+    self.mesh = (jax.sharding.Mesh(np.array(devices), ("envs",)) if len(devices) > 1
+                 else None)
     self.env_params = env.default_params if env_params is None else env_params
     # What the compiled functions read: frozen, and free of the (mutable) model.
     self._legal = getattr(env, "legal_actions", None)
@@ -140,7 +154,7 @@ class CompiledLoop:
                        budget=SearchBudget(num_simulations=config.num_simulations),
                        legal_actions=self._legal,
                        current_player=getattr(env, "current_player", None),
-                       test_env=env if test_env is None else test_env)
+                       test_env=env if test_env is None else test_env, mesh=self.mesh)
     self.run = jax.jit(program.run, static_argnums=(1,), donate_argnums=(0,))
     """`run(state, iterations) -> (state, metrics[iterations])`: `iterations`
     steps of every environment, learning as configured (`state` is donated)."""
@@ -164,12 +178,36 @@ class CompiledLoop:
     if self._legal is not None:
       example["mask"] = jnp.zeros((num_actions,), bool)
     train = self.model.train_state if train_state is None else train_state
-    return LoopState(
+    return self.place(LoopState(
         train=jax.tree_util.tree_map(jnp.array, train), env_state=env_state, obs=obs,
         replay=replay_lib.init(example, self.config.capacity, self.config.num_envs),
         key=jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
         else key,
-        episode_return=jnp.zeros((self.config.num_envs,)), env_steps=jnp.zeros((), jnp.int32))
+        episode_return=jnp.zeros((self.config.num_envs,)), env_steps=jnp.zeros((), jnp.int32)))
+
+  def place(self, state: LoopState) -> LoopState:
+    """`state` on the loop's devices: split along the environment axis where
+    there are several (as `init` gives it; e.g. for a loaded state)."""
+    if self.mesh is None:
+      return state
+    return jax.device_put(state, _shardings(state, self.mesh))
+
+
+def _shardings(state: LoopState, mesh: Any) -> LoopState:
+  """The placement of every leaf of `state` on `mesh`: environment axes split
+  (axis 0 of the environments' arrays, axis 1 of the replay's `[C, E, ...]`),
+  everything else (training state, keys, counters) replicated."""
+  named = lambda *spec: jax.sharding.NamedSharding(  # noqa: E731
+      mesh, jax.sharding.PartitionSpec(*spec))
+  envs = lambda tree: jax.tree_util.tree_map(  # noqa: E731
+      lambda x: named("envs") if jnp.ndim(x) else named(), tree)
+  return state.replace(
+      train=jax.tree_util.tree_map(lambda _: named(), state.train),
+      env_state=envs(state.env_state), obs=named("envs"),
+      replay=state.replay.replace(
+          steps=jax.tree_util.tree_map(lambda _: named(None, "envs"), state.replay.steps),
+          count=named()),
+      key=named(), episode_return=named("envs"), env_steps=named())
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity (jit caches on it)
@@ -187,6 +225,7 @@ class _Program:
   legal_actions: Optional[Callable] = None  # (env state) -> [A] bool
   current_player: Optional[Callable] = None  # (env state) -> [] int
   test_env: Any = None  # the environment `evaluate` plays
+  mesh: Any = None  # several devices: the environments' split (see `_shardings`)
 
   def _invalid(self, env_state: Any, num_envs: int) -> chex.Array:
     """`[E, A]` float32, 1 = an illegal action (none marked where a state has no
@@ -204,7 +243,11 @@ class _Program:
   def run(self, state: LoopState, iterations: int) -> Tuple[LoopState, Dict[str, chex.Array]]:
     """`iterations` steps of every environment, learning as configured;
     returns the new state and per-iteration metrics `[iterations]`."""
-    return jax.lax.scan(lambda s, _: self._iteration(s), state, None, length=iterations)
+    state, metrics = jax.lax.scan(lambda s, _: self._iteration(s), state, None,
+                                  length=iterations)
+    if self.mesh is not None:  # leave it placed as it came (no recompiling next call)
+      state = jax.lax.with_sharding_constraint(state, _shardings(state, self.mesh))
+    return state, metrics
 
   def _iteration(self, state: LoopState) -> Tuple[LoopState, Dict[str, chex.Array]]:
     cfg, num_envs = self.config, self.config.num_envs
@@ -281,9 +324,11 @@ class _Program:
       starter = jax.vmap(self.current_player)(env_state)
       agent_player = jnp.where(jnp.arange(num_envs) % 2 == 0, starter, 1 - starter)
 
-    def step(carry, key):
-      obs, env_state, total, running = carry
-      k_search, k_random, k_step = jax.random.split(key, 3)
+    keys = jax.random.split(key, max_steps)
+
+    def step(carry):
+      t, obs, env_state, total, running = carry
+      k_search, k_random, k_step = jax.random.split(keys[t], 3)
       mask = self._invalid(env_state, num_envs)
       action, _, _ = self.search(params, k_search, obs, mask, self._settings(0.), self.budget)
       sign = jnp.ones((num_envs,))
@@ -294,8 +339,10 @@ class _Program:
       obs, env_state, reward, done, _ = jax.vmap(self.test_env.step_env, (0, 0, 0, None))(
           jax.random.split(k_step, num_envs), env_state, action, self.env_params)
       total = total + jnp.where(running, sign * reward, 0.)
-      return (obs, env_state, total, running & ~done), None
+      return t + 1, obs, env_state, total, running & ~done
 
-    init = (obs, env_state, jnp.zeros((num_envs,)), jnp.ones((num_envs,), bool))
-    (_, _, total, _), _ = jax.lax.scan(step, init, jax.random.split(key, max_steps))
+    # Until every episode has ended (or max_steps): short episodes end the test early.
+    init = (jnp.int32(0), obs, env_state, jnp.zeros((num_envs,)), jnp.ones((num_envs,), bool))
+    _, _, _, total, _ = jax.lax.while_loop(
+        lambda carry: (carry[0] < max_steps) & carry[4].any(), step, init)
     return total
