@@ -153,7 +153,9 @@ class CompiledLoop:
                        time_limit=getattr(env, "time_limit", time_limit),
                        budget=SearchBudget(num_simulations=config.num_simulations),
                        legal_actions=self._legal,
-                       current_player=getattr(env, "current_player", None),
+                       # one-player pgx games (2048) have a current player too
+                       current_player=(getattr(env, "current_player", None)
+                                       if model.two_player else None),
                        test_env=env if test_env is None else test_env, mesh=self.mesh)
     self.run = jax.jit(program.run, static_argnums=(1,), donate_argnums=(0,))
     """`run(state, iterations) -> (state, metrics[iterations])`: `iterations`
