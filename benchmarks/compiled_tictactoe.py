@@ -11,7 +11,7 @@ summary line per seed and one for all seeds follow. `--openings 0` trains
 without the random openings the CLI uses.
 
 Usage: python benchmarks/compiled_tictactoe.py [--openings 3] [--max-training-steps 16000]
-    [--seeds 0 1 2] [--perfect-games 100]
+    [--seeds 0 1 2] [--perfect-games 100] [--perfect-simulations 25 100]
 """
 import argparse
 import json
@@ -55,7 +55,7 @@ def versus_perfect(model, env, first: bool, games: int, seed: int, num_simulatio
   return counts
 
 
-def train_and_test(config, perfect_games):
+def train_and_test(config, perfect_games, perfect_simulations=None):
   setup = cli_compiled.compiled_setup(config)
   model = setup["model"]
   loop = CompiledLoop(model, setup["env"], config=setup["loop_config"],
@@ -82,10 +82,11 @@ def train_and_test(config, perfect_games):
              "last5_first_loss_max": max(r["first_loss"] for r in last),
              "last5_second_loss_max": max(r["second_loss"] for r in last),
              "last5_second_loss_min": min(r["second_loss"] for r in last)}
-  for first, seat in ((True, "first"), (False, "second")):
-    summary[f"vs_perfect_{seat}"] = versus_perfect(
-        model, setup["test_env"], first, perfect_games, config.seed + 100,
-        config.num_simulations)
+  for simulations in perfect_simulations or [config.num_simulations]:
+    suffix = "" if simulations == config.num_simulations else f"_{simulations}sims"
+    for first, seat in ((True, "first"), (False, "second")):
+      summary[f"vs_perfect_{seat}{suffix}"] = versus_perfect(
+          model, setup["test_env"], first, perfect_games, config.seed + 100, simulations)
   print(json.dumps(summary), flush=True)
   return summary
 
@@ -98,6 +99,9 @@ def main():
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--perfect-games", type=int, default=100,
                       help="games per seat against the perfect player")
+  parser.add_argument("--perfect-simulations", type=int, nargs="+", default=None,
+                      help="search simulations in those games (default: training's); "
+                           "losses_per_seed counts the first")
   args = parser.parse_args()
   if args.openings is not None:
     cli_compiled.OPENINGS = {**cli_compiled.OPENINGS, "pgx:tic_tac_toe": args.openings}
@@ -106,8 +110,11 @@ def main():
     given = {"max_training_steps", "seed"}
     config = cli.config_from_args(dict(env_id="pgx:tic_tac_toe", seed=seed,
                                        max_training_steps=args.max_training_steps), given)
-    results.append(train_and_test(config, args.perfect_games))
-  losses = [r["vs_perfect_first"][2] + r["vs_perfect_second"][2] for r in results]
+    results.append(train_and_test(config, args.perfect_games, args.perfect_simulations))
+  first = args.perfect_simulations[0] if args.perfect_simulations else None
+  suffix = "" if first in (None, config.num_simulations) else f"_{first}sims"
+  losses = [r[f"vs_perfect_first{suffix}"][2] + r[f"vs_perfect_second{suffix}"][2]
+            for r in results]
   print(json.dumps({"bench": "compiled_tictactoe_perfect", "seeds": args.seeds,
                     "games_per_seat": args.perfect_games, "losses_per_seed": losses,
                     "seeds_never_lost": sum(n == 0 for n in losses)}), flush=True)
