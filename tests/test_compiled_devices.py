@@ -23,15 +23,15 @@ _SCRIPT = textwrap.dedent("""
 
     assert len(jax.devices()) == 2, jax.devices()
     config = CompiledConfig(num_envs=8, num_simulations=4, k_steps=3, n=3, batch_size=16,
-                            capacity=64, learning_starts=10, updates_per_iteration=2)
+                            capacity=64, learning_starts=7, updates_per_iteration=2)
     model = make_mlp_model(policy="gumbel")
     one = CompiledLoop(model, CartPole(), config=config, devices=jax.devices()[:1])
     two = CompiledLoop(model, CartPole(), config=config)
     assert one.mesh is None and two.mesh is not None
     a, b = one.init(jax.random.PRNGKey(0)), two.init(jax.random.PRNGKey(0))
     assert len(b.obs.sharding.device_set) == 2 and len(a.obs.sharding.device_set) == 1
-    a, _ = one.run(a, 8)  # no update yet: acting and stepping only
-    b, _ = two.run(b, 8)
+    a, _ = one.run(a, 6)  # no update yet: acting and stepping only
+    b, _ = two.run(b, 6)
     assert int(b.train.count) == 0
     np.testing.assert_array_equal(np.asarray(a.obs), np.asarray(b.obs))
     np.testing.assert_array_equal(np.asarray(a.replay.steps["a"]),
@@ -39,7 +39,7 @@ _SCRIPT = textwrap.dedent("""
     for _ in range(2):
       a, metrics_a = one.run(a, 6)
       b, metrics_b = two.run(b, 6)
-    assert int(b.train.count) == int(a.train.count) > 0 and int(b.env_steps) == 8 * 20
+    assert int(b.train.count) == int(a.train.count) > 0 and int(b.env_steps) == 8 * 18
     shards = b.replay.steps["obs"].sharding
     assert shards.spec == jax.sharding.PartitionSpec(None, "envs"), shards
     assert len(shards.device_set) == 2, shards
