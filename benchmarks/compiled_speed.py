@@ -6,11 +6,14 @@ interface): search, step, autoreset, replay and `updates` updates of batch 64
 per iteration. In the same run it times the search alone on E CartPole
 observations (jitted, inputs on the device), the loop's upper bound:
 `of_search` is the loop's env steps/s over the search's decisions/s.
-Compile time is reported separately.
+Also in the same run, once per search, the host loop's self-play rate at
+`--host-envs` gymnasium CartPole environments (`selfplay_speed.collector_rate`:
+batched search, env step and tracers, no learning); `vs_host` is the compiled
+loop's env steps/s over it. Compile time is reported separately.
 
 Prints JSON lines. Usage:
-  python benchmarks/compiled_speed.py [--envs 64 256 1024] [--iterations 100]
-      [--updates 1] [--platform cpu|gpu]
+  python benchmarks/compiled_speed.py [--envs 64 256 1024 4096] [--iterations 100]
+      [--updates 1] [--host-envs 64] [--platform cpu|gpu]
 """
 import argparse
 import json
@@ -21,7 +24,8 @@ import time
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.join(_HERE, "..", "tests"), _HERE]
 
 from jax_cartpole import CartPole  # noqa: E402 (tests/ holds the JAX CartPole)
 from muax import cli  # noqa: E402
@@ -29,6 +33,7 @@ from muax.core.types import SearchBudget  # noqa: E402
 from muax.core.types import SearchConfig  # noqa: E402
 from muax.loop.jitted import CompiledConfig  # noqa: E402
 from muax.loop.jitted import CompiledLoop  # noqa: E402
+import selfplay_speed  # noqa: E402 (the host loop's self-play rate)
 
 SETTINGS = (("gumbel", 8), ("muzero", 50))
 
@@ -39,11 +44,23 @@ def main():
   parser.add_argument("--iterations", type=int, default=100)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--updates", type=int, default=1, help="updates per iteration")
+  parser.add_argument("--host-envs", type=int, default=64,
+                      help="environments of the host loop's figure (0: none)")
   parser.add_argument("--platform", default=None)
   args = parser.parse_args()
   if args.platform:
     jax.config.update("jax_platform_name", args.platform)
   for policy, sims in SETTINGS:
+    host_rate = None
+    if args.host_envs:
+      host_model = cli.build_model(cli.TrainConfig(env_id="CartPole-v1", policy=policy), 2)
+      host_model.init(jax.random.PRNGKey(0), np.zeros((1, 4), np.float32))
+      host_rate = selfplay_speed.collector_rate(host_model, args.host_envs, sims, 50,
+                                                args.repeats)
+      print(json.dumps({"bench": "compiled_speed_host", "policy": policy,
+                        "num_simulations": sims, "num_envs": args.host_envs,
+                        "env_steps_per_s": round(host_rate, 1),
+                        "device": jax.devices()[0].platform}), flush=True)
     for num_envs in args.envs:
       model = cli.build_model(cli.TrainConfig(env_id="CartPole-v1", policy=policy), 2)
       model.init(jax.random.PRNGKey(0), np.zeros((1, 4), np.float32))
@@ -81,6 +98,7 @@ def main():
           "num_envs": num_envs, "updates_per_iteration": args.updates, "batch_size": 64,
           "env_steps_per_s": round(loop_rate, 1), "search_decisions_per_s": round(search_rate, 1),
           "of_search": round(loop_rate / search_rate, 3), "compile_s": round(compile_s, 1),
+          "vs_host": round(loop_rate / host_rate, 2) if host_rate else None,
           "device": jax.devices()[0].platform}), flush=True)
 
 
