@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import make_mlp_model
 import muax
 from muax import jax_envs
 from muax import nn
@@ -108,12 +109,7 @@ def test_muax_train_pgx_runs_the_compiled_loop_with_the_games_defaults(tmp_path,
 def test_a_one_player_game_is_played_by_the_agent_alone():
   # pgx's 2048 has a current player (always 0): every test game is the
   # agent's own, its merges scored positively (no random opponent, no sign flip).
-  size = 21
-  model = muax.MuZero(
-      nn._init_representation_func(nn.Representation, 16, hidden=(32,)),
-      nn._init_prediction_func(nn.Prediction, 4, size, hidden=(32,)),
-      nn._init_dynamic_func(nn.Dynamic, 16, 4, size, hidden=(32,)),
-      policy="gumbel", discount=.99)
+  model = make_mlp_model(policy="gumbel", num_actions=4, init=False, discount=.99)
   model.init(jax.random.PRNGKey(0), np.zeros((1, 4, 4, 31), np.float32))
   env = jax_envs.make("pgx:2048")
   assert (env.num_players, env.num_actions) == (1, 4)
