@@ -118,7 +118,7 @@ POLICY_DEFAULTS = {
 
 # Settings for options not given, per environment (`muax.cli_compiled`: the
 # JAX environments the compiled loop trains).
-ENV_DEFAULTS = dict(cli_compiled.ENV_DEFAULTS)
+ENV_DEFAULTS = cli_compiled.ENV_DEFAULTS
 
 
 def config_from_args(values: dict, given: Collection[str] = ()) -> TrainConfig:

@@ -111,7 +111,7 @@ class CompiledLoop:
       than one, the environments, their observations and the replay are
       split across them along the environment axis (`num_envs` must be a
       multiple of their number) and the training state is replicated: each
-      device acts and steps its share, and XLA averages the gradients of the
+      device acts and steps its share, and XLA reduces the gradients of the
       batch across them.
 
   Board games (pgx, through `muax.jax_envs`) add, as methods of `env`:
@@ -134,9 +134,8 @@ class CompiledLoop:
                        "model.set_reanalyze(None) first")
     if model.train_state is None:
       raise RuntimeError("call model.init(rng_key, sample_input) before building the loop")
-    if hasattr(env, "is_truncated") and not hasattr(env, "time_limit"):
-      env = jax_envs.GymnaxEnv(env, env_params)  # gymnax >= 1.0: done without the clock
-      test_env = env if test_env is None else jax_envs.GymnaxEnv(test_env, env_params)
+    env = _with_clock(env, env_params)
+    test_env = None if test_env is None else _with_clock(test_env, env_params)
     self.model, self.env, self.config = model, env, config
     devices = list(jax.local_devices() if devices is None else devices)
     if config.num_envs % len(devices):
@@ -193,6 +192,14 @@ class CompiledLoop:
     if self.mesh is None:
       return state
     return jax.device_put(state, _shardings(state, self.mesh))
+
+
+def _with_clock(env: Any, env_params: Any) -> Any:
+  """A bare gymnax (>= 1.0) `Environment`, whose `step_env` reports
+  terminations only, wrapped so that `done` includes its time limit."""
+  if hasattr(env, "is_truncated") and not hasattr(env, "time_limit"):
+    return jax_envs.GymnaxEnv(env, env_params)
+  return env
 
 
 def _shardings(state: LoopState, mesh: Any) -> LoopState:
