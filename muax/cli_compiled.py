@@ -80,6 +80,8 @@ def compiled_setup(config: Any) -> dict:
   import jax  # noqa: PLC0415
   from muax import cli_build  # noqa: PLC0415
   from muax import jax_envs  # noqa: PLC0415
+  from muax import variants  # noqa: PLC0415
+  from muax.loop.jitted import POLICIES  # noqa: PLC0415
   from muax.loop.jitted import CompiledConfig  # noqa: PLC0415
   from muax.loop.jitted import temperature_schedule  # noqa: PLC0415
   pgx = config.env_id.startswith("pgx:")
@@ -89,9 +91,13 @@ def compiled_setup(config: Any) -> dict:
     test_env = jax_envs.make(config.env_id) if pgx else env
   except (ValueError, ImportError) as e:
     raise SystemExit(f"muax train: cannot make {config.env_id}: {e}") from None
-  if config.policy not in ("muzero", "gumbel"):
-    raise SystemExit(f"muax train: {config.env_id} trains with policy muzero or gumbel, not "
-                     f"{config.policy}")
+  if config.policy not in POLICIES:
+    raise SystemExit(f"muax train: {config.env_id} trains with policy {' or '.join(POLICIES)}, "
+                     f"not {config.policy}")
+  two_players = [p for p in POLICIES if "two_player" in variants.get(p).supports]
+  if env.num_players == 2 and config.policy not in two_players:
+    raise SystemExit(f"muax train: {config.env_id} is a two-player game; policy "
+                     f"{config.policy} plans for one player (use {' or '.join(two_players)})")
   # gymnax's image-shaped observations (MinAtar's [10, 10, C] planes) get the
   # conv nets; they are float 0/1 already, so not divided by 255 (only uint8
   # is). Board games keep the MLPs their defaults were measured with.

@@ -116,12 +116,13 @@ def test_it_refuses_a_model_it_cannot_run():
   reanalysing.set_reanalyze(0.5)
   with pytest.raises(ValueError, match="does not reanalyse yet"):
     CompiledLoop(reanalysing, CartPole())
-  from muax import stochastic  # noqa: PLC0415
-  model = stochastic.build_model(2, num_chance_outcomes=4, embedding_dim=8, hidden=(16,),
-                                 support_size=5)
+  import gymnasium as gym  # noqa: PLC0415
+  from muax import sampled  # noqa: PLC0415
+  model = sampled.build_model(gym.spaces.Box(-1., 1., (1,)), embedding_dim=8, hidden=(16,),
+                              support_size=5, num_samples=4)
   model.init(jax.random.PRNGKey(0), np.zeros((1, 4), np.float32))
-  with pytest.raises(ValueError, match="runs policy 'muzero' or 'gumbel', not "
-                                       "policy='stochastic'"):
+  with pytest.raises(ValueError, match="runs policy 'muzero', 'gumbel' or 'stochastic', not "
+                                       "policy='sampled'"):
     CompiledLoop(model, CartPole())
 
 

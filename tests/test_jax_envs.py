@@ -116,3 +116,32 @@ def test_a_one_player_game_is_played_by_the_agent_alone():
   loop = CompiledLoop(model, env, config=CompiledConfig(num_envs=4, num_simulations=4))
   returns = np.asarray(loop.evaluate(model.params, jax.random.PRNGKey(0), 4, 40))
   assert (returns > 0).all(), returns
+
+
+def test_stochastic_muzero_learns_2048s_chance_in_the_compiled_loop():
+  # The new tile after each move is the environment's chance: the encoder
+  # learns codes for it from consecutive observations in the device replay.
+  from muax import stochastic  # noqa: PLC0415
+  model = stochastic.build_model(4, num_chance_outcomes=8, embedding_dim=16, hidden=(32,),
+                                 support_size=10)
+  model.init(jax.random.PRNGKey(0), np.zeros((1, 4, 4, 31), np.float32))
+  loop = CompiledLoop(model, jax_envs.make("pgx:2048"), config=CompiledConfig(
+      num_envs=4, num_simulations=4, k_steps=3, n=5, batch_size=16, learning_starts=8,
+      updates_per_iteration=2, discount=.99))
+  state, metrics = loop.run(loop.init(jax.random.PRNGKey(1)), 100)
+  loss = np.asarray(metrics["loss"])
+  assert np.isnan(loss[:7]).all() and np.isfinite(loss[7:]).all()
+  assert int(state.train.count) == 2 * (100 - 7)
+  # ~10.9 at the first updates; ~6.5 after 186 (a loss that does not train stays near 11)
+  assert loss[-10:].mean() < 0.8 * loss[7:12].mean(), (loss[7:12], loss[-10:])
+  assert (np.asarray(loop.evaluate(state.train.params, jax.random.PRNGKey(2), 4, 30)) > 0).all()
+
+
+def test_muax_train_refuses_a_policy_the_game_cannot_take(capsys):
+  from muax import cli  # noqa: PLC0415
+  with pytest.raises(SystemExit, match="two-player game; policy stochastic plans for one "
+                                       "player \\(use muzero or gumbel\\)"):
+    cli.main(["train", "pgx:tic_tac_toe", "--policy", "stochastic"])
+  with pytest.raises(SystemExit, match="trains with policy muzero or gumbel or stochastic, "
+                                       "not sampled"):
+    cli.main(["train", "pgx:2048", "--policy", "sampled"])

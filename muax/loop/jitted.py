@@ -28,7 +28,7 @@ from muax.core.types import SearchConfig
 from muax.core.types import TrainState
 from muax.transition import Transition
 
-__all__ = ["CompiledConfig", "CompiledLoop", "LoopState", "temperature_at",
+__all__ = ["CompiledConfig", "CompiledLoop", "LoopState", "POLICIES", "temperature_at",
            "temperature_schedule", "time_limit_reached"]
 
 
@@ -90,14 +90,18 @@ class LoopState:
 
 
 time_limit_reached = jax_envs.time_limit_of  # the default `time_limit`
+# The policies whose search the loop runs (the sampled ones act in continuous spaces).
+POLICIES = ("muzero", "gumbel", "stochastic")
 
 
 class CompiledLoop:
   """Acting, replay and learning for a JAX environment in one program.
 
   Args:
-    model: an initialised `muax.MuZero` (policy 'muzero' or 'gumbel'): its
-      variant's search and its pure updates are used, never its state.
+    model: an initialised `muax.MuZero` (policy 'muzero' or 'gumbel') or
+      `muax.stochastic.StochasticMuZero` (its chance codes learnt from the environment's
+      own randomness, e.g. 2048's new tiles): its variant's search and its
+      pure updates are used, never its state.
     env: an environment with gymnax's `reset_env` / `step_env`, `done`
       including the time limit; a gymnax `Environment` (it has
       `is_truncated`) is wrapped in `muax.jax_envs.GymnaxEnv` for that.
@@ -126,9 +130,9 @@ class CompiledLoop:
                config: CompiledConfig = CompiledConfig(), *,
                time_limit: Callable = time_limit_reached, test_env: Any = None,
                devices: Optional[Sequence[Any]] = None):
-    if model.variant.search is None or model.policy not in ("muzero", "gumbel"):
-      raise ValueError(f"the compiled loop runs policy 'muzero' or 'gumbel', not "
-                       f"policy={model.policy!r}")
+    if model.variant.search is None or model.policy not in POLICIES:
+      raise ValueError(f"the compiled loop runs policy 'muzero', 'gumbel' or 'stochastic', "
+                       f"not policy={model.policy!r}")
     if model.reanalyze is not None:
       raise ValueError("the compiled loop does not reanalyse yet: call "
                        "model.set_reanalyze(None) first")
