@@ -123,7 +123,9 @@ def compiled_setup(config: Any) -> dict:
       updates_per_iteration=updates,
       capacity=max(64, loop.get("capacity", 50_000) // num_envs),
       learning_starts=max(1, loop.get("learning_starts", config.buffer_warm_up) // num_envs),
-      discount=config.discount, temperature=temperature_schedule(config.max_training_steps))
+      discount=config.discount, temperature=temperature_schedule(config.max_training_steps),
+      replay=config.replay, priority_alpha=config.priority_alpha,
+      priority_beta=config.priority_beta, priority_beta_steps=config.max_training_steps)
   max_env_steps = config.max_training_steps * num_envs // updates
   target = config.target_return
   if target is None and not pgx:

@@ -15,6 +15,7 @@ _TESTS = os.path.dirname(os.path.abspath(__file__))
 # environments step exactly alike; afterwards the replicated parameters agree
 # to float precision (XLA sums the batch's gradients across the devices).
 _SCRIPT = textwrap.dedent("""
+    import dataclasses
     import jax
     import numpy as np
     from conftest import make_mlp_model
@@ -52,6 +53,14 @@ _SCRIPT = textwrap.dedent("""
                                                 atol=1e-5), a.train.params, b.train.params)
     returns = two.evaluate(b.train.params, jax.random.PRNGKey(1), 4, 50)
     assert returns.shape == (4,)
+    # prioritized: the priorities are split with the replay, and stay so
+    per = CompiledLoop(model, CartPole(),
+                       config=dataclasses.replace(config, replay="prioritized"))
+    c, _ = per.run(per.init(jax.random.PRNGKey(0)), 18)
+    c, metrics_c = per.run(c, 6)
+    assert c.replay.priority.sharding.spec == jax.sharding.PartitionSpec(None, "envs")
+    assert np.isfinite(np.asarray(metrics_c["loss"])).all()
+    assert (np.asarray(c.replay.priority)[:24] != 1.).any()
     print("two devices ok")
 """)
 

@@ -29,9 +29,10 @@ def streams(num_envs, length, seed=0):
       bootstrap_value=rng.normal(size=(length, num_envs)).astype(np.float32))
 
 
-def filled(steps, capacity, chunk=8):
+def filled(steps, capacity, chunk=8, prioritized=False):
   num_envs = steps["r"].shape[1]
-  state = replay.init({k: v[0, 0] for k, v in steps.items()}, capacity, num_envs)
+  state = replay.init({k: v[0, 0] for k, v in steps.items()}, capacity, num_envs,
+                      prioritized=prioritized)
   add = jax.jit(replay.add)
   for start in range(0, steps["r"].shape[0], chunk):
     state = add(state, {k: v[start:start + chunk] for k, v in steps.items()})
@@ -138,3 +139,71 @@ def test_bad_shapes_and_sizes_are_refused():
   with pytest.raises(ValueError, match="cannot add 10 steps at once to a buffer of 4"):
     replay.add(state, steps)
   assert not bool(replay.can_sample(state, 2, 2))
+
+
+def prioritized(steps, capacity, priority=None):
+  state = filled(steps, capacity, prioritized=True)
+  return state if priority is None else state.replace(priority=priority)
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "k_steps", "n", "alpha"))
+def draw_prioritized(state, key, batch_size, k_steps, n, alpha, beta):
+  return replay.sample_prioritized(state, key, batch_size, k_steps=k_steps, n=n, discount=0.9,
+                                   alpha=alpha, beta=beta)
+
+
+def test_prioritized_starts_follow_their_priorities_with_importance_weights():
+  # PrioritizedReplayBuffer's rule: P(i) = p_i^alpha / sum_j p_j^alpha over the
+  # admissible starts, weight (N P(i))^-beta over its batch's largest.
+  length, k, n, alpha, beta = 40, 5, 3, 0.6, 0.4
+  steps = streams(num_envs=2, length=length)
+  priority = np.random.default_rng(5).uniform(0.05, 3., (64, 2)).astype(np.float32)
+  state = prioritized(steps, capacity=64, priority=priority)
+  batch, index = jax.device_get(draw_prioritized(state, jax.random.PRNGKey(6), 40_000, k, n,
+                                                 alpha, beta))
+  t0, e = batch["obs"][:, 0, 0].astype(int), batch["obs"][:, 0, 1].astype(int)
+  np.testing.assert_array_equal(index, np.stack([t0, e], -1))  # capacity > length: row = step
+  starts = length - k - n + 1
+  p = priority[:starts] ** alpha
+  expected = p / p.sum() * len(t0)
+  counts = np.zeros((starts, 2))
+  np.add.at(counts, (t0, e), 1)
+  chi2 = ((counts - expected) ** 2 / expected).sum()
+  # 65 degrees of freedom: 120 is far in the tail (p < 1e-4) of a draw by these priorities.
+  assert counts[:, :].sum() == len(t0) and chi2 < 120, chi2
+  uniform = len(t0) / counts.size
+  assert ((counts - uniform) ** 2 / uniform).sum() > 1_000  # and not uniformly
+  is_weight = (p.size * p[t0, e] / p.sum()) ** -beta
+  np.testing.assert_allclose(batch["weight"][:, 0], is_weight / is_weight.max(), rtol=1e-4)
+  # the weight is the window's: the same along it (times the padding's 0 after a limit)
+  assert set(np.unique(batch["weight"] / batch["weight"][:, :1])) <= {0., 1.}
+
+
+def test_new_steps_get_the_largest_priority_and_updates_set_error_plus_epsilon():
+  steps = streams(num_envs=2, length=30)
+  state = prioritized({k: v[:20] for k, v in steps.items()}, capacity=24)
+  np.testing.assert_array_equal(state.priority[:20], 1.)  # max_priority starts at 1
+  index = np.array([[3, 0], [4, 1], [5, 0]], np.int32)
+  state = jax.jit(replay.update_priorities)(state, index, np.array([-2., np.nan, .5]))
+  np.testing.assert_allclose(state.priority[index[:, 0], index[:, 1]], [2.001, 1., .501])
+  assert float(state.max_priority) == pytest.approx(2.001)
+  state = jax.jit(replay.add)(state, {k: v[20:30] for k, v in steps.items()})
+  # steps 20..29 went to rows 20..23 and 0..5, overwriting the updated ones
+  rows = np.r_[20:24, 0:6]
+  np.testing.assert_allclose(state.priority[rows], 2.001)
+  np.testing.assert_array_equal(state.priority[6:20], 1.)
+  uniform = filled(steps, capacity=24)
+  assert uniform.priority is None
+  with pytest.raises(ValueError, match="prioritized=True"):
+    replay.sample_prioritized(uniform, jax.random.PRNGKey(0), 4, k_steps=2, n=2, discount=.9,
+                              alpha=.6, beta=.4)
+
+
+def test_prioritized_draws_skip_overwritten_and_unfinished_steps():
+  steps = streams(num_envs=2, length=100)
+  k, n, capacity = 4, 2, 24
+  state = prioritized(steps, capacity)  # 100 steps through a ring of 24
+  state = state.replace(priority=np.random.default_rng(7).uniform(.1, 1., (capacity, 2)))
+  batch, _ = jax.device_get(draw_prioritized(state, jax.random.PRNGKey(8), 4000, k, n, 1., 1.))
+  starts = batch["obs"][:, 0, 0]
+  assert starts.min() == 100 - capacity and starts.max() == 100 - k - n

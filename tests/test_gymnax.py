@@ -53,12 +53,19 @@ def test_muax_train_gymnax_minatar_trains_conv_nets_in_the_compiled_loop(tmp_pat
                    "--num-envs", "4", "--num-simulations", "2", "--buffer-warm-up", "8",
                    "--num-trajectory", "4", "--k-steps", "2", "--n-step", "3",
                    "--num-test-episodes", "2", "--logdir", str(tmp_path / "tb"),
-                   "--save-dir", str(tmp_path / "models"), "--no-progress"])
+                   "--save-dir", str(tmp_path / "models"), "--no-progress",
+                   "--replay", "prioritized", "--priority-alpha", "0.5"])
   out = capsys.readouterr().out
   assert code == 0 and "best checkpoint" in out and "random player" not in out, out
   config = cli.config_from_args(dict(env_id="gymnax:Breakout-MinAtar"), given=())
   setup = cli.cli_compiled.compiled_setup(config)
   assert setup["test_max_steps"] == 1000 and setup["target_return"] is None
+  assert setup["loop_config"].replay == "uniform"
+  given = dict(env_id="gymnax:Breakout-MinAtar", replay="prioritized", priority_alpha=.5)
+  loop_config = cli.cli_compiled.compiled_setup(
+      cli.config_from_args(given, given=set(given)))["loop_config"]
+  assert (loop_config.replay, loop_config.priority_alpha, loop_config.priority_beta,
+          loop_config.priority_beta_steps) == ("prioritized", .5, .4, 12500)
   assert "conv" in str(jax.tree_util.tree_structure(setup["model"].params)).lower()
   setup["model"].load(tmp_path / "models" / "compiled_run.npz")  # the run state fits the nets
 

@@ -18,9 +18,20 @@ Either way `inside` is False there. Unlike `TrajectoryReplayBuffer`, which
 draws trajectories first and then a window inside one, starts are uniform over
 steps: a long episode is sampled in proportion to its length.
 
+Prioritized replay (`init(..., prioritized=True)`, then `sample_prioritized`
+and `update_priorities`) follows `muax.PrioritizedReplayBuffer`: a window
+starting at an admissible (step, environment) i is drawn with probability
+`p_i^alpha / sum_j p_j^alpha`, carries the importance-sampling weight
+`(N P(i))^-beta / max_batch (N P(j))^-beta` (N admissible starts), new steps
+get the largest priority so far, and an update sets `p_i = |error_i| +
+epsilon`. Draws invert the running sum of the priorities (one `cumsum` over
+the `C * E` ring and a binary search per window), not a sum tree: at the
+sizes the loop keeps (a few hundred thousand steps) the scan is one pass of
+a vector op, and a tree's sequential updates would serialise on the device.
+
 Everything here is traceable; `state` saves as a pytree of arrays.
 """
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import chex
 import jax
@@ -38,11 +49,15 @@ class DeviceReplay:
   """The buffer's whole state."""
   steps: Dict[str, chex.Array]  # field -> [C, E, ...]
   count: chex.Array  # [] int32 steps written per environment (may exceed C)
+  priority: Optional[chex.Array] = None  # [C, E] float32 raw priorities (prioritized)
+  max_priority: Optional[chex.Array] = None  # [] float32 the largest priority so far
 
 
-def init(example: Dict[str, chex.Array], capacity: int, num_envs: int) -> DeviceReplay:
+def init(example: Dict[str, chex.Array], capacity: int, num_envs: int, *,
+         prioritized: bool = False) -> DeviceReplay:
   """An empty buffer for steps like `example` (one step of one environment:
-  the fields of `STEP_FIELDS`, and `mask` where there are legal-action masks)."""
+  the fields of `STEP_FIELDS`, and `mask` where there are legal-action masks);
+  `prioritized` keeps a priority per step for `sample_prioritized`."""
   missing = [name for name in STEP_FIELDS if name not in example]
   unknown = [name for name in example if name not in STEP_FIELDS + OPTIONAL_FIELDS]
   if missing or unknown:
@@ -53,7 +68,11 @@ def init(example: Dict[str, chex.Array], capacity: int, num_envs: int) -> Device
   steps = {name: jnp.zeros((int(capacity), int(num_envs)) + jnp.shape(value),
                            jnp.asarray(value).dtype)
            for name, value in example.items()}
-  return DeviceReplay(steps=steps, count=jnp.zeros((), jnp.int32))
+  if not prioritized:
+    return DeviceReplay(steps=steps, count=jnp.zeros((), jnp.int32))
+  return DeviceReplay(steps=steps, count=jnp.zeros((), jnp.int32),
+                      priority=jnp.zeros((int(capacity), int(num_envs)), jnp.float32),
+                      max_priority=jnp.ones((), jnp.float32))
 
 
 def capacity(state: DeviceReplay) -> int:
@@ -70,7 +89,9 @@ def add(state: DeviceReplay, steps: Dict[str, chex.Array]) -> DeviceReplay:
   rows = (state.count + jnp.arange(length)) % size
   stored = {name: field.at[rows].set(jnp.asarray(steps[name], field.dtype))
             for name, field in state.steps.items()}
-  return DeviceReplay(steps=stored, count=state.count + length)
+  priority = (None if state.priority is None  # new steps: the largest priority so far
+              else state.priority.at[rows].set(state.max_priority))
+  return state.replace(steps=stored, count=state.count + length, priority=priority)
 
 
 def can_sample(state: DeviceReplay, k_steps: int, n: int) -> chex.Array:
@@ -90,6 +111,59 @@ def sample(state: DeviceReplay, key: chex.PRNGKey, batch_size: int, *, k_steps: 
   starts = oldest + jax.random.randint(key_start, (batch_size,), 0,
                                        jnp.maximum(state.count - span - oldest + 1, 1))
   env = jax.random.randint(key_env, (batch_size,), 0, num_envs)
+  return _windows(state, starts, env, key_absorb, k_steps=k_steps, n=n, discount=discount,
+                  two_player=two_player)
+
+
+def sample_prioritized(state: DeviceReplay, key: chex.PRNGKey, batch_size: int, *,
+                       k_steps: int, n: int, discount: float, alpha: float,
+                       beta: chex.Array, two_player: bool = False
+                       ) -> Tuple[Dict[str, chex.Array], chex.Array]:
+  """`(batch, index)`: `sample`'s windows drawn by priority (see the module
+  docstring), their importance-sampling weights multiplied into
+  `batch['weight']`, and `index` `[B, 2]` (ring row, environment) of their
+  first steps for `update_priorities`. `state` must be prioritized; call it
+  only when `can_sample`."""
+  if state.priority is None:
+    raise ValueError("sample_prioritized needs a buffer made with init(..., prioritized=True)")
+  size, span = capacity(state), k_steps + n
+  num_envs = state.steps["r"].shape[1]
+  key_start, key_absorb = jax.random.split(key)
+  # The logical step each ring row holds: the newest t < count with t % C == row.
+  logical = state.count - 1 - (state.count - 1 - jnp.arange(size)) % size
+  admissible = (logical >= 0) & (logical <= state.count - span)  # [C]
+  p = jnp.where(admissible[:, None], state.priority ** alpha, 0.).reshape(-1)  # [C * E]
+  cdf = jnp.cumsum(p)
+  picked = jnp.searchsorted(cdf, jax.random.uniform(key_start, (batch_size,)) * cdf[-1],
+                            side="right")
+  picked = jnp.minimum(picked, size * num_envs - 1)
+  ring_row, env = picked // num_envs, picked % num_envs
+  weight = (admissible.sum() * num_envs * p[picked] / cdf[-1]) ** -beta
+  batch = _windows(state, logical[ring_row], env, key_absorb, k_steps=k_steps, n=n,
+                   discount=discount, two_player=two_player)
+  batch["weight"] = batch["weight"] * (weight / jnp.max(weight))[:, None].astype(jnp.float32)
+  return batch, jnp.stack([ring_row, env], -1).astype(jnp.int32)
+
+
+def update_priorities(state: DeviceReplay, index: chex.Array, errors: chex.Array, *,
+                      epsilon: float = 1e-3) -> DeviceReplay:
+  """Sets the priority of the steps `index` (`[B, 2]`, from
+  `sample_prioritized`) to `|errors| + epsilon`; non-finite errors (a skipped
+  update) leave theirs as they were."""
+  rows, envs = index[:, 0], index[:, 1]
+  new = jnp.abs(errors.astype(jnp.float32)) + epsilon
+  finite = jnp.isfinite(new)
+  new = jnp.where(finite, new, state.priority[rows, envs])
+  return state.replace(
+      priority=state.priority.at[rows, envs].set(new),
+      max_priority=jnp.maximum(state.max_priority, jnp.max(jnp.where(finite, new, 0.))))
+
+
+def _windows(state: DeviceReplay, starts: chex.Array, env: chex.Array, key_absorb: chex.Array,
+             *, k_steps: int, n: int, discount: float,
+             two_player: bool) -> Dict[str, chex.Array]:
+  """The `[B, K]` windows starting at logical steps `starts` of environments `env`."""
+  size, span = capacity(state), k_steps + n
   rows = (starts[:, None] + jnp.arange(span)[None]) % size  # [B, K + n]
   window = {name: field[rows, env[:, None]] for name, field in state.steps.items()}
   out = jax.vmap(lambda r, v, term, trunc, boot: targets_lib.nstep_targets(

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from muax import jax_envs
+from muax import prioritized_replay
 from muax.core import replay as replay_lib
 from muax.core.types import SearchBudget
 from muax.core.types import SearchConfig
@@ -50,8 +51,20 @@ class CompiledConfig:
   # T from that many updates on, e.g. `temperature_schedule(20_000)`.
   temperature: Union[float, Tuple[Tuple[int, float], ...]] = 1.
   discount: float = 0.997
+  # Replay: 'uniform' over stored steps, or 'prioritized' by value error
+  # (`muax.core.replay.sample_prioritized`, as `muax.PrioritizedReplayBuffer`):
+  # alpha, beta annealed linearly to 1 over `priority_beta_steps` updates, epsilon.
+  replay: str = "uniform"
+  priority_alpha: float = 0.6
+  priority_beta: float = 0.4
+  priority_beta_steps: int = 10_000
+  priority_epsilon: float = 1e-3
 
   def __post_init__(self):
+    if self.replay not in ("uniform", "prioritized"):
+      raise ValueError(f"replay must be 'uniform' or 'prioritized', got {self.replay!r}")
+    prioritized_replay.check_per_settings(self.priority_alpha, self.priority_beta, 1.,
+                                          self.priority_beta_steps, self.priority_epsilon)
     if not isinstance(self.temperature, (int, float)):
       schedule = tuple((int(n), float(t)) for n, t in self.temperature)
       if not schedule or schedule[0][0] != 0 or any(
@@ -185,7 +198,8 @@ class CompiledLoop:
     train = self.model.train_state if train_state is None else train_state
     return self.place(LoopState(
         train=jax.tree_util.tree_map(jnp.array, train), env_state=env_state, obs=obs,
-        replay=replay_lib.init(example, self.config.capacity, self.config.num_envs),
+        replay=replay_lib.init(example, self.config.capacity, self.config.num_envs,
+                               prioritized=self.config.replay == "prioritized"),
         key=jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
         else key,
         episode_return=jnp.zeros((self.config.num_envs,)), env_steps=jnp.zeros((), jnp.int32)))
@@ -219,7 +233,9 @@ def _shardings(state: LoopState, mesh: Any) -> LoopState:
       env_state=envs(state.env_state), obs=named("envs"),
       replay=state.replay.replace(
           steps=jax.tree_util.tree_map(lambda _: named(None, "envs"), state.replay.steps),
-          count=named()),
+          count=named(),
+          priority=None if state.replay.priority is None else named(None, "envs"),
+          max_priority=None if state.replay.max_priority is None else named()),
       key=named(), episode_return=named("envs"), env_steps=named())
 
 
@@ -291,7 +307,7 @@ class _Program:
     if self.legal_actions is not None:
       steps["mask"] = mask == 0.
     replay = replay_lib.add(state.replay, jax.tree_util.tree_map(lambda x: x[None], steps))
-    train, loss = self._learn(state.train, replay, k_learn)
+    train, replay, loss = self._learn(state.train, replay, k_learn)
     episode_return = state.episode_return + reward
     metrics = dict(loss=loss, episodes=done.sum(),
                    return_sum=jnp.where(done, episode_return, 0.).sum())
@@ -302,24 +318,35 @@ class _Program:
         env_steps=state.env_steps + num_envs), metrics
 
   def _learn(self, train: TrainState, replay: replay_lib.DeviceReplay,
-             key: chex.PRNGKey) -> Tuple[TrainState, chex.Array]:
+             key: chex.PRNGKey) -> Tuple[TrainState, replay_lib.DeviceReplay, chex.Array]:
     """`updates_per_iteration` updates once the replay holds enough steps;
-    returns the state and the mean loss (NaN when nothing was learned)."""
+    returns the training state, the replay (its priorities updated where it
+    is prioritized) and the mean loss (NaN when nothing was learned)."""
     cfg = self.config
     ready = replay.count >= max(cfg.learning_starts, cfg.k_steps + cfg.n)
+    targets = dict(k_steps=cfg.k_steps, n=cfg.n, discount=cfg.discount,
+                   two_player=self.two_player)
 
-    def one(train, key):
-      batch = replay_lib.sample(replay, key, cfg.batch_size, k_steps=cfg.k_steps, n=cfg.n,
-                                discount=cfg.discount, two_player=self.two_player)
+    def one(carry, key):
+      train, replay = carry
+      if replay.priority is None:
+        batch = replay_lib.sample(replay, key, cfg.batch_size, **targets)
+      else:
+        progress = jnp.minimum(train.count / cfg.priority_beta_steps, 1.)
+        batch, index = replay_lib.sample_prioritized(
+            replay, key, cfg.batch_size, alpha=cfg.priority_alpha,
+            beta=cfg.priority_beta + (1. - cfg.priority_beta) * progress, **targets)
       train, out = self.update(train, Transition(**batch))
-      return train, out.metrics["loss"]
+      if replay.priority is not None:
+        replay = replay_lib.update_priorities(replay, index, out.priority,
+                                              epsilon=cfg.priority_epsilon)
+      return (train, replay), out.metrics["loss"]
 
-    def learn(train):
-      train, losses = jax.lax.scan(one, train,
-                                   jax.random.split(key, cfg.updates_per_iteration))
-      return train, losses.mean()
+    def learn(carry):
+      carry, losses = jax.lax.scan(one, carry, jax.random.split(key, cfg.updates_per_iteration))
+      return carry + (losses.mean(),)
 
-    return jax.lax.cond(ready, learn, lambda t: (t, jnp.float32(jnp.nan)), train)
+    return jax.lax.cond(ready, learn, lambda c: c + (jnp.float32(jnp.nan),), (train, replay))
 
   def evaluate(self, params: Any, key: chex.PRNGKey, num_envs: int,
                max_steps: int) -> chex.Array:
