@@ -40,6 +40,9 @@ ENV_DEFAULTS = {
     # over 16 games; support 50 holds values up to about 2,400 (a game's score
     # is the sum of its merged tiles). benchmarks/compiled_2048.py compares it
     # with plain MuZero on the same budget.
+    # Pendulum: Sampled MuZero with the host loop's Pendulum settings
+    # (cli.POLICY_DEFAULTS['sampled']) over 16 environments.
+    "gymnax:Pendulum-v1": dict(policy="sampled", num_envs=16),
     "pgx:2048": dict(policy="stochastic", num_simulations=16, num_envs=16, support_size=50,
                      hidden=128, embedding_dim=32, discount=.99, n_step=10, k_steps=5,
                      num_chance_outcomes=32, learning_rate=3e-3, end_learning_rate=3e-4,
@@ -53,6 +56,8 @@ LOOP_DEFAULTS = {
                                learning_starts=256),
     "gymnax:Breakout-MinAtar": dict(updates_per_env_step=1 / 8, capacity=100_000,
                                     learning_starts=1_000),
+    # Pendulum: the host loop's 200 episodes kept and 4 before learning.
+    "gymnax:Pendulum-v1": dict(capacity=40_000, learning_starts=800),
 }
 # Self-play games start after 0..N random moves (tests start from the empty board):
 # as second mover against a random player, tic-tac-toe lost 3-19% of its games
@@ -102,7 +107,9 @@ def compiled_setup(config: Any) -> dict:
   if config.policy not in POLICIES:
     raise SystemExit(f"muax train: {config.env_id} trains with policy {' or '.join(POLICIES)}, "
                      f"not {config.policy}")
-  two_players = [p for p in POLICIES if "two_player" in variants.get(p).supports]
+  # (board games have discrete moves: not policy sampled)
+  two_players = [p for p in POLICIES
+                 if "two_player" in variants.get(p).supports and p != "sampled"]
   if env.num_players == 2 and config.policy not in two_players:
     raise SystemExit(f"muax train: {config.env_id} is a two-player game; policy "
                      f"{config.policy} plans for one player (use {' or '.join(two_players)})")
@@ -111,8 +118,12 @@ def compiled_setup(config: Any) -> dict:
   # is). Board games keep the MLPs their defaults were measured with.
   images = (gym.spaces.Box(0, 255, env.observation_shape, np.uint8)
             if len(env.observation_shape) == 3 and not pgx else None)
-  model = cli_build.build_model(config, env.num_actions, two_player=env.num_players == 2,
-                          observation_space=images)
+  # gymnax's Box (Pendulum-v1) for policy sampled; discrete spaces for the others
+  # (cli_build refuses a policy the space cannot take, by name).
+  space = getattr(env, "action_space", None)
+  space = gym.spaces.Discrete(env.num_actions) if space is None else space
+  model = cli_build.build_model(config, space, two_player=env.num_players == 2,
+                                observation_space=images)
   model.init(jax.random.PRNGKey(config.seed), np.zeros((1,) + env.observation_shape, np.float32))
   num_envs = config.num_envs or 16
   loop = LOOP_DEFAULTS.get(config.env_id, {})

@@ -12,8 +12,10 @@ installs both libraries.
 import importlib
 from typing import Any, NamedTuple, Optional, Tuple
 
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["GymnaxEnv", "GymnaxState", "PgxEnv", "is_jax_env_id", "make"]
 
@@ -48,8 +50,10 @@ class GymnaxEnv:
   is either, and `time_limit` is True where the clock alone ended the episode
   (bootstrapped, as gymnasium's `truncated` is in the host loop).
   Observations come as float32 (MinAtar's planes too) and rewards as float32.
-  Only discrete action spaces: the compiled loop plans over a fixed set of
-  actions. `CompiledLoop` wraps a bare gymnax environment in this itself.
+  `action_space` is the gymnasium equivalent of gymnax's: `Discrete(n)`
+  (`num_actions` = n), or a float32 `Box` (`num_actions` None: Pendulum-v1,
+  for `policy='sampled'`). `CompiledLoop` wraps a bare gymnax environment in
+  this itself.
   """
 
   num_players = 1
@@ -59,11 +63,18 @@ class GymnaxEnv:
     self.default_params = env.default_params if params is None else params
     self.name = name or getattr(env, "name", type(env).__name__)
     space = env.action_space(self.default_params)
-    if not hasattr(space, "n"):
-      raise ValueError(f"{self.name} has a continuous action space ({type(space).__name__}); "
-                       "the compiled loop plans over discrete actions: train it with the host "
-                       "loop and policy='sampled' (muax train Pendulum-v1 --policy sampled)")
-    self.num_actions = int(space.n)
+    if hasattr(space, "n"):
+      self.num_actions = int(space.n)
+      self.action_space = gym.spaces.Discrete(self.num_actions)
+    elif hasattr(space, "low") and hasattr(space, "high"):
+      shape = tuple(space.shape)
+      self.num_actions = None
+      self.action_space = gym.spaces.Box(np.broadcast_to(np.float32(space.low), shape),
+                                         np.broadcast_to(np.float32(space.high), shape),
+                                         shape, np.float32)
+    else:
+      raise ValueError(f"{self.name} has a {type(space).__name__} action space; the "
+                       "compiled loop acts in discrete or box action spaces")
     self.observation_shape = tuple(env.observation_space(self.default_params).shape)
     self.max_steps = getattr(self.default_params, "max_steps_in_episode", None)
 
@@ -162,8 +173,8 @@ def make(name: str, random_openings: int = 0) -> Any:
   as a `PgxEnv` (`random_openings`: see `PgxEnv`; pgx games only).
 
   Raises:
-    ValueError: a name without either prefix, an environment the library does
-      not know, or a continuous action space.
+    ValueError: a name without either prefix, or an environment the library
+      does not know.
     ImportError: the library is not installed (`pip install "muax[jax-envs]"`).
   """
   kind, _, game = str(name).partition(":")

@@ -1,4 +1,6 @@
 """The compiled loop (muax.loop.jitted): what it records, how it continues, that it learns."""
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -138,14 +140,11 @@ def test_it_refuses_a_model_it_cannot_run():
   reanalysing.set_reanalyze(0.5)
   with pytest.raises(ValueError, match="does not reanalyse yet"):
     CompiledLoop(reanalysing, CartPole())
-  import gymnasium as gym  # noqa: PLC0415
-  from muax import sampled  # noqa: PLC0415
-  model = sampled.build_model(gym.spaces.Box(-1., 1., (1,)), embedding_dim=8, hidden=(16,),
-                              support_size=5, num_samples=4)
-  model.init(jax.random.PRNGKey(0), np.zeros((1, 4), np.float32))
-  with pytest.raises(ValueError, match="runs policy 'muzero', 'gumbel' or 'stochastic', not "
-                                       "policy='sampled'"):
-    CompiledLoop(model, CartPole())
+  searchless = make_mlp_model()
+  searchless.variant = dataclasses.replace(searchless.variant, search=None)
+  with pytest.raises(ValueError, match="runs policy 'muzero', 'gumbel', 'stochastic', "
+                                       "'sampled', not policy='muzero'"):
+    CompiledLoop(searchless, CartPole())
 
 
 @pytest.mark.learning

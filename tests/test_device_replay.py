@@ -130,6 +130,33 @@ def test_a_sampled_batch_is_an_update_batch_with_masks():
   assert np.isfinite(metrics["loss"]) and metrics["skipped"] == 0.
 
 
+def test_continuous_windows_keep_their_candidates_and_absorb_into_the_last_ones():
+  steps = streams(num_envs=3, length=120, seed=5)
+  rng = np.random.default_rng(5)
+  steps["candidates"] = rng.uniform(-2., 2., (120, 3, NUM_ACTIONS, 1)).astype(np.float32)
+  steps["a"] = np.take_along_axis(steps["candidates"], steps["a"][..., None, None], 2)[:, :, 0]
+  k, n = 6, 3
+  batch = jax.device_get(draw(filled(steps, capacity=256), jax.random.PRNGKey(6), 512, k, n))
+  assert batch["a"].shape == (512, k, 1) and batch["candidates"].shape == (512, k, 3, 1)
+  seen = {"inside": 0, "absorbing": 0}
+  for row in range(512):
+    t0, e = batch["obs"][row, 0].astype(int)
+    for i in range(k):
+      ends = [j for j in range(t0, t0 + i)
+              if steps["terminated"][j, e] or steps["truncated"][j, e]]
+      if not ends:
+        seen["inside"] += 1
+        np.testing.assert_array_equal(batch["candidates"][row, i],
+                                      steps["candidates"][t0 + i, e])
+        np.testing.assert_array_equal(batch["a"][row, i], steps["a"][t0 + i, e])
+      elif steps["terminated"][ends[0], e]:  # the terminal step's candidates, one of them taken
+        seen["absorbing"] += 1
+        last = steps["candidates"][ends[0], e]
+        np.testing.assert_array_equal(batch["candidates"][row, i], last)
+        assert (np.abs(last - batch["a"][row, i]) < 1e-7).all(-1).any()
+  assert min(seen.values()) > 10, seen
+
+
 def test_bad_shapes_and_sizes_are_refused():
   with pytest.raises(ValueError, match="missing \\['bootstrap_value'\\]"):
     replay.init(dict(obs=0., a=0, r=0., v=0., pi=np.zeros(2), terminated=False,

@@ -1,4 +1,5 @@
 """gymnax environments in the compiled loop: the adapter, and `muax train gymnax:<id>`."""
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,14 +38,76 @@ def test_minatar_planes_come_as_float32_images():
   assert obs.shape == (10, 10, 4) and obs.dtype == jnp.float32
 
 
-def test_continuous_and_unknown_environments_are_refused_by_name():
-  with pytest.raises(ValueError, match="Pendulum-v1 has a continuous action space"):
-    jax_envs.make("gymnax:Pendulum-v1")
+def test_pendulum_has_a_box_and_unknown_environments_are_refused_by_name():
+  env = jax_envs.make("gymnax:Pendulum-v1")
+  assert env.num_actions is None and env.max_steps == 200
+  assert env.action_space == gym.spaces.Box(-2., 2., (1,), np.float32)
+  assert jax_envs.make("gymnax:CartPole-v1").action_space == gym.spaces.Discrete(2)
   with pytest.raises(ValueError, match="gymnax has no environment 'CartPole-v9'"):
     jax_envs.make("gymnax:CartPole-v9")
   with pytest.raises(ValueError, match="random_openings is for pgx games"):
     jax_envs.make("gymnax:CartPole-v1", random_openings=2)
   assert jax_envs.is_jax_env_id("gymnax:CartPole-v1") and not jax_envs.is_jax_env_id("CartPole-v1")
+
+
+def small_sampled(action_space):
+  from muax import sampled  # noqa: PLC0415
+  model = sampled.build_model(action_space, embedding_dim=8, hidden=(16,), support_size=5,
+                              num_samples=4)
+  model.init(jax.random.PRNGKey(0), np.zeros((1, 3), np.float32))
+  return model
+
+
+def test_sampled_muzero_acts_in_pendulums_box_in_the_compiled_loop():
+  from muax.loop.jitted import CompiledConfig, CompiledLoop  # noqa: PLC0415
+  env = jax_envs.make("gymnax:Pendulum-v1")
+  loop = CompiledLoop(small_sampled(env.action_space), env, config=CompiledConfig(
+      num_envs=4, num_simulations=4, k_steps=3, n=3, batch_size=8, updates_per_iteration=2,
+      capacity=64, learning_starts=16))
+  state, metrics = loop.run(loop.init(jax.random.PRNGKey(0)), 40)
+  steps = jax.device_get(state.replay.steps)
+  action, candidates = steps["a"][:40], steps["candidates"][:40]
+  assert action.shape == (40, 4, 1) and candidates.shape == (40, 4, 4, 1)
+  assert (np.abs(action) <= 2.).all() and (np.abs(candidates) <= 2.).all()
+  assert np.unique(action).size > 100  # continuous torques, not a few fixed values
+  # each torque applied is one of the candidates its search weighed
+  assert (np.abs(candidates - action[:, :, None]) < 1e-6).all(-1).any(-1).all()
+  np.testing.assert_allclose(steps["pi"][:40].sum(-1), 1., atol=1e-5)
+  loss = np.asarray(metrics["loss"])
+  assert np.isnan(loss[:15]).all() and np.isfinite(loss[15:]).all()  # from 16 steps stored
+  returns = np.asarray(loop.evaluate(state.train.params, jax.random.PRNGKey(1), 2, 200))
+  assert returns.shape == (2,) and (returns < 0.).all()
+
+
+def test_a_model_and_an_environment_whose_actions_differ_are_refused():
+  from conftest import make_mlp_model  # noqa: PLC0415
+  from muax.loop.jitted import CompiledLoop  # noqa: PLC0415
+  pendulum, cartpole = jax_envs.make("gymnax:Pendulum-v1"), jax_envs.make("gymnax:CartPole-v1")
+  with pytest.raises(ValueError, match="the environment's action space .*Box"):
+    CompiledLoop(make_mlp_model(obs_dim=3), pendulum)
+  with pytest.raises(ValueError, match=r"the environment's action space is Discrete\(2\), but "
+                                       "this Sampled MuZero model was built for Box"):
+    CompiledLoop(small_sampled(pendulum.action_space), cartpole)
+
+
+def test_muax_train_gymnax_pendulum_trains_sampled_muzero(tmp_path, capsys):
+  from muax import cli  # noqa: PLC0415
+  code = cli.main(["train", "gymnax:Pendulum-v1", "--max-training-steps", "2",
+                   "--num-envs", "4", "--num-simulations", "2", "--num-samples", "4",
+                   "--num-trajectory", "4", "--num-test-episodes", "2",
+                   "--logdir", str(tmp_path / "tb"), "--save-dir", str(tmp_path / "models"),
+                   "--no-progress"])
+  assert code == 0 and "best checkpoint" in capsys.readouterr().out
+  given = dict(env_id="gymnax:Pendulum-v1", num_samples=4)
+  setup = cli.cli_compiled.compiled_setup(cli.config_from_args(given, given=set(given)))
+  assert setup["model"].policy == "sampled" and setup["test_max_steps"] == 200
+  assert setup["loop_config"].capacity == 40_000 // 16
+  setup["model"].load(tmp_path / "models" / "compiled_run.npz")  # the run state fits the nets
+  with pytest.raises(SystemExit, match="policy gumbel plans over discrete actions "
+                                       r"\(use --policy sampled"):
+    cli.main(["train", "gymnax:Pendulum-v1", "--policy", "gumbel"])
+  with pytest.raises(SystemExit, match="policy sampled needs a Box action space"):
+    cli.main(["train", "gymnax:CartPole-v1", "--policy", "sampled"])
 
 
 def test_muax_train_gymnax_minatar_trains_conv_nets_in_the_compiled_loop(tmp_path, capsys):
@@ -82,3 +145,20 @@ def test_muax_train_gymnax_cartpole_defaults_solve_it(tmp_path, capsys):
   out = capsys.readouterr().out
   best = float(out.split("best test ")[1].split(";")[0])
   assert code == 0 and best >= 475, out  # a random policy scores about 22
+
+
+@pytest.mark.learning
+def test_sampled_muzero_swings_pendulum_up_in_the_compiled_loop():
+  from muax import cli  # noqa: PLC0415
+  from muax.loop.jitted import CompiledLoop  # noqa: PLC0415
+  setup = cli.cli_compiled.compiled_setup(
+      cli.config_from_args(dict(env_id="gymnax:Pendulum-v1"), given=()))
+  loop = CompiledLoop(setup["model"], setup["env"], config=setup["loop_config"])
+  state, tests = loop.init(jax.random.PRNGKey(0)), []
+  for chunk in range(20):  # at most 32,000 env steps of `muax train`'s settings
+    state, _ = loop.run(state, 100)
+    tests.append(float(np.mean(loop.evaluate(state.train.params, jax.random.PRNGKey(chunk),
+                                             16, 200))))
+    if tests[-1] > -400.:
+      break
+  assert max(tests) > -400., tests  # random torques score about -1,200

@@ -11,7 +11,8 @@ the starts whose K + n steps are all stored. Steps past the end of the window's
 episode are treated as the host buffer treats them:
 - after a termination: absorbing states (reward, value and return 0, `done`,
   a uniform policy, a random action, every action legal, the last real
-  observation repeated), as `muax.replay_store.absorb` pads;
+  observation repeated; Sampled MuZero's candidates repeated too, the action a
+  random one of them), as `muax.replay_store.absorb` pads;
 - after a time limit: loss weight 0 (the host buffer never samples such
   windows; the steps belong to the next episode).
 Either way `inside` is False there. Unlike `TrajectoryReplayBuffer`, which
@@ -41,7 +42,7 @@ from muax.core import targets as targets_lib
 
 # What `add` takes for each step (and `init` for its example): `[T, E, ...]`.
 STEP_FIELDS = ("obs", "a", "r", "v", "pi", "terminated", "truncated", "bootstrap_value")
-OPTIONAL_FIELDS = ("mask",)
+OPTIONAL_FIELDS = ("mask", "candidates")
 
 
 @chex.dataclass(frozen=True)
@@ -56,7 +57,8 @@ class DeviceReplay:
 def init(example: Dict[str, chex.Array], capacity: int, num_envs: int, *,
          prioritized: bool = False) -> DeviceReplay:
   """An empty buffer for steps like `example` (one step of one environment:
-  the fields of `STEP_FIELDS`, and `mask` where there are legal-action masks);
+  the fields of `STEP_FIELDS`, `mask` where there are legal-action masks and
+  `candidates` `[K, D]` where the actions are Sampled MuZero's, `a` then `[D]`);
   `prioritized` keeps a priority per step for `sample_prioritized`."""
   missing = [name for name in STEP_FIELDS if name not in example]
   unknown = [name for name in example if name not in STEP_FIELDS + OPTIONAL_FIELDS]
@@ -186,9 +188,16 @@ def _windows(state: DeviceReplay, starts: chex.Array, env: chex.Array, key_absor
   pick = lambda x: jnp.take_along_axis(  # noqa: E731
       x, last_real.reshape(last_real.shape + (1,) * (x.ndim - 2)), axis=1)
   zero = jnp.float32(0.)
+  if "candidates" in window:  # continuous actions: a random one of the last candidates
+    candidates = jnp.where(absorbing[..., None, None], pick(window["candidates"]),
+                           window["candidates"])
+    taken = jnp.take_along_axis(candidates, random_a[..., None, None], axis=2)[:, :, 0]
+    action = jnp.where(absorbing[..., None], taken, window["a"])
+  else:
+    action = jnp.where(absorbing, random_a.astype(window["a"].dtype), window["a"])
   batch = dict(
       obs=pick(window["obs"]),
-      a=jnp.where(absorbing, random_a.astype(window["a"].dtype), window["a"]),
+      a=action,
       r=jnp.where(absorbing, zero, window["r"].astype(jnp.float32)),
       done=jnp.where(absorbing, True, first(out.done)),
       Rn=jnp.where(absorbing, zero, first(out.Rn)),
@@ -197,6 +206,8 @@ def _windows(state: DeviceReplay, starts: chex.Array, env: chex.Array, key_absor
       w=jnp.ones(inside.shape, jnp.float32),
       weight=jnp.where(inside | absorbing, 1., 0.).astype(jnp.float32),
       inside=inside)
+  if "candidates" in window:
+    batch["candidates"] = candidates.astype(jnp.float32)
   if "mask" in window:
     batch["mask"] = jnp.where(absorbing[..., None], True, window["mask"].astype(bool))
   return batch

@@ -47,6 +47,10 @@ class Variant:
   # traced (params, key, obs, invalid, SearchConfig, SearchBudget) -> (action[B],
   # pi[B, A], value[B]): the search reanalysis re-runs; None when it cannot.
   search: Optional[Callable] = None
+  # traced, as `search`, -> (action[B] or [B, D], pi[B, A], value[B], extras {field:
+  # [B, ...]}): the search an acting loop records, with what it stores besides the
+  # common fields (Sampled MuZero: its candidates); None: `search`, no extras.
+  act: Optional[Callable] = None
   # what a checkpoint records besides the common metadata (checked by `check_checkpoint`).
   metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   # host (metadata, file) -> None: CheckpointError for a checkpoint of another setting.

@@ -103,18 +103,20 @@ class LoopState:
 
 
 time_limit_reached = jax_envs.time_limit_of  # the default `time_limit`
-# The policies whose search the loop runs (the sampled ones act in continuous spaces).
-POLICIES = ("muzero", "gumbel", "stochastic")
+# The policies whose search the loop runs ('sampled' for continuous actions, e.g.
+# gymnax's Pendulum-v1).
+POLICIES = ("muzero", "gumbel", "stochastic", "sampled")
 
 
 class CompiledLoop:
   """Acting, replay and learning for a JAX environment in one program.
 
   Args:
-    model: an initialised `muax.MuZero` (policy 'muzero' or 'gumbel') or
+    model: an initialised `muax.MuZero` (policy 'muzero' or 'gumbel'),
       `muax.stochastic.StochasticMuZero` (its chance codes learnt from the environment's
-      own randomness, e.g. 2048's new tiles): its variant's search and its
-      pure updates are used, never its state.
+      own randomness, e.g. 2048's new tiles) or `muax.sampled.SampledMuZero`
+      (continuous actions `[D]`; replay keeps each step's candidates): its
+      variant's search and its pure updates are used, never its state.
     env: an environment with gymnax's `reset_env` / `step_env`, `done`
       including the time limit; a gymnax `Environment` (it has
       `is_truncated`) is wrapped in `muax.jax_envs.GymnaxEnv` for that.
@@ -143,8 +145,9 @@ class CompiledLoop:
                config: CompiledConfig = CompiledConfig(), *,
                time_limit: Callable = time_limit_reached, test_env: Any = None,
                devices: Optional[Sequence[Any]] = None):
-    if model.variant.search is None or model.policy not in POLICIES:
-      raise ValueError(f"the compiled loop runs policy 'muzero', 'gumbel' or 'stochastic', "
+    act = _act_of(model.variant)
+    if act is None or model.policy not in POLICIES:
+      raise ValueError(f"the compiled loop runs policy {', '.join(map(repr, POLICIES))}, "
                        f"not policy={model.policy!r}")
     if model.reanalyze is not None:
       raise ValueError("the compiled loop does not reanalyse yet: call "
@@ -153,6 +156,10 @@ class CompiledLoop:
       raise RuntimeError("call model.init(rng_key, sample_input) before building the loop")
     env = _with_clock(env, env_params)
     test_env = None if test_env is None else _with_clock(test_env, env_params)
+    space = getattr(env, "action_space", None)  # a gymnasium space, where the env says
+    if space is not None:
+      model.variant.check_action_space(space, model.num_actions,
+                                       "the environment's action space")
     self.model, self.env, self.config = model, env, config
     devices = list(jax.local_devices() if devices is None else devices)
     if config.num_envs % len(devices):
@@ -163,7 +170,7 @@ class CompiledLoop:
     self.env_params = env.default_params if env_params is None else env_params
     # What the compiled functions read: frozen, and free of the (mutable) model.
     self._legal = getattr(env, "legal_actions", None)
-    program = _Program(search=model.variant.search, update=model.update_functions()[0],
+    program = _Program(search=act, update=model.update_functions()[0],
                        env=env, env_params=self.env_params, num_actions=model.num_actions,
                        two_player=model.two_player, config=config,
                        time_limit=getattr(env, "time_limit", time_limit),
@@ -173,6 +180,7 @@ class CompiledLoop:
                        current_player=(getattr(env, "current_player", None)
                                        if model.two_player else None),
                        test_env=env if test_env is None else test_env, mesh=self.mesh)
+    self._program = program
     self.run = jax.jit(program.run, static_argnums=(1,), donate_argnums=(0,))
     """`run(state, iterations) -> (state, metrics[iterations])`: `iterations`
     steps of every environment, learning as configured (`state` is donated)."""
@@ -188,13 +196,21 @@ class CompiledLoop:
     key, reset_key = jax.random.split(key)
     obs, env_state = jax.vmap(self.env.reset_env, (0, None))(
         jax.random.split(reset_key, self.config.num_envs), self.env_params)
-    num_actions = self.model.num_actions
-    example = dict(obs=obs[0], a=jnp.zeros((), jnp.int32), r=jnp.zeros(()),
-                   v=jnp.zeros(()), pi=jnp.zeros((num_actions,)),
+    program = self._program
+    # One step's fields as the search gives them (actions [D] and candidates for
+    # Sampled MuZero).
+    action, pi, _, extras = jax.eval_shape(
+        lambda params, obs: program.search(
+            params, key, obs, jnp.zeros((1, self.model.num_actions), jnp.float32),
+            program._settings(0.), program.budget),
+        self.model.train_state.params, obs[:1])
+    example = dict(obs=obs[0], a=jnp.zeros(action.shape[1:], program.action_dtype(action)),
+                   r=jnp.zeros(()), v=jnp.zeros(()), pi=jnp.zeros(pi.shape[1:]),
                    terminated=jnp.zeros((), bool), truncated=jnp.zeros((), bool),
-                   bootstrap_value=jnp.zeros(()))
+                   bootstrap_value=jnp.zeros(()),
+                   **{name: jnp.zeros(x.shape[1:], x.dtype) for name, x in extras.items()})
     if self._legal is not None:
-      example["mask"] = jnp.zeros((num_actions,), bool)
+      example["mask"] = jnp.zeros((self.model.num_actions,), bool)
     train = self.model.train_state if train_state is None else train_state
     return self.place(LoopState(
         train=jax.tree_util.tree_map(jnp.array, train), env_state=env_state, obs=obs,
@@ -218,6 +234,16 @@ def _with_clock(env: Any, env_params: Any) -> Any:
   if hasattr(env, "is_truncated") and not hasattr(env, "time_limit"):
     return jax_envs.GymnaxEnv(env, env_params)
   return env
+
+
+def _act_of(variant: Any) -> Optional[Callable]:
+  """The variant's acting search `(action, pi, value, extras)` (`Variant.act`, or
+  its `search` with no extras), None when it has neither."""
+  if variant.act is not None:
+    return variant.act
+  if variant.search is None:
+    return None
+  return lambda *args: tuple(variant.search(*args)) + ({},)
 
 
 def _shardings(state: LoopState, mesh: Any) -> LoopState:
@@ -265,6 +291,11 @@ class _Program:
     legal = legal | ~legal.any(axis=-1, keepdims=True)
     return (~legal).astype(jnp.float32)
 
+  @staticmethod
+  def action_dtype(action: Any) -> Any:
+    """int32 for discrete actions `[E]`, float32 for continuous ones `[E, D]`."""
+    return jnp.int32 if action.ndim == 1 else jnp.float32
+
   def _settings(self, temperature) -> SearchConfig:
     return SearchConfig.of(jnp.float32(temperature), jnp.float32(0.25), jnp.float32(0.3),
                            jnp.float32(1.25), jnp.float32(19652.), jnp.float32(1.))
@@ -283,7 +314,7 @@ class _Program:
     key, k_act, k_step, k_boot, k_reset, k_learn = jax.random.split(state.key, 6)
     params = state.train.params
     mask = self._invalid(state.env_state, num_envs)
-    action, pi, value = self.search(params, k_act, state.obs, mask,
+    action, pi, value, extras = self.search(params, k_act, state.obs, mask,
                                      self._settings(temperature_at(cfg.temperature,
                                                                    state.train.count)),
                                      self.budget)
@@ -301,9 +332,9 @@ class _Program:
         jax.random.split(k_reset, num_envs), self.env_params)
     pick = lambda new, old: jnp.where(  # noqa: E731
         done.reshape(done.shape + (1,) * (new.ndim - 1)), new, old)
-    steps = dict(obs=state.obs, a=action.astype(jnp.int32), r=reward.astype(jnp.float32),
-                 v=value, pi=pi, terminated=terminated, truncated=truncated,
-                 bootstrap_value=bootstrap)
+    steps = dict(obs=state.obs, a=action.astype(self.action_dtype(action)),
+                 r=reward.astype(jnp.float32), v=value, pi=pi, terminated=terminated,
+                 truncated=truncated, bootstrap_value=bootstrap, **extras)
     if self.legal_actions is not None:
       steps["mask"] = mask == 0.
     replay = replay_lib.add(state.replay, jax.tree_util.tree_map(lambda x: x[None], steps))
@@ -370,7 +401,7 @@ class _Program:
       t, obs, env_state, total, running = carry
       k_search, k_random, k_step = jax.random.split(keys[t], 3)
       mask = self._invalid(env_state, num_envs)
-      action, _, _ = self.search(params, k_search, obs, mask, self._settings(0.), self.budget)
+      action = self.search(params, k_search, obs, mask, self._settings(0.), self.budget)[0]
       sign = jnp.ones((num_envs,))
       if self.current_player is not None:
         agent = jax.vmap(self.current_player)(env_state) == agent_player

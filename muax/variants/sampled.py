@@ -292,8 +292,9 @@ def make_variant(model: Any) -> Variant:
               "dynamic": dyn_params}
     return params, k
 
-  def plan_packed(params, rng_key, obs, invalid_actions, config, budget):
-    """Traced: `[B, 1 + K + D + K*D]` = value, pi, action, candidates (Box units)."""
+  def act(params, rng_key, obs, invalid_actions, config, budget):
+    """Traced: `(action[B, D], pi[B, K], value[B], {'candidates': [B, K, D]})`,
+    actions in the Box's units."""
     del invalid_actions  # continuous actions have no masks
     slot, candidates, pi, value = plan(
         nets, params, rng_key, obs, config.temperature, config.dirichlet_fraction,
@@ -303,9 +304,14 @@ def make_variant(model: Any) -> Variant:
         max_depth=budget.max_depth, loop_fn=budget.loop_fn, qtransform=budget.qtransform,
         max_num_considered_actions=budget.max_num_considered_actions)
     u = jnp.take_along_axis(candidates, slot[:, None, None], axis=1)[:, 0]
-    batch = obs.shape[0]
-    return jnp.concatenate([value[:, None], pi, to_env(u, low, high),
-                            to_env(candidates, low, high).reshape(batch, -1)],
+    return (to_env(u, low, high), pi, value,
+            {"candidates": to_env(candidates, low, high)})
+
+  def plan_packed(params, rng_key, obs, invalid_actions, config, budget):
+    """Traced: `[B, 1 + K + D + K*D]` = value, pi, action, candidates (Box units)."""
+    action, pi, value, extras = act(params, rng_key, obs, invalid_actions, config, budget)
+    return jnp.concatenate([value[:, None], pi, action,
+                            extras["candidates"].reshape(obs.shape[0], -1)],
                            axis=-1).astype(jnp.float32)
 
   def unpack(packed):
@@ -373,5 +379,5 @@ def make_variant(model: Any) -> Variant:
                  check_action_space=check_action_space,
                  metadata={"num_samples": k, "action_low": low.tolist(),
                            "action_high": high.tolist(), "search_policy": search_policy},
-                 check_checkpoint=check_checkpoint,
+                 check_checkpoint=check_checkpoint, act=act,
                  model_action=lambda a: from_env(a, low, high))
