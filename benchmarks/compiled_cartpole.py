@@ -25,27 +25,31 @@ from muax import cli_compiled
 from muax.loop.jitted import CompiledLoop
 
 
-def solve(seed, overrides, max_env_steps, chunk):
-  values = dict(env_id="gymnax:CartPole-v1", seed=seed, **overrides)
+def solve(seed, overrides, max_env_steps, chunk, env_id="gymnax:CartPole-v1", goal=475.,
+          test_episodes=8, bench="compiled_cartpole"):
+  """Trains one seed until the mean of `test_episodes` greedy episodes reaches
+  `goal` (or `max_env_steps`); returns its JSON row."""
+  values = dict(env_id=env_id, seed=seed, **overrides)
   setup = cli_compiled.compiled_setup(cli.config_from_args(values, given=set(values)))
   loop = CompiledLoop(setup["model"], setup["env"], config=setup["loop_config"])
-  cfg = setup["loop_config"]
+  cfg, test_steps = setup["loop_config"], setup["test_max_steps"]
   # Compile on a throwaway state (one chunk and one test), then time a fresh run.
   start = time.perf_counter()
   warm, _ = loop.run(loop.init(jax.random.PRNGKey(seed + 2000)), chunk)
-  jax.block_until_ready(loop.evaluate(warm.train.params, jax.random.PRNGKey(0), 8, 500))
+  jax.block_until_ready(loop.evaluate(warm.train.params, jax.random.PRNGKey(0), test_episodes,
+                                      test_steps))
   compile_s = time.perf_counter() - start
   state = loop.init(jax.random.PRNGKey(seed + 1000))
-  start, best, solved_at = time.perf_counter(), 0., None
+  start, best, solved_at = time.perf_counter(), -np.inf, None
   while int(state.env_steps) < max_env_steps:
     state, _ = loop.run(state, chunk)
     test = float(np.mean(loop.evaluate(state.train.params, jax.random.PRNGKey(int(state.env_steps)),
-                                       8, 500)))
+                                       test_episodes, test_steps)))
     best = max(best, test)
-    if test >= 475:
+    if test >= goal:
       solved_at = int(state.env_steps)
       break
-  return {"bench": "compiled_cartpole", "seed": seed, "overrides": overrides,
+  return {"bench": bench, "seed": seed, "overrides": overrides,
           "num_envs": cfg.num_envs, "updates_per_iteration": cfg.updates_per_iteration,
           "num_simulations": cfg.num_simulations,
           "solved": solved_at is not None, "env_steps": solved_at or int(state.env_steps),
