@@ -67,24 +67,29 @@ def override(text):
     return key.replace("-", "_"), value
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+def main(env_id="gymnax:CartPole-v1", goal=475., seeds=(0, 1, 2, 3, 4), max_env_steps=200_000,
+         chunk=250, test_episodes=8, bench="compiled_cartpole", doc=__doc__):
+  """Parses the command line (these are its defaults), runs `solve` per seed
+  and prints the rows and a summary (`compiled_pendulum.py` runs it too)."""
+  parser = argparse.ArgumentParser(description=doc)
+  parser.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
+  parser.add_argument("--goal", type=float, default=goal, help="the mean test return to reach")
   parser.add_argument("--set", type=override, nargs="*", default=[], metavar="KEY=VALUE",
                       help="muax train options to override, e.g. num_envs=64 discount=0.99")
-  parser.add_argument("--max-env-steps", type=int, default=200_000)
-  parser.add_argument("--chunk", type=int, default=250, help="iterations between tests")
+  parser.add_argument("--max-env-steps", type=int, default=max_env_steps)
+  parser.add_argument("--chunk", type=int, default=chunk, help="iterations between tests")
   parser.add_argument("--platform", default=None)
   args = parser.parse_args()
   if args.platform:
     jax.config.update("jax_platform_name", args.platform)
   rows = []
   for seed in args.seeds:
-    rows.append(solve(seed, dict(args.set), args.max_env_steps, args.chunk))
+    rows.append(solve(seed, dict(args.set), args.max_env_steps, args.chunk, env_id=env_id,
+                      goal=args.goal, test_episodes=test_episodes, bench=bench))
     print(json.dumps(rows[-1]), flush=True)
   solved = [r for r in rows if r["solved"]]
-  print(json.dumps({"bench": "compiled_cartpole_summary", "overrides": dict(args.set), "seeds": len(rows),
-                    "solved": len(solved),
+  print(json.dumps({"bench": f"{bench}_summary", "overrides": dict(args.set), "goal": args.goal,
+                    "seeds": len(rows), "solved": len(solved),
                     "median_env_steps": float(np.median([r["env_steps"] for r in rows])),
                     "median_seconds": float(np.median([r["seconds"] for r in rows])),
                     "median_compile_s": float(np.median([r["compile_s"] for r in rows]))}))

@@ -8,10 +8,12 @@ mover). Then the final parameters play `--perfect-games` greedy games from each
 seat against the perfect player of `tests/tictactoe_minimax.py` (uniformly
 among optimal moves; it never loses, so a draw is the best result), and a
 summary line per seed and one for all seeds follow. `--openings 0` trains
-without the random openings the CLI uses.
+without the random openings the CLI uses; `--set KEY=VALUE` overrides any
+other option of `muax train` (e.g. `replay=prioritized`).
 
 Usage: python benchmarks/compiled_tictactoe.py [--openings 3] [--max-training-steps 16000]
-    [--seeds 0 1 2] [--perfect-games 100] [--perfect-simulations 25 100]
+    [--seeds 0 1 2] [--perfect-games 100] [--perfect-simulations 25 100] [--set KEY=VALUE ...]
+    [--platform cpu|gpu]
 """
 import argparse
 import json
@@ -28,6 +30,7 @@ from muax.loop.jitted import CompiledLoop
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import tictactoe_minimax  # noqa: E402 (tests/ holds the perfect player)
+from compiled_cartpole import override  # noqa: E402
 
 
 def versus_perfect(model, env, first: bool, games: int, seed: int, num_simulations: int):
@@ -102,20 +105,26 @@ def main():
   parser.add_argument("--perfect-simulations", type=int, nargs="+", default=None,
                       help="search simulations in those games (default: training's); "
                            "losses_per_seed counts the first")
+  parser.add_argument("--set", type=override, nargs="*", default=[], metavar="KEY=VALUE",
+                      help="muax train options to override, e.g. replay=prioritized")
+  parser.add_argument("--platform", default=None)
   args = parser.parse_args()
+  if args.platform:
+    jax.config.update("jax_platform_name", args.platform)
   if args.openings is not None:
     cli_compiled.OPENINGS = {**cli_compiled.OPENINGS, "pgx:tic_tac_toe": args.openings}
   results = []
   for seed in args.seeds:
-    given = {"max_training_steps", "seed"}
-    config = cli.config_from_args(dict(env_id="pgx:tic_tac_toe", seed=seed,
-                                       max_training_steps=args.max_training_steps), given)
+    values = dict(env_id="pgx:tic_tac_toe", seed=seed,
+                  max_training_steps=args.max_training_steps, **dict(args.set))
+    config = cli.config_from_args(values, set(values))
     results.append(train_and_test(config, args.perfect_games, args.perfect_simulations))
   first = args.perfect_simulations[0] if args.perfect_simulations else None
   suffix = "" if first in (None, config.num_simulations) else f"_{first}sims"
   losses = [r[f"vs_perfect_first{suffix}"][2] + r[f"vs_perfect_second{suffix}"][2]
             for r in results]
   print(json.dumps({"bench": "compiled_tictactoe_perfect", "seeds": args.seeds,
+                    "overrides": dict(args.set),
                     "games_per_seat": args.perfect_games, "losses_per_seed": losses,
                     "seeds_never_lost": sum(n == 0 for n in losses)}), flush=True)
 
