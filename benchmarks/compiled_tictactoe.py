@@ -103,8 +103,7 @@ def main():
   parser.add_argument("--perfect-games", type=int, default=100,
                       help="games per seat against the perfect player")
   parser.add_argument("--perfect-simulations", type=int, nargs="+", default=None,
-                      help="search simulations in those games (default: training's); "
-                           "losses_per_seed counts the first")
+                      help="search simulations in those games (default: training's)")
   parser.add_argument("--set", type=override, nargs="*", default=[], metavar="KEY=VALUE",
                       help="muax train options to override, e.g. replay=prioritized")
   parser.add_argument("--platform", default=None)
@@ -119,14 +118,15 @@ def main():
                   max_training_steps=args.max_training_steps, **dict(args.set))
     config = cli.config_from_args(values, set(values))
     results.append(train_and_test(config, args.perfect_games, args.perfect_simulations))
-  first = args.perfect_simulations[0] if args.perfect_simulations else None
-  suffix = "" if first in (None, config.num_simulations) else f"_{first}sims"
-  losses = [r[f"vs_perfect_first{suffix}"][2] + r[f"vs_perfect_second{suffix}"][2]
-            for r in results]
-  print(json.dumps({"bench": "compiled_tictactoe_perfect", "seeds": args.seeds,
-                    "overrides": dict(args.set),
-                    "games_per_seat": args.perfect_games, "losses_per_seed": losses,
-                    "seeds_never_lost": sum(n == 0 for n in losses)}), flush=True)
+  for simulations in args.perfect_simulations or [None]:  # a line per search budget
+    suffix = "" if simulations in (None, config.num_simulations) else f"_{simulations}sims"
+    losses = [r[f"vs_perfect_first{suffix}"][2] + r[f"vs_perfect_second{suffix}"][2]
+              for r in results]
+    print(json.dumps({"bench": "compiled_tictactoe_perfect", "seeds": args.seeds,
+                      "overrides": dict(args.set),
+                      "simulations": simulations or config.num_simulations,
+                      "games_per_seat": args.perfect_games, "losses_per_seed": losses,
+                      "seeds_never_lost": sum(n == 0 for n in losses)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,14 @@ two_player=True)` and the two-player tracers take them. The `jax-envs` extra
 installs both libraries.
 """
 import importlib
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["GymnaxEnv", "GymnaxState", "PgxEnv", "is_jax_env_id", "make"]
+__all__ = ["GymnaxEnv", "GymnaxState", "PgxEnv", "board_symmetries", "is_jax_env_id", "make"]
 
 PREFIXES = ("gymnax:", "pgx:")
 
@@ -104,13 +104,44 @@ class GymnaxEnv:
     return jnp.asarray(time_limit_of(inner, params), bool)
 
 
+def board_symmetries(rows: int, cols: int, dihedral: bool
+                     ) -> Tuple[Tuple[Callable[[jax.Array], jax.Array], np.ndarray], ...]:
+  """The symmetries of a `[rows, cols, C]` board as `(transform, permutation)`
+  pairs, the identity first: `transform` maps an observation, and action `a`
+  becomes `permutation[a]`. `dihedral` (square boards whose actions are the
+  cells, row-major: tic-tac-toe) gives the 8 rotations and reflections;
+  otherwise the left-right mirror of boards whose actions are the columns
+  (Connect Four)."""
+  def transform(k, flip):
+    return lambda obs: jnp.rot90(obs[:, ::-1] if flip else obs, k, axes=(0, 1))
+
+  if not dihedral:
+    return ((lambda obs: obs, np.arange(cols)),
+            (lambda obs: obs[:, ::-1], np.arange(cols)[::-1].copy()))
+  cells = np.arange(rows * cols).reshape(rows, cols)
+  pairs = []
+  for flip in (False, True):
+    for k in range(4):
+      moved = np.rot90(cells[:, ::-1] if flip else cells, k).reshape(-1)
+      permutation = np.empty(rows * cols, np.int32)
+      permutation[moved] = np.arange(rows * cols)  # cell moved[j] lands on j
+      pairs.append((transform(k, flip), permutation))
+  return tuple(pairs)
+
+
+# The games whose boards are symmetric (`PgxEnv.symmetries`).
+_SYMMETRIES = {"tic_tac_toe": (3, 3, True), "connect_four": (6, 7, False)}
+
+
 class PgxEnv:
   """A pgx environment (`pgx.make(name)`) as the compiled loop steps it.
 
   With `random_openings=N`, every game starts after 0..N (uniformly many)
   random legal moves, so self-play also sees positions its own openings never
   reach (a move that would end the game is left out); test with an env
-  without them.
+  without them. Tic-tac-toe and Connect Four have `symmetries`
+  (`board_symmetries`): the compiled loop trains on a random one of each
+  sampled window.
   """
 
   def __init__(self, env: Any, random_openings: int = 0):
@@ -123,6 +154,8 @@ class PgxEnv:
     self.num_players = int(env.num_players)
     self.observation_shape = tuple(env.observation_shape)
     self.default_params = None
+    if self.name in _SYMMETRIES:
+      self.symmetries = board_symmetries(*_SYMMETRIES[self.name])
 
   def reset_env(self, key: jax.Array, params: Any = None) -> Tuple[jax.Array, Any]:
     del params

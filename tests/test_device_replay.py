@@ -234,3 +234,31 @@ def test_prioritized_draws_skip_overwritten_and_unfinished_steps():
   batch, _ = jax.device_get(draw_prioritized(state, jax.random.PRNGKey(8), 4000, k, n, 1., 1.))
   starts = batch["obs"][:, 0, 0]
   assert starts.min() == 100 - capacity and starts.max() == 100 - k - n
+
+
+def test_symmetric_windows_move_boards_actions_policies_and_masks_alike():
+  from muax.jax_envs import board_symmetries  # noqa: PLC0415
+  symmetries = board_symmetries(3, 3, dihedral=True)
+  rng = np.random.default_rng(7)
+  b, k = 4000, 2
+  pi = rng.random((b, k, 9)).astype(np.float32)
+  batch = dict(obs=rng.random((b, k, 3, 3, 2)).astype(np.float32),
+               a=rng.integers(0, 9, (b, k)).astype(np.int32), pi=pi / pi.sum(-1, keepdims=True),
+               mask=rng.random((b, k, 9)) < 0.5, r=rng.normal(size=(b, k)).astype(np.float32))
+  out = jax.device_get(jax.jit(lambda x, key: replay.symmetric(x, key, symmetries))(
+      batch, jax.random.PRNGKey(0)))
+  np.testing.assert_array_equal(out["r"], batch["r"])
+  drawn = []
+  for row in range(b):
+    # the symmetry each window got is the one whose transform gives its board
+    which = [s for s, (transform, _) in enumerate(symmetries)
+             if np.array_equal(np.asarray(transform(batch["obs"][row, 0])), out["obs"][row, 0])]
+    assert len(which) == 1
+    transform, permutation = symmetries[which[0]]
+    drawn.append(which[0])
+    np.testing.assert_array_equal(np.asarray(transform(batch["obs"][row, 1])), out["obs"][row, 1])
+    np.testing.assert_array_equal(out["a"][row], permutation[batch["a"][row]])
+    np.testing.assert_array_equal(out["pi"][row][:, permutation], batch["pi"][row])
+    np.testing.assert_array_equal(out["mask"][row][:, permutation], batch["mask"][row])
+  counts = np.bincount(drawn, minlength=8)
+  assert counts.min() > 400, counts  # 500 each expected: all eight are used

@@ -145,3 +145,38 @@ def test_muax_train_refuses_a_policy_the_game_cannot_take(capsys):
   with pytest.raises(SystemExit, match=r"policy sampled needs a Box action space, got "
                                        r"Discrete\(4\)"):
     cli.main(["train", "pgx:2048", "--policy", "sampled"])
+
+
+@pytest.mark.parametrize("game", ["tic_tac_toe", "connect_four"])
+def test_a_symmetric_game_played_with_moved_moves_is_the_moved_board(game):
+  env = jax_envs.make(f"pgx:{game}")
+  step = jax.jit(env.env.step)
+  assert len(env.symmetries) == (8 if game == "tic_tac_toe" else 2)
+  rng = np.random.default_rng(0)
+  for transform, permutation in env.symmetries:
+    for _ in range(3):
+      state = moved = env.env.init(jax.random.PRNGKey(0))
+      while not bool(state.terminated):
+        action = rng.choice(np.flatnonzero(np.asarray(state.legal_action_mask)))
+        np.testing.assert_array_equal(np.asarray(moved.legal_action_mask)[permutation],
+                                      np.asarray(state.legal_action_mask))
+        state, moved = step(state, action), step(moved, permutation[action])
+        np.testing.assert_array_equal(np.asarray(transform(state.observation)),
+                                      np.asarray(moved.observation))
+        np.testing.assert_array_equal(np.asarray(state.rewards), np.asarray(moved.rewards))
+      assert bool(moved.terminated)
+
+
+def test_the_loop_learns_from_the_boards_symmetries_unless_told_not_to():
+  import dataclasses  # noqa: PLC0415
+  config = CompiledConfig(num_envs=4, num_simulations=4, k_steps=3, n=3, discount=1.,
+                          batch_size=8, updates_per_iteration=1, capacity=64, learning_starts=8)
+  params = {}
+  for flag in (True, False):
+    loop = CompiledLoop(tictactoe_model(), jax_envs.make("pgx:tic_tac_toe"),
+                        config=dataclasses.replace(config, symmetries=flag))
+    params[flag] = jax.device_get(loop.run(loop.init(jax.random.PRNGKey(0)), 12)[0].train.params)
+  # the same windows are sampled either way; only the boards they are learnt in differ
+  differs = jax.tree_util.tree_map(lambda a, b: not np.array_equal(a, b), params[True],
+                                   params[False])
+  assert all(jax.tree_util.tree_leaves(differs))

@@ -30,13 +30,18 @@ the `C * E` ring and a binary search per window), not a sum tree: at the
 sizes the loop keeps (a few hundred thousand steps) the scan is one pass of
 a vector op, and a tree's sequential updates would serialise on the device.
 
+Board games with symmetries (tic-tac-toe's 8, Connect Four's mirror) train on
+each window in a random one of them (`symmetric`), as AlphaZero did with Go's:
+a line self-play found in one orientation is learnt in all.
+
 Everything here is traceable; `state` saves as a pytree of arrays.
 """
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from muax.core import targets as targets_lib
 
@@ -159,6 +164,26 @@ def update_priorities(state: DeviceReplay, index: chex.Array, errors: chex.Array
   return state.replace(
       priority=state.priority.at[rows, envs].set(new),
       max_priority=jnp.maximum(state.max_priority, jnp.max(jnp.where(finite, new, 0.))))
+
+
+def symmetric(batch: Dict[str, chex.Array], key: chex.PRNGKey,
+              symmetries: Sequence[Tuple[Callable, np.ndarray]]) -> Dict[str, chex.Array]:
+  """Each window of a sampled `batch` seen in one of `symmetries` (`(transform,
+  permutation [A])` pairs: observation `transform(obs)`, action `a` becomes
+  `permutation[a]`), drawn uniformly per window: observations transformed,
+  actions, policies and masks permuted alike; rewards, values, returns and
+  weights unchanged (a symmetric game's are the same)."""
+  which = jax.random.randint(key, (batch["a"].shape[0],), 0, len(symmetries))
+  obs = jnp.stack([jax.vmap(jax.vmap(transform))(batch["obs"])
+                   for transform, _ in symmetries])[which, jnp.arange(which.shape[0])]
+  permutation = jnp.asarray(np.stack([p for _, p in symmetries]), jnp.int32)[which]  # [B, A]
+  inverse = jnp.argsort(permutation, axis=-1)[:, None]  # new action j was action inverse[j]
+  out = dict(batch, obs=obs,
+             a=jnp.take_along_axis(permutation, batch["a"], axis=1).astype(batch["a"].dtype),
+             pi=jnp.take_along_axis(batch["pi"], inverse, axis=2))
+  if "mask" in batch:
+    out["mask"] = jnp.take_along_axis(batch["mask"], inverse, axis=2)
+  return out
 
 
 def _windows(state: DeviceReplay, starts: chex.Array, env: chex.Array, key_absorb: chex.Array,

@@ -59,6 +59,9 @@ class CompiledConfig:
   priority_beta: float = 0.4
   priority_beta_steps: int = 10_000
   priority_epsilon: float = 1e-3
+  # Where the env has `symmetries` (`muax.jax_envs.board_symmetries`: tic-tac-toe,
+  # Connect Four), each sampled window is trained on in one of them, drawn uniformly.
+  symmetries: bool = True
 
   def __post_init__(self):
     if self.replay not in ("uniform", "prioritized"):
@@ -179,7 +182,9 @@ class CompiledLoop:
                        # one-player pgx games (2048) have a current player too
                        current_player=(getattr(env, "current_player", None)
                                        if model.two_player else None),
-                       test_env=env if test_env is None else test_env, mesh=self.mesh)
+                       test_env=env if test_env is None else test_env, mesh=self.mesh,
+                       symmetries=(tuple(getattr(env, "symmetries", ()))
+                                   if config.symmetries else ()))
     self._program = program
     self.run = jax.jit(program.run, static_argnums=(1,), donate_argnums=(0,))
     """`run(state, iterations) -> (state, metrics[iterations])`: `iterations`
@@ -281,6 +286,7 @@ class _Program:
   current_player: Optional[Callable] = None  # (env state) -> [] int
   test_env: Any = None  # the environment `evaluate` plays
   mesh: Any = None  # several devices: the environments' split (see `_shardings`)
+  symmetries: Tuple = ()  # ((obs transform, action permutation [A]), ...), identity first
 
   def _invalid(self, env_state: Any, num_envs: int) -> chex.Array:
     """`[E, A]` float32, 1 = an illegal action (none marked where a state has no
@@ -367,6 +373,8 @@ class _Program:
         batch, index = replay_lib.sample_prioritized(
             replay, key, cfg.batch_size, alpha=cfg.priority_alpha,
             beta=cfg.priority_beta + (1. - cfg.priority_beta) * progress, **targets)
+      if self.symmetries:
+        batch = replay_lib.symmetric(batch, jax.random.fold_in(key, 1), self.symmetries)
       train, out = self.update(train, Transition(**batch))
       if replay.priority is not None:
         replay = replay_lib.update_priorities(replay, index, out.priority,
