@@ -126,3 +126,15 @@ def test_a_moved_run_folder_resumes(tmp_path):
   best = fit_compiled(make_mlp_model(policy="gumbel"), CartPole(), max_env_steps=160,
                       model_save_path=tmp_path / "b", resume=True, **RUN)
   assert Path(best).is_relative_to(tmp_path / "b") and Path(best).exists()
+
+
+def test_chunks_that_learn_nothing_or_end_no_episode_log_no_nan(tmp_path):
+  # chunks of 5 iterations x 4 envs; learning starts at iteration 8; 50 steps round up to 60
+  fit_compiled(make_mlp_model(policy="gumbel"), CartPole(), max_env_steps=50,
+               model_save_path=tmp_path / "models", tensorboard_dir=str(tmp_path / "tb"),
+               **dict(RUN, chunk=5))
+  scalars = read_scalars(str(tmp_path / "tb"))
+  assert [step for step, _ in scalars["train/updates"]] == [20, 40, 60]
+  assert [step for step, _ in scalars["train/loss"]] == [40, 60]  # nothing learnt by step 20
+  assert 20 not in [step for step, _ in scalars["train/episode_return"]]  # none ended yet
+  assert all(np.isfinite([v for _, v in values]).all() for values in scalars.values())

@@ -47,7 +47,8 @@ def fit_compiled(model: Any, env: Any, env_params: Any = None, *,
     model: an initialised `muax.MuZero`; it holds the final training state
       when this returns.
     env, env_params, config, test_env: as for `CompiledLoop`.
-    max_env_steps: stop after this many steps (all environments together).
+    max_env_steps: stop after this many steps (all environments together), in whole
+      chunks (rounded up).
     chunk: iterations per call of the compiled program (one iteration steps
       every environment once); tests, logs and run states come between chunks.
     test_episodes, test_max_steps: the greedy test after each chunk.
@@ -96,8 +97,9 @@ def _run(model, loop, state, record, folder, save_name, max_env_steps, chunk, te
   if tensorboard_dir is not None:
     from tensorboardX import SummaryWriter  # noqa: PLC0415 (only when logging)
     writer = SummaryWriter(tensorboard_dir)
-  bar = progress.progress_bar(progress_bar, total=max_env_steps, initial=int(state.env_steps),
-                              unit="step")
+  per_chunk = chunk * loop.config.num_envs  # whole chunks: max_env_steps rounded up
+  bar = progress.progress_bar(progress_bar, total=-(-max_env_steps // per_chunk) * per_chunk,
+                              initial=int(state.env_steps), unit="step")
   start = time.perf_counter()
   signals = StopSignals(lambda: str(checkpoint.file_for(run_file)))
   try:
@@ -188,14 +190,16 @@ def _log(writer, bar, summary, record):
   steps = summary["env_steps"]
   if writer is not None:
     for name in ("test_return", "episode_return", "loss", "updates", "episodes"):
-      writer.add_scalar(f"train/{name}", summary[name], steps)
+      if np.isfinite(summary[name]):  # a chunk may end no episode, or learn nothing yet
+        writer.add_scalar(f"train/{name}", summary[name], steps)
     writer.add_scalar("train/env_steps_per_s", steps / max(summary["elapsed"], 1e-9), steps)
     writer.flush()
   bar.update(steps - getattr(bar, "n", steps))
-  bar.set_postfix({"test": f"{summary['test_return']:.0f}",
-                   "best_test": f"{record['best_return']:.0f}",
-                   "ep_ret": f"{summary['episode_return']:.0f}",
-                   "loss": f"{summary['loss']:.3f}"}, refresh=False)
+  shown = lambda value, form: "-" if not np.isfinite(value) else format(value, form)  # noqa: E731
+  bar.set_postfix({"test": shown(summary["test_return"], ".0f"),
+                   "best_test": shown(record["best_return"], ".0f"),
+                   "ep_ret": shown(summary["episode_return"], ".0f"),
+                   "loss": shown(summary["loss"], ".3f")}, refresh=False)
 
 
 def _stop(signum, run_file, summary):
