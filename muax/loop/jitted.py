@@ -141,7 +141,9 @@ class CompiledLoop:
   restricted to them; replay keeps them as `mask`) and `current_player(state)
   -> [] int` (two players: train the model with `two_player=True`; `evaluate`
   then plays against a uniformly random legal opponent, half the games from
-  each seat). An env's own `time_limit(state, params)` replaces the default.
+  each seat). An env's own `time_limit(state, params)` replaces the default;
+  its `symmetries` (`muax.jax_envs.board_symmetries`) are learnt from, and its
+  `action_space` (a gymnasium space) is checked against the model's.
   """
 
   def __init__(self, model: Any, env: Any, env_params: Any = None,
