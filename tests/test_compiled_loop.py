@@ -215,3 +215,14 @@ def test_the_acting_temperature_follows_its_schedule_in_updates():
   assert always[greedy_from:].sum() > 0 and scheduled[:greedy_from].sum() > 0, (
       always, scheduled)
   assert scheduled[greedy_from:].sum() == 0, scheduled
+
+
+def test_an_env_whose_action_space_is_gymnax_style_method_is_not_checked():
+  class WithMethod(CartPole):
+    def action_space(self, params=None):  # gymnax's signature, not a gymnasium space
+      raise AssertionError("not to be called")
+
+  loop = CompiledLoop(make_mlp_model(), WithMethod(), config=CompiledConfig(
+      num_envs=2, num_simulations=2, batch_size=4, capacity=16, learning_starts=4))
+  state, _ = loop.run(loop.init(jax.random.PRNGKey(0)), 2)
+  assert int(state.env_steps) == 4

@@ -17,6 +17,7 @@ import dataclasses
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import chex
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -162,7 +163,7 @@ class CompiledLoop:
     env = _with_clock(env, env_params)
     test_env = None if test_env is None else _with_clock(test_env, env_params)
     space = getattr(env, "action_space", None)  # a gymnasium space, where the env says
-    if space is not None:
+    if isinstance(space, gym.spaces.Space):  # (gymnax's own is a method of params)
       model.variant.check_action_space(space, model.num_actions,
                                        "the environment's action space")
     self.model, self.env, self.config = model, env, config
