@@ -36,13 +36,13 @@ ENV_DEFAULTS = {
                             embedding_dim=32, discount=1., n_step=9, k_steps=5,
                             learning_rate=3e-3, end_learning_rate=3e-4, num_envs=16,
                             num_trajectory=128, max_training_steps=48000),
+    # Pendulum: Sampled MuZero with the host loop's Pendulum settings
+    # (cli.POLICY_DEFAULTS['sampled']) over 16 environments.
+    "gymnax:Pendulum-v1": dict(policy="sampled", num_envs=16),
     # 2048: Stochastic MuZero (the new tiles as chance, 32 codes) with pUCT 16
     # over 16 games; support 50 holds values up to about 2,400 (a game's score
     # is the sum of its merged tiles). benchmarks/compiled_2048.py compares it
     # with plain MuZero on the same budget.
-    # Pendulum: Sampled MuZero with the host loop's Pendulum settings
-    # (cli.POLICY_DEFAULTS['sampled']) over 16 environments.
-    "gymnax:Pendulum-v1": dict(policy="sampled", num_envs=16),
     "pgx:2048": dict(policy="stochastic", num_simulations=16, num_envs=16, support_size=50,
                      hidden=128, embedding_dim=32, discount=.99, n_step=10, k_steps=5,
                      num_chance_outcomes=32, learning_rate=3e-3, end_learning_rate=3e-4,

@@ -176,8 +176,10 @@ def symmetric(batch: Dict[str, chex.Array], key: chex.PRNGKey,
   which = jax.random.randint(key, (batch["a"].shape[0],), 0, len(symmetries))
   obs = jnp.stack([jax.vmap(jax.vmap(transform))(batch["obs"])
                    for transform, _ in symmetries])[which, jnp.arange(which.shape[0])]
-  permutation = jnp.asarray(np.stack([p for _, p in symmetries]), jnp.int32)[which]  # [B, A]
-  inverse = jnp.argsort(permutation, axis=-1)[:, None]  # new action j was action inverse[j]
+  permutations = np.stack([p for _, p in symmetries]).astype(np.int32)  # [S, A], static
+  permutation = jnp.asarray(permutations)[which]  # [B, A]
+  # new action j was action inverse[j]
+  inverse = jnp.asarray(np.argsort(permutations, axis=-1).astype(np.int32))[which][:, None]
   out = dict(batch, obs=obs,
              a=jnp.take_along_axis(permutation, batch["a"], axis=1).astype(batch["a"].dtype),
              pi=jnp.take_along_axis(batch["pi"], inverse, axis=2))
